@@ -1,0 +1,42 @@
+"""The Celery app.
+
+With REDIS_URL set, tasks go through Redis to separate worker processes
+(`celery -A config worker`, `celery -A config beat`). Without it, the product still runs
+whole: tasks execute inside this process, on background threads so that a request never waits
+on a send, and periodic tasks run from a small in-process scheduler (config.inprocess).
+"""
+
+import os
+
+from celery import Celery, Task
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+
+class ReachableTask(Task):
+    """Runs in-process when there is no broker; goes through the broker otherwise."""
+
+    def apply_async(self, args=None, kwargs=None, **options):
+        from django.conf import settings
+
+        if settings.REDIS_URL:
+            return super().apply_async(args, kwargs, **options)
+        from config import inprocess
+
+        return inprocess.submit(self, args or (), kwargs or {}, countdown=_countdown(options))
+
+
+def _countdown(options):
+    if options.get("countdown"):
+        return float(options["countdown"])
+    eta = options.get("eta")
+    if eta is not None:
+        from django.utils import timezone
+
+        return max(0.0, (eta - timezone.now()).total_seconds())
+    return 0.0
+
+
+app = Celery("reachable", task_cls=ReachableTask)
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()

@@ -1,0 +1,33 @@
+"""Who may see and do what (SPEC §8): every view goes through one of these decorators."""
+
+from functools import wraps
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+
+
+def org_member_required(view):
+    """Login plus a membership; sets request.organization. No membership is a 403."""
+
+    @login_required
+    @wraps(view)
+    def wrapped(request, *args, **kwargs):
+        membership = request.membership
+        if not membership:
+            raise PermissionDenied("You are not a member of any organization.")
+        request.organization = membership.organization
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+def manager_required(view):
+    """As org_member_required, and the member must be a manager of the current organization."""
+
+    @wraps(view)
+    def check_role(request, *args, **kwargs):
+        if not request.membership.is_manager:
+            raise PermissionDenied("Only managers can do this.")
+        return view(request, *args, **kwargs)
+
+    return org_member_required(check_role)

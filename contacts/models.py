@@ -1,0 +1,172 @@
+import zoneinfo
+from datetime import time
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models.functions import Lower
+
+from contacts.phones import parse_phone
+
+
+def validate_time_zone(value):
+    if value not in zoneinfo.available_timezones():
+        raise ValidationError(f"{value!r} is not a time zone name such as America/New_York.")
+
+
+class Organization(models.Model):
+    """A club or clinic: the tenant. Everything staff see belongs to exactly one."""
+
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(unique=True)
+    default_region = models.CharField(
+        max_length=2, default="US", help_text="Region used to read numbers entered without +."
+    )
+    time_zone = models.CharField(
+        max_length=64,
+        validators=[validate_time_zone],
+        default="America/New_York",
+        help_text="Staff see every date in this time zone; quiet hours are counted in it.",
+    )
+    any_inbound_resubscribes = models.BooleanField(
+        default=False,
+        help_text="Any inbound message lifts an opt-out the contact caused (not only START).",
+    )
+    reasonable_means_opt_out = models.BooleanField(
+        default=False,
+        help_text="Flag messages such as 'please stop texting me' for staff review.",
+    )
+    help_reply = models.TextField(
+        default="Reply STOP to unsubscribe. Msg & data rates may apply.",
+        help_text="Sent in answer to HELP or INFO.",
+    )
+    quiet_hours_start = models.TimeField(default=time(8, 0), help_text="Broadcasts start at.")
+    quiet_hours_end = models.TimeField(default=time(21, 0), help_text="Broadcasts stop at.")
+    circuit_breaker_errors = models.PositiveIntegerField(
+        default=20, help_text="Sender or content errors on one sender that pause its broadcasts."
+    )
+    circuit_breaker_minutes = models.PositiveIntegerField(default=10)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def tzinfo(self):
+        return zoneinfo.ZoneInfo(self.time_zone)
+
+
+class Membership(models.Model):
+    """A staff user's place in an organization, with a role (SPEC §8)."""
+
+    class Role(models.TextChoices):
+        STAFF = "staff", "Staff"
+        MANAGER = "manager", "Manager"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="memberships"
+    )
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.STAFF)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["organization__name", "user__username"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "organization"], name="one_membership_per_org")
+        ]
+
+    def __str__(self):
+        return f"{self.user} · {self.organization} ({self.get_role_display()})"
+
+    @property
+    def is_manager(self):
+        return self.role == self.Role.MANAGER
+
+
+class ContactQuerySet(models.QuerySet):
+    def for_org(self, organization):
+        return self.filter(organization=organization)
+
+    def with_valid_phone(self):
+        return self.filter(phone_status=Contact.PhoneStatus.VALID)
+
+
+class Contact(models.Model):
+    """A member or lead. The phone is kept as entered and, when it parses, in E.164."""
+
+    class PhoneStatus(models.TextChoices):
+        VALID = "valid", "Valid"
+        INVALID_NUMBER = "invalid_number", "Invalid number"
+        MISSING = "missing", "No number"
+
+    class Kind(models.TextChoices):
+        MEMBER = "member", "Member"
+        LEAD = "lead", "Lead"
+
+    class Preference(models.TextChoices):
+        SMS = "sms", "Text message"
+        EMAIL = "email", "Email"
+        PHONE = "phone", "Phone call"
+        NONE = "none", "No contact"
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="contacts"
+    )
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.MEMBER)
+    first_name = models.CharField(max_length=100, blank=True)
+    last_name = models.CharField(max_length=100, blank=True)
+    email = models.EmailField(blank=True)
+    phone_raw = models.CharField("phone as entered", max_length=64, blank=True)
+    phone_e164 = models.CharField("phone (E.164)", max_length=20, blank=True, db_index=True)
+    phone_status = models.CharField(
+        max_length=16, choices=PhoneStatus.choices, default=PhoneStatus.MISSING
+    )
+    phone_error = models.CharField(
+        max_length=200, blank=True, help_text="Why the number as entered is not usable."
+    )
+    communication_preference = models.CharField(
+        max_length=8, choices=Preference.choices, default=Preference.SMS
+    )
+    external_id = models.CharField(
+        max_length=64, blank=True, help_text="Member id in the club's own system (CSV import)."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ContactQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["last_name", "first_name", "id"]
+        indexes = [
+            models.Index(fields=["organization", "phone_e164"], name="contact_org_phone"),
+            models.Index(
+                "organization", Lower("last_name"), Lower("first_name"), name="contact_org_name"
+            ),
+            models.Index(fields=["organization", "external_id"], name="contact_org_external"),
+        ]
+
+    def __str__(self):
+        return self.name or self.phone_display
+
+    @property
+    def name(self):
+        return f"{self.first_name} {self.last_name}".strip()
+
+    @property
+    def phone_display(self):
+        return self.phone_e164 or self.phone_raw or "(no number)"
+
+    def set_phone(self, raw):
+        """Store the number as entered and its parse; never loses the raw value."""
+        parsed = parse_phone(raw, self.organization.default_region)
+        self.phone_raw = parsed.raw
+        self.phone_e164 = parsed.e164
+        self.phone_status = parsed.status
+        self.phone_error = parsed.error
+        return parsed

@@ -1,0 +1,312 @@
+"""Senders, conversations, messages, message events and broadcasts (SPEC §5–§6)."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from contacts.models import Contact, Organization
+from deliverability.models import SkipReason
+
+
+class Sender(models.Model):
+    """One of the org's Twilio numbers or messaging services, with its throughput."""
+
+    class Kind(models.TextChoices):
+        LONG_CODE = "long_code", "Long code"
+        TOLL_FREE = "toll_free", "Toll-free"
+        SHORT_CODE = "short_code", "Short code"
+        TEN_DLC = "10dlc", "10DLC"
+
+    # Carrier limits per kind (SPEC §5); 10DLC is configured per campaign.
+    DEFAULT_THROUGHPUT = {
+        Kind.LONG_CODE: 1,
+        Kind.TOLL_FREE: 3,
+        Kind.SHORT_CODE: 100,
+        Kind.TEN_DLC: 1,
+    }
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="senders")
+    label = models.CharField(max_length=100, blank=True)
+    phone_number = models.CharField(
+        max_length=20, blank=True, help_text="E.164, or blank for a messaging service."
+    )
+    messaging_service_sid = models.CharField(max_length=34, blank=True)
+    kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.LONG_CODE)
+    throughput = models.DecimalField(
+        "throughput (msg/s)", max_digits=7, decimal_places=2, default=1
+    )
+    is_active = models.BooleanField(default=True)
+    # Set by the circuit breaker (SPEC §5): broadcasts on this sender wait until then.
+    broadcasts_paused_until = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["organization", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(phone_number="") | ~Q(messaging_service_sid=""),
+                name="sender_has_number_or_service",
+            ),
+            models.CheckConstraint(
+                condition=Q(throughput__gt=0), name="sender_throughput_positive"
+            ),
+            # Inbound messages are routed by the To number: it belongs to one org only.
+            models.UniqueConstraint(
+                fields=["phone_number"], condition=~Q(phone_number=""), name="sender_number_unique"
+            ),
+        ]
+
+    def __str__(self):
+        return self.label or self.phone_number or self.messaging_service_sid
+
+    @property
+    def address(self):
+        return self.phone_number or self.messaging_service_sid
+
+
+class ConversationQuerySet(models.QuerySet):
+    def for_org(self, organization):
+        return self.filter(organization=organization)
+
+
+class Conversation(models.Model):
+    """The thread with one contact. It survives phone changes: history stays with the person."""
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="conversations"
+    )
+    contact = models.OneToOneField(Contact, on_delete=models.CASCADE, related_name="conversation")
+    last_message_at = models.DateTimeField(default=timezone.now)
+    last_message_preview = models.CharField(max_length=160, blank=True)
+    last_message_direction = models.CharField(max_length=8, blank=True)
+    unread_count = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ConversationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-last_message_at", "-id"]
+        indexes = [
+            models.Index(
+                fields=["organization", "-last_message_at", "-id"],
+                name="conversation_org_latest",
+            ),
+        ]
+
+    def __str__(self):
+        return f"Conversation with {self.contact}"
+
+
+class MessageQuerySet(models.QuerySet):
+    def for_org(self, organization):
+        return self.filter(organization=organization)
+
+    def failed_or_skipped(self):
+        return self.filter(status__in=Message.FAILED_OR_SKIPPED)
+
+    def without_final_status(self):
+        return self.filter(direction=Message.Direction.OUTBOUND, status__in=Message.IN_FLIGHT)
+
+
+class Message(models.Model):
+    """One SMS, outbound or inbound, with the status Twilio last told us (only ever forward)."""
+
+    class Direction(models.TextChoices):
+        OUTBOUND = "outbound", "Outbound"
+        INBOUND = "inbound", "Inbound"
+
+    class Status(models.TextChoices):
+        # Ours: created, not yet handed to the provider; and not sent by the pre-send checks.
+        PENDING = "pending", "Pending"
+        SKIPPED = "skipped", "Skipped"
+        # Twilio's (SPEC §6).
+        ACCEPTED = "accepted", "Accepted"
+        SCHEDULED = "scheduled", "Scheduled"
+        QUEUED = "queued", "Queued"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        DELIVERED = "delivered", "Delivered"
+        UNDELIVERED = "undelivered", "Undelivered"
+        FAILED = "failed", "Failed"
+        CANCELED = "canceled", "Canceled"
+        PARTIALLY_DELIVERED = "partially_delivered", "Partially delivered"
+        READ = "read", "Read"
+        RECEIVING = "receiving", "Receiving"
+        RECEIVED = "received", "Received"
+
+    class Dispatch(models.TextChoices):
+        """Where the send task stands with this message; guards against double sends."""
+
+        WAITING = "waiting", "Waiting for a worker"
+        CLAIMED = "claimed", "Claimed by a worker"
+        SUBMITTED = "submitted", "Accepted by the provider"
+        UNKNOWN = "unknown", "Outcome unknown; to reconcile"
+        DONE = "done", "Nothing more to send"
+
+    class Review(models.TextChoices):
+        NONE = "", "None"
+        PENDING = "pending", "Waiting for review"
+        CONFIRMED = "confirmed", "Opt-out confirmed"
+        DISMISSED = "dismissed", "Dismissed"
+
+    FAILED_OR_SKIPPED = ("failed", "undelivered", "skipped")
+    IN_FLIGHT = ("pending", "accepted", "scheduled", "queued", "sending", "sent")
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="messages"
+    )
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="messages"
+    )
+    sender = models.ForeignKey(
+        Sender, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
+    )
+    broadcast = models.ForeignKey(
+        "Broadcast", null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
+    )
+    sent_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    direction = models.CharField(max_length=8, choices=Direction.choices)
+    to_number = models.CharField(max_length=20)
+    from_number = models.CharField(max_length=34, blank=True)
+    body = models.TextField(blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    skip_reason = models.CharField(max_length=32, choices=SkipReason.choices, blank=True)
+    error_code = models.PositiveIntegerField(null=True, blank=True)
+    error_message = models.CharField(max_length=300, blank=True)
+    provider_sid = models.CharField(max_length=34, null=True, blank=True, unique=True)
+    segments = models.PositiveSmallIntegerField(default=1)
+    encoding = models.CharField(max_length=8, blank=True, help_text="GSM-7 or UCS-2")
+    is_test = models.BooleanField(default=False, help_text="A Sample Text (SPEC §5).")
+    dispatch = models.CharField(max_length=10, choices=Dispatch.choices, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    blocked = models.BooleanField(
+        default=False, help_text="Inbound from a number flagged Invalid: stored, not acted on."
+    )
+    review = models.CharField(max_length=10, choices=Review.choices, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    status_changed_at = models.DateTimeField(null=True, blank=True)
+    final_at = models.DateTimeField(null=True, blank=True)
+    carrier_done_at = models.DateTimeField(
+        null=True, blank=True, help_text="RawDlrDoneDate: when the carrier reported it done."
+    )
+
+    objects = MessageQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["conversation", "created_at"], name="message_thread"),
+            # The Failed & Disabled log at 1M+ rows reads only these.
+            models.Index(
+                fields=["organization", "-created_at", "-id"],
+                condition=Q(status__in=["failed", "undelivered", "skipped"]),
+                name="message_failed_log",
+            ),
+            # Reconciliation and "Status Unavailable" look only at messages still in flight.
+            models.Index(
+                fields=["status", "created_at"],
+                condition=Q(
+                    direction="outbound",
+                    status__in=["pending", "accepted", "scheduled", "queued", "sending", "sent"],
+                ),
+                name="message_in_flight",
+            ),
+            models.Index(fields=["broadcast", "status"], name="message_broadcast_status"),
+            models.Index(
+                fields=["organization", "review"],
+                condition=Q(review="pending"),
+                name="message_review_pending",
+            ),
+            models.Index(fields=["to_number", "created_at"], name="message_to_time"),
+        ]
+
+    def __str__(self):
+        return f"{self.get_direction_display()} {self.to_number} ({self.status})"
+
+
+class MessageEvent(models.Model):
+    """Every status callback and raw inbound message as it came, stored before processing."""
+
+    class Kind(models.TextChoices):
+        STATUS = "status", "Status callback"
+        INBOUND = "inbound", "Inbound message"
+        SEND_ERROR = "send_error", "Error from the send call"
+
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    message = models.ForeignKey(
+        Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
+    )
+    organization = models.ForeignKey(
+        Organization, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    provider_sid = models.CharField(max_length=34, blank=True, db_index=True)
+    status = models.CharField(max_length=20, blank=True)
+    error_code = models.PositiveIntegerField(null=True, blank=True)
+    payload = models.JSONField(default=dict)
+    received_at = models.DateTimeField(auto_now_add=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=200, blank=True, help_text="What processing did.")
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        indexes = [
+            models.Index(
+                fields=["received_at"],
+                condition=Q(processed_at__isnull=True),
+                name="event_unprocessed",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.kind} {self.provider_sid} {self.status}"
+
+
+class Broadcast(models.Model):
+    """One message to many contacts, paced on one sender inside quiet hours (SPEC §5)."""
+
+    class Audience(models.TextChoices):
+        ACTIVE = "active", "Active contacts"
+        ALL = "all", "All contacts"
+        FILTER = "filter", "Saved filter"
+        UPLOAD = "upload", "Uploaded list"
+
+    class State(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        SENDING = "sending", "Sending"
+        HELD = "held", "Held"
+        CANCELED = "canceled", "Canceled"
+        FINISHED = "finished", "Finished"
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="broadcasts"
+    )
+    sender = models.ForeignKey(Sender, on_delete=models.PROTECT, related_name="broadcasts")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    name = models.CharField(max_length=200, blank=True)
+    body = models.TextField()
+    audience = models.CharField(max_length=8, choices=Audience.choices, default=Audience.ACTIVE)
+    audience_filter = models.JSONField(default=dict, blank=True)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.DRAFT)
+    hold_reason = models.CharField(max_length=200, blank=True)
+    resume_at = models.DateTimeField(null=True, blank=True)
+    recipient_count = models.PositiveIntegerField(default=0)
+    skipped_counts = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    canceled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["organization", "-created_at"], name="broadcast_org_time")]
+
+    def __str__(self):
+        return self.name or f"Broadcast {self.pk}"

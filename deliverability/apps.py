@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class DeliverabilityConfig(AppConfig):
+    name = "deliverability"
+    verbose_name = "Deliverability"

@@ -1,0 +1,314 @@
+"""Whether a number can and may be texted (SPEC §2–§5).
+
+NumberState is per organization and number; NumberFacts is global (shared by every org).
+Both are keyed by the E.164 number, not by contact: two contacts sharing a number share its
+state, and a contact that changes number takes the state of its new number.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from contacts.models import Organization
+
+
+class InvalidSource(models.TextChoices):
+    MANUAL = "manual", "Manual"
+    AUTOMATIC = "automatic", "Automatic"
+
+
+class OptOutReason(models.TextChoices):
+    STOP_KEYWORD = "stop_keyword", "STOP keyword"
+    CARRIER_STOP = "carrier_stop", "Carrier STOP"
+    DEACTIVATED = "deactivated", "Deactivated"
+    STAFF = "staff", "Staff"
+
+
+class SkipReason(models.TextChoices):
+    """In the order of SPEC §5: when several apply, the first is recorded."""
+
+    OPTED_OUT = "opted_out", "Opted out"
+    MARKED_INVALID = "marked_invalid", "Marked invalid"
+    INVALID_NUMBER = "invalid_number", "Invalid number"
+    LANDLINE = "landline", "Landline"
+    PAUSED = "paused", "Paused"
+    RECENT_ERRORS = "recent_errors", "Recent errors"
+    GLOBAL_LIFETIME_ERROR_COUNT = "global_lifetime_error_count", "Errors across all organizations"
+
+
+class LineType(models.TextChoices):
+    """Twilio Lookup v2 line_type_intelligence types, plus our own "unknown"."""
+
+    MOBILE = "mobile", "Mobile"
+    LANDLINE = "landline", "Landline"
+    FIXED_VOIP = "fixedVoip", "Fixed VoIP"
+    NON_FIXED_VOIP = "nonFixedVoip", "Non-fixed VoIP"
+    PERSONAL = "personal", "Personal"
+    TOLL_FREE = "tollFree", "Toll-free"
+    PREMIUM = "premium", "Premium"
+    SHARED_COST = "sharedCost", "Shared cost"
+    UAN = "uan", "UAN"
+    VOICEMAIL = "voicemail", "Voicemail"
+    PAGER = "pager", "Pager"
+    UNKNOWN = "unknown", "Unknown"
+
+
+# Line types that cannot take SMS (SPEC §2): a lookup answering one sets the automatic flag.
+NOT_SMS_CAPABLE = frozenset(
+    {
+        LineType.LANDLINE,
+        LineType.PAGER,
+        LineType.PREMIUM,
+        LineType.VOICEMAIL,
+        LineType.SHARED_COST,
+        LineType.UAN,
+    }
+)
+
+
+class NumberStateQuerySet(models.QuerySet):
+    def for_org(self, organization):
+        return self.filter(organization=organization)
+
+    def invalid(self):
+        return self.exclude(invalid_source="")
+
+    def opted_out(self):
+        return self.exclude(opt_out_reason="")
+
+
+class NumberState(models.Model):
+    """A number's state within one organization: Invalid flag, opt-out, pause, error streak."""
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="number_states"
+    )
+    phone = models.CharField(max_length=20, help_text="E.164")
+
+    # Invalid flag. Empty source means not flagged.
+    invalid_source = models.CharField(
+        max_length=10, choices=InvalidSource.choices, blank=True, default=""
+    )
+    invalid_code = models.CharField(
+        max_length=16, blank=True, help_text='The Twilio error code, or "lookup".'
+    )
+    invalid_reason = models.CharField(max_length=200, blank=True)
+    invalid_at = models.DateTimeField(null=True, blank=True)
+
+    # Opt-out. Empty reason means subscribed.
+    opt_out_reason = models.CharField(
+        max_length=16, choices=OptOutReason.choices, blank=True, default=""
+    )
+    opted_out_at = models.DateTimeField(null=True, blank=True)
+
+    paused_until = models.DateTimeField(null=True, blank=True)
+
+    # Error history for the recent_errors rule (SPEC §5), kept here so that the checks never
+    # scan the message table: the consecutive number-attributable errors since the last
+    # sent/delivered outcome, and the times of the latest few of them (newest first).
+    error_streak = models.PositiveIntegerField(default=0)
+    error_streak_times = models.JSONField(default=list, blank=True)
+    streak_fifth_error_at = models.DateTimeField(
+        null=True, blank=True, help_text="The 5th newest error of the current streak."
+    )
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = NumberStateQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "phone"], name="one_number_state_per_org"
+            ),
+            models.CheckConstraint(
+                condition=Q(invalid_source="") | ~Q(invalid_at=None),
+                name="invalid_flag_has_time",
+            ),
+            models.CheckConstraint(
+                condition=Q(opt_out_reason="") | ~Q(opted_out_at=None),
+                name="opt_out_has_time",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["organization", "phone"],
+                condition=~Q(invalid_source=""),
+                name="numberstate_invalid",
+            ),
+            models.Index(
+                fields=["organization", "phone"],
+                condition=~Q(opt_out_reason=""),
+                name="numberstate_opted_out",
+            ),
+            models.Index(
+                fields=["paused_until"],
+                condition=Q(paused_until__isnull=False),
+                name="numberstate_paused",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.phone} in {self.organization_id}"
+
+    @property
+    def is_invalid(self):
+        return bool(self.invalid_source)
+
+    @property
+    def is_opted_out(self):
+        return bool(self.opt_out_reason)
+
+    def is_paused(self, now):
+        return self.paused_until is not None and self.paused_until > now
+
+
+class NumberFacts(models.Model):
+    """What is known about a number everywhere: its line type, deactivation, heartbeats, errors."""
+
+    phone = models.CharField(max_length=20, unique=True, help_text="E.164")
+    line_type = models.CharField(max_length=16, choices=LineType.choices, blank=True)
+    line_type_raw = models.CharField(
+        max_length=64, blank=True, help_text="What the lookup said, verbatim."
+    )
+    carrier_name = models.CharField(max_length=200, blank=True)
+    looked_up_at = models.DateTimeField(null=True, blank=True)
+    lookup_error = models.CharField(max_length=200, blank=True)
+    deactivated_at = models.DateField(null=True, blank=True)
+    last_heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # Number-attributable errors in every org since the latest heartbeat
+    # (global_lifetime_error_count), and the lifetime total for staff and reports.
+    errors_since_heartbeat = models.PositiveIntegerField(default=0)
+    error_count = models.PositiveIntegerField(default=0)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    last_error_code = models.CharField(max_length=16, blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "number facts"
+        indexes = [
+            models.Index(fields=["looked_up_at"], name="numberfacts_looked_up"),
+        ]
+
+    def __str__(self):
+        return self.phone
+
+    @property
+    def is_sms_capable(self):
+        return self.line_type not in NOT_SMS_CAPABLE
+
+
+class AuditEvent(models.Model):
+    """Every change to a number's state: who (a user or the system and its cause), what, when."""
+
+    class Action(models.TextChoices):
+        MARK_INVALID = "mark_invalid", "Marked invalid"
+        MARK_VALID = "mark_valid", "Marked valid"
+        AUTO_INVALID = "auto_invalid", "Flagged invalid automatically"
+        AUTO_VALID = "auto_valid", "Cleared by re-check"
+        OPT_OUT = "opt_out", "Opted out"
+        OPT_IN = "opt_in", "Opted in"
+        PAUSE = "pause", "Paused"
+        RESUME = "resume", "Resumed"
+        PAUSE_ENDED = "pause_ended", "Pause ended"
+        RECHECK = "recheck", "Re-checked"
+        PHONE_CHANGED = "phone_changed", "Phone number changed"
+        REVIEW_DISMISSED = "review_dismissed", "Opt-out request dismissed"
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="audit_events"
+    )
+    phone = models.CharField(max_length=20, blank=True)
+    contact = models.ForeignKey(
+        "contacts.Contact", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="audit_events",
+    )
+    # For system actions the cause, e.g. "Twilio 21614" or "deactivation list 2026-11-21".
+    system_cause = models.CharField(max_length=200, blank=True)
+    action = models.CharField(max_length=24, choices=Action.choices)
+    before = models.JSONField(default=dict, blank=True)
+    after = models.JSONField(default=dict, blank=True)
+    note = models.TextField(blank=True)
+    source_page = models.CharField(
+        max_length=32, blank=True, help_text="Where the action came from, e.g. conversations."
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["organization", "-created_at"], name="audit_org_time"),
+            models.Index(fields=["organization", "phone"], name="audit_org_phone"),
+            models.Index(fields=["organization", "actor", "-created_at"], name="audit_org_actor"),
+        ]
+
+    def __str__(self):
+        return f"{self.get_action_display()} {self.phone}"
+
+    @property
+    def actor_label(self):
+        if self.actor_id:
+            return self.actor.get_full_name() or self.actor.get_username()
+        return f"System ({self.system_cause})" if self.system_cause else "System"
+
+
+class OrgAlert(models.Model):
+    """Something staff must fix that is not about one number: a sender misconfigured, a breaker."""
+
+    class Kind(models.TextChoices):
+        SENDER_ERROR = "sender_error", "Sender configuration error"
+        CIRCUIT_BREAKER = "circuit_breaker", "Broadcasts paused by the circuit breaker"
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="alerts")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    sender_ref = models.CharField(
+        max_length=64, blank=True, help_text="The sender's number or messaging service SID."
+    )
+    error_code = models.CharField(max_length=16, blank=True)
+    message = models.CharField(max_length=300)
+    occurrences = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField(auto_now=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-last_seen_at"]
+        constraints = [
+            # One open alert per org, kind, sender and code: repeats only count occurrences.
+            models.UniqueConstraint(
+                fields=["organization", "kind", "sender_ref", "error_code"],
+                condition=Q(resolved_at__isnull=True),
+                name="one_open_alert",
+            )
+        ]
+
+    def __str__(self):
+        return self.message
+
+
+class DeactivationImport(models.Model):
+    """One day's carrier deactivation list, imported once (running it again changes nothing)."""
+
+    date = models.DateField(unique=True)
+    numbers_listed = models.PositiveIntegerField(default=0)
+    numbers_opted_out = models.PositiveIntegerField(default=0)
+    imported_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-date"]
+
+    def __str__(self):
+        return f"Deactivations {self.date}"

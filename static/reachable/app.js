@@ -1,0 +1,42 @@
+// Reachable's own script. Loaded as a file: the Content-Security-Policy allows no inline script.
+(function () {
+  "use strict";
+
+  // Toasts: views send {"toast": {"message": "...", "level": "success"}} in HX-Trigger.
+  function showToast(message, level) {
+    var container = document.getElementById("toasts");
+    if (!container) return;
+    var toast = document.createElement("div");
+    toast.className = "toast show align-items-center border-0 text-bg-" + (level || "success");
+    toast.setAttribute("role", "status");
+    var row = document.createElement("div");
+    row.className = "d-flex";
+    var body = document.createElement("div");
+    body.className = "toast-body";
+    body.textContent = message;
+    var close = document.createElement("button");
+    close.type = "button";
+    close.className = "btn-close btn-close-white me-2 m-auto";
+    close.setAttribute("aria-label", "Close");
+    close.addEventListener("click", function () { toast.remove(); });
+    row.appendChild(body);
+    row.appendChild(close);
+    toast.appendChild(row);
+    container.appendChild(toast);
+    setTimeout(function () { toast.remove(); }, 6000);
+  }
+
+  document.addEventListener("toast", function (event) {
+    var detail = event.detail || {};
+    showToast(detail.message || detail.value || "Success", detail.level);
+  });
+
+  document.addEventListener("DOMContentLoaded", function () {
+    // Server-rendered toasts (Django messages) fade after a while too.
+    document.querySelectorAll("#toasts .toast").forEach(function (toast) {
+      setTimeout(function () { toast.remove(); }, 8000);
+    });
+  });
+
+  window.Reachable = { showToast: showToast };
+})();
