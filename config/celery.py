@@ -40,3 +40,14 @@ def _countdown(options):
 app = Celery("reachable", task_cls=ReachableTask)
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+def enqueue_on_commit(task_name, *args, **kwargs):
+    """Enqueue a task by name once the current transaction commits.
+
+    By name, so that a rule module can ask for follow-up work (a line-type re-lookup after
+    30006, say) without importing the tasks module that itself calls the rules.
+    """
+    from django.db import transaction
+
+    transaction.on_commit(lambda: app.tasks[task_name].delay(*args, **kwargs))

@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -208,8 +209,21 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "inte
 # How tasks run without Redis: "thread" (background threads of this process, the default) or
 # "sync" (at once, in the caller; the test suite uses it).
 TASKS_IN_PROCESS = env_str("TASKS_IN_PROCESS", "thread")
-# Periodic tasks; each app adds its own entries (see */tasks.py and README).
-CELERY_BEAT_SCHEDULE = {}
+# Periodic tasks (Celery beat, or the in-process scheduler without Redis).
+CELERY_BEAT_SCHEDULE = {
+    "end-expired-pauses": {
+        "task": "deliverability.tasks.end_expired_pauses",
+        "schedule": timedelta(minutes=5),
+    },
+    "refresh-stale-lookups": {
+        "task": "deliverability.tasks.refresh_stale_lookups",
+        "schedule": timedelta(hours=1),
+    },
+    "import-deactivations-daily": {
+        "task": "deliverability.tasks.import_deactivations_daily",
+        "schedule": crontab(hour=9, minute=0),
+    },
+}
 
 LOGGING = {
     "version": 1,

@@ -1,0 +1,145 @@
+"""The pre-send checks (SPEC §5): whether a message may go to a number, or why it is skipped.
+
+One SQL expression decides, for any number of recipients at once: `skip_reason_expression`
+annotates a queryset with the first applicable skip reason (or NULL when sendable), reading
+NumberState and NumberFacts through correlated subqueries. The number of queries never grows with
+the number of recipients. The single-recipient form used by the send path (`check_number`)
+runs the same expression over a one-row queryset.
+"""
+
+from collections import Counter
+from datetime import timedelta
+
+from django.db.models import (
+    BooleanField,
+    Case,
+    CharField,
+    Count,
+    DateTimeField,
+    IntegerField,
+    OuterRef,
+    Q,
+    Subquery,
+    Value,
+    When,
+)
+from django.utils import timezone
+
+from contacts.models import Contact, Organization
+from contacts.phones import parse_phone
+from deliverability.models import NOT_SMS_CAPABLE, NumberFacts, NumberState, SkipReason
+
+ERROR_WINDOW = timedelta(days=80)  # recent_errors counts errors within it
+RETRY_AFTER = timedelta(days=80)  # a number not attempted for this long gets one new attempt
+RECENT_ERRORS_THRESHOLD = 5  # 5 or more consecutive errors in the org
+GLOBAL_ERRORS_THRESHOLD = 5  # more than 5 errors across orgs since the latest heartbeat
+
+
+def _state_field(org, phone_ref, field, output):
+    state = NumberState.objects.filter(organization=org, phone=OuterRef(phone_ref))
+    return Subquery(state.values(field)[:1], output_field=output)
+
+
+def _facts_field(phone_ref, field, output):
+    facts = NumberFacts.objects.filter(phone=OuterRef(phone_ref))
+    return Subquery(facts.values(field)[:1], output_field=output)
+
+
+def annotate_skip_reason(queryset, *, org, phone_ref, valid_phone, now=None, is_test=False):
+    """Annotate `queryset` with `skip_reason`: the first reason of SPEC §5, or None to send.
+
+    `phone_ref` names the E.164 column of the queryset; `valid_phone` is a Q telling whether the
+    row's number parsed to a valid destination. A test message ("Sample Text") skips every
+    check but the opt-out and the Invalid flag.
+    """
+    now = now or timezone.now()
+    text, stamp, number = CharField(), DateTimeField(), IntegerField()
+    queryset = queryset.annotate(
+        _opt_out=_state_field(org, phone_ref, "opt_out_reason", text),
+        _invalid=_state_field(org, phone_ref, "invalid_source", text),
+    )
+    whens = [
+        When(Q(_opt_out__isnull=False) & ~Q(_opt_out=""), then=Value(SkipReason.OPTED_OUT)),
+        When(Q(_invalid__isnull=False) & ~Q(_invalid=""), then=Value(SkipReason.MARKED_INVALID)),
+    ]
+    if not is_test:
+        queryset = queryset.annotate(
+            _line_type=_facts_field(phone_ref, "line_type", text),
+            _paused_until=_state_field(org, phone_ref, "paused_until", stamp),
+            _streak=_state_field(org, phone_ref, "error_streak", number),
+            _fifth_error=_state_field(org, phone_ref, "streak_fifth_error_at", stamp),
+            _org_attempt=_state_field(org, phone_ref, "last_attempt_at", stamp),
+            _global_errors=_facts_field(phone_ref, "errors_since_heartbeat", number),
+            _global_attempt=_facts_field(phone_ref, "last_attempt_at", stamp),
+        )
+        # "Not attempted for 80 days or more" earns one new attempt from the error rules.
+        org_recent = Q(_org_attempt__isnull=True) | Q(_org_attempt__gt=now - RETRY_AFTER)
+        global_recent = Q(_global_attempt__isnull=True) | Q(_global_attempt__gt=now - RETRY_AFTER)
+        whens += [
+            When(~valid_phone, then=Value(SkipReason.INVALID_NUMBER)),
+            When(_line_type__in=list(NOT_SMS_CAPABLE), then=Value(SkipReason.LANDLINE)),
+            When(_paused_until__gt=now, then=Value(SkipReason.PAUSED)),
+            When(
+                Q(_streak__gte=RECENT_ERRORS_THRESHOLD, _fifth_error__gte=now - ERROR_WINDOW)
+                & org_recent,
+                then=Value(SkipReason.RECENT_ERRORS),
+            ),
+            When(
+                Q(_global_errors__gt=GLOBAL_ERRORS_THRESHOLD) & global_recent,
+                then=Value(SkipReason.GLOBAL_LIFETIME_ERROR_COUNT),
+            ),
+        ]
+    else:
+        whens.append(When(~valid_phone, then=Value(SkipReason.INVALID_NUMBER)))
+    return queryset.annotate(skip_reason=Case(*whens, default=Value(None), output_field=text))
+
+
+def check_contacts(contacts, *, org, now=None, is_test=False):
+    """The org's `contacts` queryset annotated with skip_reason (None: sendable)."""
+    return annotate_skip_reason(
+        contacts.filter(organization=org),
+        org=org,
+        phone_ref="phone_e164",
+        valid_phone=Q(phone_status=Contact.PhoneStatus.VALID),
+        now=now,
+        is_test=is_test,
+    )
+
+
+def skip_counts(contacts, *, org, now=None, is_test=False):
+    """{"sendable": n, <skip reason>: n, ...} for the broadcast preview: one query."""
+    rows = (
+        check_contacts(contacts, org=org, now=now, is_test=is_test)
+        .order_by()
+        .values("skip_reason")
+        .annotate(n=Count("id"))
+    )
+    counts = Counter()
+    for row in rows:
+        counts[row["skip_reason"] or "sendable"] += row["n"]
+    return {"sendable": counts.get("sendable", 0)} | {
+        reason: counts.get(reason, 0) for reason in SkipReason.values
+    }
+
+
+def check_number(*, org, phone, now=None, is_test=False):
+    """The single-recipient form for the send path: a skip reason for `phone`, or None.
+
+    `phone` may be anything entered; it is parsed first (an unusable number is invalid_number,
+    unless the opt-out or Invalid flag of the same text applies first).
+    """
+    parsed = parse_phone(phone, org.default_region)
+    e164 = parsed.e164 or parsed.raw
+    one_row = Organization.objects.filter(pk=org.pk).annotate(
+        _phone=Value(e164, output_field=CharField()),
+        _valid=Value(parsed.is_valid, output_field=BooleanField()),
+    )
+    row = annotate_skip_reason(
+        one_row,
+        org=org,
+        phone_ref="_phone",
+        valid_phone=Q(_valid=True),
+        now=now,
+        is_test=is_test,
+    ).values_list("skip_reason", flat=True)
+    return row.first()
