@@ -6,6 +6,7 @@ whole: tasks execute inside this process, on background threads so that a reques
 on a send, and periodic tasks run from a small in-process scheduler (config.inprocess).
 """
 
+import logging
 import os
 
 from celery import Celery, Task
@@ -50,4 +51,20 @@ def enqueue_on_commit(task_name, *args, **kwargs):
     """
     from django.db import transaction
 
-    transaction.on_commit(lambda: app.tasks[task_name].delay(*args, **kwargs))
+    transaction.on_commit(lambda: enqueue(task_name, *args, **kwargs))
+
+
+def enqueue(task_name, *args, **kwargs):
+    """Enqueue now; if the broker is unreachable, log it and go on.
+
+    Whatever was to be done is already stored (a waiting message, an unprocessed event), and
+    the periodic sweepers pick it up once the broker is back: a request never fails, or hangs,
+    because Redis is down.
+    """
+    from kombu.exceptions import OperationalError
+
+    try:
+        return app.tasks[task_name].delay(*args, **kwargs)
+    except (OperationalError, ConnectionError, OSError) as exc:
+        logging.getLogger(__name__).warning("could not enqueue %s: %s", task_name, exc)
+        return None

@@ -219,6 +219,22 @@ CELERY_BEAT_SCHEDULE = {
         "task": "deliverability.tasks.refresh_stale_lookups",
         "schedule": timedelta(hours=1),
     },
+    "process-stored-events": {
+        "task": "conversations.tasks.process_events",
+        "schedule": timedelta(seconds=30),
+    },
+    "sweep-messages": {
+        "task": "conversations.tasks.sweep_messages",
+        "schedule": timedelta(minutes=1),
+    },
+    "reconcile-stuck-messages": {
+        "task": "conversations.tasks.reconcile_stuck_messages",
+        "schedule": timedelta(minutes=5),
+    },
+    "expire-overdue-messages": {
+        "task": "conversations.tasks.expire_overdue_messages",
+        "schedule": timedelta(minutes=10),
+    },
     "import-deactivations-daily": {
         "task": "deliverability.tasks.import_deactivations_daily",
         "schedule": crontab(hour=9, minute=0),

@@ -3,5 +3,6 @@ from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("webhooks/twilio/", include("conversations.webhook_urls")),
     path("", include("contacts.urls")),
 ]

@@ -90,6 +90,12 @@ def _tasks_run_at_once(settings):
     """Without a broker, tasks run in the caller during tests: deterministic and sequential."""
     settings.TASKS_IN_PROCESS = "sync"
     settings.SMS_BACKEND = "locmem"
+    settings.REDIS_URL = ""
+    from conversations import pacing
+    from conversations.backends import get_backend
+
+    pacing._local_next.clear()
+    get_backend("locmem").reset()
 
 
 @pytest.fixture

@@ -1,0 +1,221 @@
+"""SMS backends, chosen by SMS_BACKEND (SPEC §9): twilio, simulator, locmem.
+
+Each backend sends one message and can fetch a message's status by SID or find messages by
+recipient and time (for reconciliation of sends whose outcome is unknown). Errors come back as
+SendError, which says whether the send may be retried and whether its outcome is unknown.
+"""
+
+import logging
+import random
+import threading
+import uuid
+from dataclasses import dataclass, field
+
+import requests
+from django.conf import settings
+from twilio.base.exceptions import TwilioRestException
+
+from contacts.phones import mask
+from deliverability import catalogue
+from deliverability.number_plan import plan_for
+from deliverability.twilio_client import twilio_client
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SendResult:
+    sid: str
+    status: str  # queued, accepted, sending, sent...
+
+
+@dataclass(frozen=True)
+class RemoteMessage:
+    """What the provider knows of a message (a fetch or a list by recipient)."""
+
+    sid: str
+    status: str
+    error_code: int | None = None
+    to: str = ""
+    body: str = ""
+    date_created: object = None
+
+
+class SendError(Exception):
+    """A send that did not go through.
+
+    transient: may be retried later (5xx, 429, throughput codes, a connection refused).
+    outcome_unknown: the request may have reached the provider (a read timeout, a dropped
+    connection); it must be reconciled before any retry, never blindly re-sent.
+    """
+
+    def __init__(self, message, *, code=None, http_status=None, transient=False, unknown=False):
+        super().__init__(message)
+        self.code = code
+        self.http_status = http_status
+        self.transient = transient
+        self.outcome_unknown = unknown
+
+
+def _is_transient(code, http_status):
+    if http_status is not None and (http_status >= 500 or http_status == 429):
+        return True
+    return code is not None and catalogue.describe(code).category == catalogue.Category.THROUGHPUT
+
+
+class TwilioBackend:
+    """twilio-python's Client from the one client factory (honours TWILIO_BASE_URL)."""
+
+    def __init__(self):
+        self.client = twilio_client()
+
+    def send(self, *, to, from_, body, status_callback):
+        params = {
+            "to": to,
+            "body": body,
+            "status_callback": status_callback,
+            "validity_period": settings.MESSAGE_VALIDITY_SECONDS,
+        }
+        if from_.startswith("MG"):
+            params["messaging_service_sid"] = from_
+        else:
+            params["from_"] = from_
+        try:
+            created = self.client.messages.create(**params)
+        except TwilioRestException as exc:
+            code = exc.code if exc.code else None
+            if exc.status == 429 and code is None:
+                code = catalogue.HTTP_TOO_MANY_REQUESTS
+            raise SendError(
+                exc.msg or str(exc),
+                code=code,
+                http_status=exc.status,
+                transient=_is_transient(code, exc.status),
+            ) from exc
+        except (requests.ConnectTimeout, requests.exceptions.SSLError) as exc:
+            # The connection never opened: nothing reached Twilio.
+            raise SendError(str(exc), transient=True) from exc
+        except requests.RequestException as exc:
+            # The request may have left: a read timeout, a connection dropped mid-answer.
+            raise SendError(str(exc), transient=True, unknown=True) from exc
+        if not created.sid:
+            raise SendError("Twilio answered without a message SID", unknown=True)
+        return SendResult(sid=created.sid, status=created.status or "queued")
+
+    def fetch(self, sid):
+        found = self.client.messages(sid).fetch()
+        return _remote(found)
+
+    def find(self, *, to, from_, after):
+        listed = self.client.messages.list(to=to, date_sent_after=after, limit=50)
+        return [_remote(item) for item in listed if not from_ or item.from_ == from_]
+
+
+def _remote(item):
+    return RemoteMessage(
+        sid=item.sid,
+        status=item.status or "",
+        error_code=int(item.error_code) if item.error_code else None,
+        to=item.to or "",
+        body=item.body or "",
+        date_created=item.date_created,
+    )
+
+
+@dataclass
+class LocmemBackend:
+    """Records sends in memory, for tests. `fail_with` makes the next sends raise."""
+
+    outbox: list = field(default_factory=list)
+    fail_with: list = field(default_factory=list)
+    remote: dict = field(default_factory=dict)
+
+    def send(self, *, to, from_, body, status_callback):
+        if self.fail_with:
+            raise self.fail_with.pop(0)
+        sid = "SM" + uuid.uuid4().hex
+        self.outbox.append(
+            {"sid": sid, "to": to, "from": from_, "body": body, "callback": status_callback}
+        )
+        self.remote[sid] = RemoteMessage(sid=sid, status="queued", to=to, body=body)
+        return SendResult(sid=sid, status="queued")
+
+    def fetch(self, sid):
+        return self.remote.get(sid)
+
+    def find(self, *, to, from_, after):
+        return [m for m in self.remote.values() if m.to == to]
+
+    def reset(self):
+        self.outbox.clear()
+        self.fail_with.clear()
+        self.remote.clear()
+
+
+class SimulatorBackend:
+    """A local carrier following SPEC §9's number plan; it calls our status webhook, signed.
+
+    Callbacks are scheduled as tasks with realistic delays and posted through the real webhook
+    (signature check included). With SIMULATOR_CHAOS=1 they come out of order and twice.
+    """
+
+    SENT_AFTER = 1.0
+    FINAL_AFTER = 2.5
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._attempts = {}
+        self.remote = {}
+
+    def _attempt_number(self, to):
+        with self._lock:
+            self._attempts[to] = self._attempts.get(to, 0) + 1
+            return self._attempts[to]
+
+    def send(self, *, to, from_, body, status_callback):
+        entry = plan_for(to)
+        if entry.create_error:
+            code = entry.create_error
+            reason = catalogue.describe(code).reason
+            raise SendError(reason, code=code, http_status=400)
+        sid = "SM" + uuid.uuid4().hex
+        final, error = entry.final_status, entry.final_error
+        if entry.flaky and self._attempt_number(to) % 2 == 0:
+            final, error = "undelivered", 30003
+        self.remote[sid] = RemoteMessage(sid=sid, status=final, error_code=error, to=to, body=body)
+        steps = [("sent", None, self.SENT_AFTER), (final, error, self.FINAL_AFTER)]
+        if settings.SIMULATOR_CHAOS:
+            steps = [(status, code, random.uniform(0.2, 3.0)) for status, code, _ in steps]
+            steps.append(random.choice(steps))
+        from config.celery import app  # By name: the tasks module imports this one.
+
+        for status, code, delay in steps:
+            app.tasks["conversations.tasks.simulator_callback"].apply_async(
+                args=[status_callback, sid, to, from_, status, code], countdown=delay
+            )
+        log.info("simulator accepted a message to %s as %s", mask(to), sid)
+        return SendResult(sid=sid, status="queued")
+
+    def fetch(self, sid):
+        return self.remote.get(sid)
+
+    def find(self, *, to, from_, after):
+        return [m for m in self.remote.values() if m.to == to]
+
+
+_backends = {}
+_backends_lock = threading.Lock()
+BACKENDS = {"twilio": TwilioBackend, "simulator": SimulatorBackend, "locmem": LocmemBackend}
+
+
+def get_backend(name=None):
+    """The configured backend (one instance per process and name)."""
+    name = name or settings.SMS_BACKEND
+    if name not in BACKENDS:
+        raise ValueError(f"SMS_BACKEND must be one of {', '.join(BACKENDS)}, not {name!r}")
+    if name == "twilio":
+        return TwilioBackend()  # Cheap, and picks up settings changes (tests, reconfiguration).
+    with _backends_lock:
+        if name not in _backends:
+            _backends[name] = BACKENDS[name]()
+        return _backends[name]

@@ -1,0 +1,585 @@
+"""The messaging pipeline (SPEC §5–§6): create, send, status callbacks, inbound, reconciliation.
+
+A message row is written first and handed to a task after commit. The task claims it atomically,
+runs the pre-send checks, waits for the sender's pace and calls the backend. Callbacks and
+inbound messages are stored as MessageEvents before anything else, then processed in batches;
+a status only ever moves forward.
+"""
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.urls import reverse
+from django.utils import timezone
+
+from config.celery import enqueue_on_commit
+from contacts.models import Contact
+from contacts.phones import mask, parse_phone
+from conversations import status as lifecycle
+from conversations.backends import SendError, get_backend
+from conversations.models import Conversation, Message, MessageEvent, Sender
+from conversations.pacing import wait_for_slot
+from conversations.segments import segment
+from deliverability import catalogue, checks, keywords, services
+from deliverability.models import OptOutReason
+
+log = logging.getLogger(__name__)
+
+CLAIM_TIMEOUT = timedelta(minutes=2)  # a claim older than this belonged to a dead worker
+RECONCILE_HORIZON = timedelta(days=3)
+Dispatch = Message.Dispatch
+
+
+class SendRefused(Exception):
+    """A message that cannot be created (no sender, empty body); the text is for staff."""
+
+
+# Creating and sending --------------------------------------------------------------------------
+
+
+def conversation_for(contact):
+    conversation, _ = Conversation.objects.get_or_create(
+        contact=contact, defaults={"organization_id": contact.organization_id}
+    )
+    return conversation
+
+
+def _touch_conversation(conversation, message, unread=False):
+    updates = {
+        "last_message_at": message.created_at,
+        "last_message_preview": message.body[:160],
+        "last_message_direction": message.direction,
+    }
+    if unread:
+        updates["unread_count"] = F("unread_count") + 1
+    Conversation.objects.filter(pk=conversation.pk).update(**updates)
+
+
+def default_sender(org):
+    return Sender.objects.filter(organization=org, is_active=True).order_by("id").first()
+
+
+@transaction.atomic
+def message_create_outbound(
+    *, org, contact, body, sender=None, by=None, broadcast=None, is_test=False
+):
+    """Create an outbound message and hand it to the send task once the transaction commits."""
+    body = (body or "").strip()
+    if not body:
+        raise SendRefused("Write a message first.")
+    sender = sender or default_sender(org)
+    if sender is None or sender.organization_id != org.id:
+        raise SendRefused("No sending number is set up for this organization.")
+    parts = segment(body)
+    conversation = conversation_for(contact)
+    message = Message.objects.create(
+        organization=org,
+        conversation=conversation,
+        sender=sender,
+        broadcast=broadcast,
+        sent_by=by,
+        direction=Message.Direction.OUTBOUND,
+        to_number=contact.phone_e164 or contact.phone_raw,
+        from_number=sender.address,
+        body=body,
+        segments=max(parts.segments, 1),
+        encoding=parts.encoding,
+        is_test=is_test,
+        dispatch=Dispatch.WAITING,
+    )
+    _touch_conversation(conversation, message)
+    enqueue_on_commit("conversations.tasks.send_message", message.pk)
+    return message
+
+
+def status_callback_url(message):
+    """Our status webhook with our own message id (a callback can beat the SID's save), and
+    Twilio's connection-override fragment so that Twilio retries a callback that failed."""
+    path = reverse("webhooks:status")
+    return f"{settings.PUBLIC_BASE_URL}{path}?m={message.pk}#rc=5&rp=all"
+
+
+def _claim(message_id):
+    return Message.objects.filter(pk=message_id, dispatch=Dispatch.WAITING).update(
+        dispatch=Dispatch.CLAIMED, claimed_at=timezone.now(), attempts=F("attempts") + 1
+    )
+
+
+def _finish(message, **fields):
+    fields.setdefault("status_changed_at", timezone.now())
+    Message.objects.filter(pk=message.pk).update(dispatch=Dispatch.DONE, **fields)
+
+
+class RetryLater(Exception):
+    """A transient failure: the task retries with back-off (the claim has been released)."""
+
+
+def message_send(message_id):
+    """Send one message: claim, check, pace, call the backend, store. Returns what happened.
+
+    Raises RetryLater for transient provider failures; the caller retries with back-off.
+    """
+    if not _claim(message_id):
+        return "not claimable"
+    message = Message.objects.select_related("organization", "sender", "broadcast").get(
+        pk=message_id
+    )
+    org, now = message.organization, timezone.now()
+    if message.broadcast and message.broadcast.state == message.broadcast.State.CANCELED:
+        _finish(message, status=Message.Status.CANCELED, final_at=now)
+        return "canceled"
+    reason = checks.check_number(org=org, phone=message.to_number, is_test=message.is_test)
+    if reason:
+        _finish(message, status=Message.Status.SKIPPED, skip_reason=reason, final_at=now)
+        return f"skipped: {reason}"
+    sender = message.sender
+    if sender is None:
+        _finish(message, status=Message.Status.FAILED, error_message="No sender", final_at=now)
+        return "no sender"
+    wait_for_slot(f"sender-{sender.pk}", sender.throughput)
+    services.record_attempts(org=org, phones=[message.to_number])
+    try:
+        result = get_backend().send(
+            to=message.to_number,
+            from_=sender.address,
+            body=message.body,
+            status_callback=status_callback_url(message),
+        )
+    except SendError as exc:
+        return _send_failed(message, exc)
+    sent_at = timezone.now()
+    Message.objects.filter(pk=message.pk).update(provider_sid=result.sid, sent_at=sent_at)
+    Message.objects.filter(pk=message.pk, dispatch=Dispatch.CLAIMED).update(
+        dispatch=Dispatch.SUBMITTED
+    )
+    # A callback may already have moved the status on; only a pending message takes ours.
+    Message.objects.filter(pk=message.pk, status=Message.Status.PENDING).update(
+        status=result.status, status_changed_at=sent_at
+    )
+    return f"sent as {result.sid}"
+
+
+def _send_failed(message, exc):
+    if exc.outcome_unknown:
+        Message.objects.filter(pk=message.pk).update(dispatch=Dispatch.UNKNOWN)
+        enqueue_on_commit("conversations.tasks.reconcile_unknown_send", message.pk)
+        log.warning("send of message %s has an unknown outcome: %s", message.pk, exc)
+        return "outcome unknown"
+    if exc.transient:
+        Message.objects.filter(pk=message.pk, dispatch=Dispatch.CLAIMED).update(
+            dispatch=Dispatch.WAITING
+        )
+        raise RetryLater(str(exc))
+    info = catalogue.describe(exc.code)
+    now = timezone.now()
+    _record_event(
+        kind=MessageEvent.Kind.SEND_ERROR,
+        key=f"send:{message.pk}:{message.attempts + 1}:{exc.code}",
+        message=message,
+        status=Message.Status.FAILED,
+        error_code=info.code,
+        payload={"code": exc.code, "http_status": exc.http_status, "message": str(exc)},
+        processed=True,
+    )
+    _finish(
+        message,
+        status=Message.Status.FAILED,
+        error_code=info.code,
+        error_message=info.reason,
+        final_at=now,
+    )
+    services.error_apply(
+        org=message.organization,
+        phone=message.to_number,
+        code=exc.code,
+        at=now,
+        sender_ref=message.from_number,
+    )
+    return f"failed: {exc.code}"
+
+
+def message_give_up(message_id, reason):
+    """A transient failure that outlived its retries: the message failed."""
+    Message.objects.filter(pk=message_id, dispatch=Dispatch.WAITING).update(
+        status=Message.Status.FAILED,
+        error_message=reason[:300],
+        dispatch=Dispatch.DONE,
+        final_at=timezone.now(),
+        status_changed_at=timezone.now(),
+    )
+
+
+# Events: storing, then processing --------------------------------------------------------------
+
+
+def _record_event(*, kind, key, message=None, status="", error_code=None, payload, processed):
+    """Store an event once per idempotency key; returns it, or None for a duplicate."""
+    try:
+        with transaction.atomic():
+            return MessageEvent.objects.create(
+                kind=kind,
+                idempotency_key=key[:200],
+                message=message,
+                organization_id=message.organization_id if message else None,
+                provider_sid=(message.provider_sid or "") if message else "",
+                status=status,
+                error_code=error_code,
+                payload=payload,
+                processed_at=timezone.now() if processed else None,
+            )
+    except IntegrityError:
+        return None
+
+
+def _int_or_none(value):
+    try:
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def status_event_key(params, token):
+    """Twilio's I-Twilio-Idempotency-Token, or SID + status + error code."""
+    if token:
+        return f"status:{token}"
+    return "status:{}:{}:{}".format(
+        params.get("MessageSid") or params.get("SmsSid", ""),
+        params.get("MessageStatus") or params.get("SmsStatus", ""),
+        params.get("ErrorCode", ""),
+    )
+
+
+def event_store(*, kind, params, token="", query=None):
+    """Store a webhook's payload as it came; returns the event, or None for a duplicate."""
+    payload = {key: params.get(key) for key in params}
+    if query:
+        payload["_query"] = {key: query.get(key) for key in query}
+    if kind == MessageEvent.Kind.STATUS:
+        key = status_event_key(params, token)
+        status = params.get("MessageStatus") or params.get("SmsStatus") or ""
+    else:
+        key = f"inbound:{params.get('MessageSid') or params.get('SmsSid') or token}"
+        status = "received"
+    try:
+        with transaction.atomic():
+            return MessageEvent.objects.create(
+                kind=kind,
+                idempotency_key=key[:200],
+                provider_sid=(params.get("MessageSid") or params.get("SmsSid") or "")[:34],
+                status=status[:20],
+                error_code=_int_or_none(params.get("ErrorCode")),
+                payload=payload,
+            )
+    except IntegrityError:
+        return None
+
+
+def events_process_pending(limit=500):
+    """Process stored events not yet processed, oldest first. Returns how many."""
+    done = 0
+    while done < limit:
+        with transaction.atomic():
+            batch = list(
+                MessageEvent.objects.filter(processed_at__isnull=True)
+                .order_by("received_at", "id")
+                .select_for_update(skip_locked=True)[: min(100, limit - done)]
+            )
+            if not batch:
+                break
+            for event in batch:
+                event_process(event)
+            done += len(batch)
+    return done
+
+
+def event_process(event):
+    """Apply one stored event (inside the caller's transaction) and mark it processed."""
+    try:
+        with transaction.atomic():
+            if event.kind == MessageEvent.Kind.STATUS:
+                outcome = _process_status(event)
+            elif event.kind == MessageEvent.Kind.INBOUND:
+                outcome = _process_inbound(event)
+            else:
+                outcome = "nothing to do"
+    except Exception as exc:
+        # One bad event must not block the others; it is kept with its error to look at.
+        log.exception("event %s could not be processed", event.pk)
+        outcome = f"error: {exc.__class__.__name__}: {exc}"[:200]
+    event.processed_at = timezone.now()
+    event.outcome = outcome[:200]
+    event.save(update_fields=["processed_at", "outcome", "message", "organization", "status"])
+    return outcome
+
+
+def _message_for_status(event):
+    params = event.payload
+    sid = params.get("MessageSid") or params.get("SmsSid") or ""
+    our_id = _int_or_none((params.get("_query") or {}).get("m"))
+    message = None
+    if our_id is not None:
+        message = Message.objects.filter(pk=our_id).first()
+        if message and message.provider_sid and sid and message.provider_sid != sid:
+            message = None  # Our id with another SID: not ours to trust.
+    if message is None and sid:
+        message = Message.objects.filter(provider_sid=sid).first()
+    return message, sid
+
+
+def _process_status(event):
+    message, sid = _message_for_status(event)
+    if message is None:
+        log.info("status callback for unknown message %s (%s)", sid, event.status)
+        return "unknown message"
+    event.message = message
+    event.organization_id = message.organization_id
+    params = event.payload
+    return message_apply_status(
+        message,
+        status=event.status,
+        error_code=_int_or_none(params.get("ErrorCode")),
+        sid=sid,
+        done_at=lifecycle.parse_dlr_done_date(params.get("RawDlrDoneDate")),
+    )
+
+
+def message_apply_status(message, *, status, error_code=None, sid="", done_at=None):
+    """Move a message's status forward and apply what it means for the number."""
+    message = Message.objects.select_for_update().get(pk=message.pk)
+    if sid and not message.provider_sid:
+        message.provider_sid = sid
+        message.save(update_fields=["provider_sid"])
+    if not lifecycle.moves_forward(message.status, status):
+        return f"kept {message.status} (got {status})"
+    now = timezone.now()
+    message.status = status
+    message.status_changed_at = now
+    fields = ["status", "status_changed_at"]
+    if done_at:
+        message.carrier_done_at = done_at
+        fields.append("carrier_done_at")
+    if status in lifecycle.FINAL:
+        message.final_at = now
+        message.dispatch = Dispatch.DONE
+        fields += ["final_at", "dispatch"]
+    info = None
+    if status in lifecycle.FAILED:
+        info = catalogue.describe(error_code)
+        message.error_code = info.code
+        message.error_message = info.reason
+        fields += ["error_code", "error_message"]
+    message.save(update_fields=fields)
+    attempted_at = message.sent_at or message.created_at
+    if info is not None and error_code is not None:
+        services.error_apply(
+            org=message.organization,
+            phone=message.to_number,
+            code=error_code,
+            at=attempted_at,
+            sender_ref=message.from_number,
+        )
+    elif status in {"delivered", "read"}:
+        services.record_success(
+            org=message.organization, phone=message.to_number, at=attempted_at, delivered=True
+        )
+    return f"now {status}"
+
+
+def _process_inbound(event):
+    params = event.payload
+    to, sender_number = params.get("To") or "", params.get("From") or ""
+    sender = Sender.objects.select_related("organization").filter(phone_number=to).first()
+    if sender is None:
+        log.info("inbound message to %s, which is none of our senders", mask(to))
+        return "unknown recipient number"
+    org = sender.organization
+    event.organization_id = org.pk
+    phone = parse_phone(sender_number, org.default_region).e164 or sender_number
+    contact = Contact.objects.filter(organization=org, phone_e164=phone).order_by("id").first()
+    if contact is None:
+        contact = Contact(organization=org, kind=Contact.Kind.LEAD)
+        contact.set_phone(sender_number)
+        contact.save()
+    state = services.number_state(org=org, phone=phone)
+    body = params.get("Body") or ""
+    conversation = conversation_for(contact)
+    message = Message.objects.create(
+        organization=org,
+        conversation=conversation,
+        sender=sender,
+        direction=Message.Direction.INBOUND,
+        to_number=to,
+        from_number=phone,
+        body=body,
+        status=Message.Status.RECEIVED,
+        provider_sid=(params.get("MessageSid") or params.get("SmsSid") or None),
+        segments=_int_or_none(params.get("NumSegments")) or 1,
+        blocked=state.is_invalid,
+        final_at=timezone.now(),
+    )
+    event.message = message
+    _touch_conversation(conversation, message, unread=True)
+    if state.is_invalid:
+        return "stored as blocked (number marked invalid)"
+    services.record_heartbeat(phone=phone, at=message.created_at)
+    return _act_on_keywords(org, contact, sender, message, params.get("OptOutType"))
+
+
+def _act_on_keywords(org, contact, sender, message, opt_out_type):
+    """SPEC §3. With Advanced Opt-Out, Twilio already acted and replied: record, don't reply."""
+    phone = message.from_number
+    keyword = keywords.from_opt_out_type(opt_out_type)
+    twilio_replied = keyword is not None
+    if keyword is None:
+        keyword = keywords.classify(message.body, reasonable_means=org.reasonable_means_opt_out)
+    cause = f"inbound {keywords.normalize(message.body)[:20] or 'message'}"
+    if keyword == keywords.Keyword.OPT_OUT:
+        services.number_opt_out(
+            org=org, phone=phone, reason=OptOutReason.STOP_KEYWORD, cause=cause, contact=contact
+        )
+        return "opted out"
+    if keyword == keywords.Keyword.OPT_IN:
+        services.number_opt_in(
+            org=org, phone=phone, via=services.OptIn.KEYWORD, cause=cause, contact=contact
+        )
+        return "opted in"
+    if keyword == keywords.Keyword.HELP:
+        if not twilio_replied and org.help_reply:
+            message_create_outbound(org=org, contact=contact, body=org.help_reply, sender=sender)
+        return "help"
+    if keyword == keywords.Keyword.REVIEW:
+        Message.objects.filter(pk=message.pk).update(review=Message.Review.PENDING)
+        return "flagged for review"
+    if org.any_inbound_resubscribes:
+        services.number_opt_in(
+            org=org, phone=phone, via=services.OptIn.ANY_INBOUND, cause=cause, contact=contact
+        )
+    return "stored"
+
+
+# Reconciliation and expiry ---------------------------------------------------------------------
+
+
+def _apply_remote(message, remote, source):
+    """Apply what the provider says of a message as an event of its own (recorded once)."""
+    event = _record_event(
+        kind=MessageEvent.Kind.STATUS,
+        key=f"{source}:{remote.sid}:{remote.status}:{remote.error_code or ''}",
+        message=message,
+        status=remote.status,
+        error_code=remote.error_code,
+        payload={"MessageSid": remote.sid, "MessageStatus": remote.status, "source": source},
+        processed=True,
+    )
+    with transaction.atomic():
+        outcome = message_apply_status(
+            message, status=remote.status, error_code=remote.error_code, sid=remote.sid
+        )
+    if event:
+        MessageEvent.objects.filter(pk=event.pk).update(outcome=outcome[:200])
+    return outcome
+
+
+def reconcile_unknown_send(message_id):
+    """A send whose outcome is unknown: find it at the provider before anything is re-sent."""
+    message = Message.objects.select_related("organization").filter(pk=message_id).first()
+    if message is None or message.dispatch != Dispatch.UNKNOWN:
+        return "nothing to reconcile"
+    since = (message.claimed_at or message.created_at) - timedelta(minutes=5)
+    backend = get_backend()
+    if message.provider_sid:
+        found = [backend.fetch(message.provider_sid)]
+    else:
+        found = backend.find(to=message.to_number, from_=message.from_number, after=since)
+        found = [m for m in found if m and (not m.body or m.body == message.body)]
+    found = [m for m in found if m is not None]
+    if found:
+        remote = found[0]
+        Message.objects.filter(pk=message.pk).update(
+            dispatch=Dispatch.SUBMITTED, sent_at=message.claimed_at or timezone.now()
+        )
+        message.refresh_from_db()
+        _apply_remote(message, remote, "reconcile")
+        return f"found as {remote.sid}"
+    # The provider has no such message: it never left, and sending it now is safe.
+    Message.objects.filter(pk=message.pk, dispatch=Dispatch.UNKNOWN).update(
+        dispatch=Dispatch.WAITING
+    )
+    enqueue_on_commit("conversations.tasks.send_message", message.pk)
+    return "not found; sending again"
+
+
+def reclaim_stale_claims(now=None):
+    """Claims held longer than CLAIM_TIMEOUT belonged to a worker that died mid-send."""
+    now = now or timezone.now()
+    stale = list(
+        Message.objects.filter(
+            dispatch=Dispatch.CLAIMED, claimed_at__lt=now - CLAIM_TIMEOUT
+        ).values_list("pk", flat=True)[:500]
+    )
+    for pk in stale:
+        if Message.objects.filter(pk=pk, dispatch=Dispatch.CLAIMED).update(
+            dispatch=Dispatch.UNKNOWN
+        ):
+            enqueue_on_commit("conversations.tasks.reconcile_unknown_send", pk)
+    return len(stale)
+
+
+def reconcile_stuck(now=None, batch=200):
+    """Fetch from the provider the messages with no final status past STATUS_UNAVAILABLE_AFTER."""
+    now = now or timezone.now()
+    window_end = now - settings.STATUS_UNAVAILABLE_AFTER
+    stuck = (
+        Message.objects.without_final_status()
+        .exclude(provider_sid=None)
+        .filter(sent_at__lt=window_end, sent_at__gt=now - RECONCILE_HORIZON)
+        .select_related("organization")
+        .order_by("sent_at")[:batch]
+    )
+    backend, checked = get_backend(), 0
+    for message in stuck:
+        try:
+            remote = backend.fetch(message.provider_sid)
+        except Exception as exc:  # One failing fetch must not stop the sweep.
+            log.warning("could not fetch %s: %s", message.provider_sid, exc)
+            continue
+        checked += 1
+        if remote is None:
+            continue
+        if remote.status != message.status:
+            _apply_remote(message, remote, "fetch")
+        elif remote.status == "sent":
+            # A sent message that never gets a later status counts as a success (SPEC §5).
+            services.record_success(
+                org=message.organization,
+                phone=message.to_number,
+                at=message.sent_at,
+                delivered=False,
+            )
+    return checked
+
+
+def expire_overdue(now=None):
+    """Messages still waiting past MESSAGE_VALIDITY_SECONDS expire (30036) without being sent.
+
+    They never reached the number, so the error does not count against it.
+    """
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.MESSAGE_VALIDITY_SECONDS)
+    reason = catalogue.describe(30036).reason
+    return Message.objects.filter(
+        Q(dispatch=Dispatch.WAITING) | Q(dispatch=""),
+        direction=Message.Direction.OUTBOUND,
+        status=Message.Status.PENDING,
+        created_at__lt=cutoff,
+    ).update(
+        status=Message.Status.FAILED,
+        error_code=30036,
+        error_message=reason,
+        dispatch=Dispatch.DONE,
+        final_at=now,
+        status_changed_at=now,
+    )

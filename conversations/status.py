@@ -1,0 +1,81 @@
+"""The status lifecycle (SPEC §6): ranks for "only forward", and what staff call each status."""
+
+from datetime import UTC, datetime
+
+from django.conf import settings
+from django.utils import timezone
+
+FINAL = frozenset({"delivered", "undelivered", "failed", "canceled", "partially_delivered"})
+FAILED = frozenset({"undelivered", "failed"})
+IN_FLIGHT = frozenset({"pending", "accepted", "scheduled", "queued", "sending", "sent"})
+
+RANK = {
+    "pending": 0,
+    "accepted": 1,
+    "scheduled": 1,
+    "queued": 1,
+    "sending": 2,
+    "sent": 3,
+    "delivered": 4,
+    "undelivered": 4,
+    "failed": 4,
+    "canceled": 4,
+    "partially_delivered": 4,
+    "read": 5,
+}
+
+
+def moves_forward(current, new):
+    """Whether a message at `current` may take the status `new`.
+
+    Only forward; the first final status wins (a different later final changes nothing); `read`
+    comes after `delivered` only.
+    """
+    if new not in RANK or current not in RANK:
+        return False
+    if new == "read":
+        return current == "delivered"
+    if current in FINAL or current == "read":
+        return False
+    return RANK[new] > RANK[current]
+
+
+def parse_dlr_done_date(value):
+    """RawDlrDoneDate (YYMMDDhhmm, UTC) as an aware datetime, or None when malformed."""
+    value = (value or "").strip()
+    if len(value) != 10 or not value.isdigit():
+        return None
+    try:
+        return datetime.strptime(value, "%y%m%d%H%M").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def staff_status(message, now=None):
+    """What staff see (SPEC §6): Queuing, Sending, Sent, Delivered, Failed, Undelivered,
+    Skipped, Status Unavailable (no final status for too long), Received."""
+    status = message.status
+    if message.direction == "inbound":
+        return "Received"
+    if status == "skipped":
+        return "Skipped"
+    if status in IN_FLIGHT:
+        now = now or timezone.now()
+        started = message.sent_at or message.created_at
+        if (
+            status in {"sent", "sending", "queued", "accepted"}
+            and message.provider_sid
+            and (started and now - started > settings.STATUS_UNAVAILABLE_AFTER)
+        ):
+            return "Status Unavailable"
+        if status in {"pending", "accepted", "scheduled", "queued"}:
+            return "Queuing"
+        return "Sending" if status == "sending" else "Sent"
+    return {
+        "delivered": "Delivered",
+        "read": "Delivered",
+        "undelivered": "Undelivered",
+        "failed": "Failed",
+        "canceled": "Canceled",
+        "partially_delivered": "Partially delivered",
+    }.get(status, status.title())

@@ -1,0 +1,196 @@
+"""Celery tasks of the messaging pipeline: thin wrappers around conversations.services."""
+
+import functools
+import io
+import logging
+import random
+import threading
+from urllib.parse import urlencode, urlsplit
+
+from celery import shared_task
+from django.conf import settings
+from django.core import signals
+from django.core.wsgi import get_wsgi_application
+from django.db import close_old_connections
+from django.utils import timezone
+from twilio.request_validator import RequestValidator
+
+from config.celery import enqueue
+from conversations import services
+from conversations.models import Message
+
+log = logging.getLogger(__name__)
+
+MAX_SEND_RETRIES = 6
+WAITING_GRACE_MINUTES = 10
+
+
+def backoff(retries, base=5.0, cap=600.0):
+    """Exponential back-off with full jitter, in seconds."""
+    return random.uniform(0.5, 1.0) * min(cap, base * 2**retries)
+
+
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=MAX_SEND_RETRIES)
+def send_message(self, message_id):
+    # acks_late is safe here: the claim makes a redelivered task do nothing twice.
+    try:
+        return services.message_send(message_id)
+    except services.RetryLater as exc:
+        if self.request.retries >= self.max_retries:
+            services.message_give_up(message_id, f"Gave up after retries: {exc}")
+            return "gave up"
+        raise self.retry(countdown=backoff(self.request.retries), exc=exc) from exc
+
+
+@shared_task
+def reconcile_unknown_send(message_id):
+    return services.reconcile_unknown_send(message_id)
+
+
+@shared_task
+def process_events():
+    """Process stored callbacks and inbound messages (also the periodic sweeper)."""
+    _processing_requested.clear()
+    return services.events_process_pending(limit=5000)
+
+
+@shared_task
+def sweep_messages():
+    """Reclaim sends of dead workers; re-enqueue messages whose task was lost."""
+    reclaimed = services.reclaim_stale_claims()
+    cutoff = timezone.now() - timezone.timedelta(minutes=WAITING_GRACE_MINUTES)
+    waiting = Message.objects.filter(
+        dispatch=Message.Dispatch.WAITING, created_at__lt=cutoff
+    ).values_list("pk", flat=True)[:1000]
+    for pk in waiting:
+        enqueue("conversations.tasks.send_message", pk)
+    return {"reclaimed": reclaimed}
+
+
+@shared_task
+def reconcile_stuck_messages():
+    return services.reconcile_stuck()
+
+
+@shared_task
+def expire_overdue_messages():
+    return services.expire_overdue()
+
+
+# Asking for event processing without a broker round-trip per webhook ---------------------------
+
+_processing_requested = threading.Event()
+_redis_client = None
+PROCESS_DEBOUNCE_MS = 200
+
+
+def _redis():
+    global _redis_client
+    if _redis_client is None:
+        import redis
+
+        _redis_client = redis.Redis.from_url(
+            settings.REDIS_URL, socket_timeout=0.5, socket_connect_timeout=0.5
+        )
+    return _redis_client
+
+
+def request_event_processing():
+    """Have stored events processed soon: at most one processing task per 200 ms.
+
+    Never raises: if Redis is down, the events stay stored and the periodic sweeper runs them.
+    """
+    if not settings.REDIS_URL:
+        if settings.TASKS_IN_PROCESS == "sync":
+            process_events.delay()
+        elif not _processing_requested.is_set():
+            _processing_requested.set()
+            process_events.apply_async(countdown=PROCESS_DEBOUNCE_MS / 1000)
+        return
+    try:
+        if _redis().set("reachable:events:requested", 1, nx=True, px=PROCESS_DEBOUNCE_MS):
+            process_events.apply_async(countdown=PROCESS_DEBOUNCE_MS / 1000)
+    except Exception as exc:  # Redis down: the sweeper will process what is stored.
+        log.warning("could not request event processing: %s", exc)
+
+
+# The simulator's callbacks ----------------------------------------------------------------------
+
+
+@shared_task
+def simulator_callback(callback_url, sid, to, from_, status, error_code):
+    """Deliver one simulated status callback through the real webhook, signed (SPEC §6)."""
+    params = {
+        "AccountSid": settings.TWILIO_ACCOUNT_SID or "AC" + "0" * 32,
+        "MessageSid": sid,
+        "SmsSid": sid,
+        "MessageStatus": status,
+        "SmsStatus": status,
+        "To": to,
+        "From": from_,
+        "ApiVersion": "2010-04-01",
+    }
+    if error_code:
+        params["ErrorCode"] = str(error_code)
+    if status in {"delivered", "undelivered"}:
+        params["RawDlrDoneDate"] = timezone.now().strftime("%y%m%d%H%M")
+    url = callback_url.split("#", 1)[0]
+    token = settings.TWILIO_AUTH_TOKEN or settings.SIMULATOR_AUTH_TOKEN
+    signature = RequestValidator(token).compute_signature(url, params)
+    status_code = post_in_process(url, params, {"HTTP_X_TWILIO_SIGNATURE": signature})
+    if status_code >= 300:
+        log.warning("simulated callback for %s got %s", sid, status_code)
+    return status_code
+
+
+def post_in_process(url, params, headers):
+    """POST a form to `url` through this process's own WSGI application.
+
+    The whole stack runs (middleware, signature check, view), exactly as for Twilio's request,
+    without needing the web server to be up or reachable from a worker.
+    """
+    parts = urlsplit(url)
+    body = urlencode(params).encode()
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": parts.path,
+        "QUERY_STRING": parts.query,
+        "SERVER_NAME": parts.hostname or "127.0.0.1",
+        "SERVER_PORT": str(parts.port or (443 if parts.scheme == "https" else 80)),
+        "HTTP_HOST": parts.netloc,
+        "REMOTE_ADDR": "127.0.0.1",
+        "CONTENT_TYPE": "application/x-www-form-urlencoded",
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.errors": io.StringIO(),
+        "wsgi.url_scheme": parts.scheme or "http",
+        "wsgi.version": (1, 0),
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+        **headers,
+    }
+    answer = {}
+
+    def start_response(status, response_headers, exc_info=None):
+        answer["status"] = int(status.split(" ", 1)[0])
+
+    # Like Django's test client: the request signals must not close this task's connection.
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    try:
+        chunks = _application()(environ, start_response)
+        try:
+            b"".join(chunks)
+        finally:
+            if hasattr(chunks, "close"):
+                chunks.close()
+    finally:
+        signals.request_started.connect(close_old_connections)
+        signals.request_finished.connect(close_old_connections)
+    return answer["status"]
+
+
+@functools.cache
+def _application():
+    return get_wsgi_application()

@@ -1,0 +1,78 @@
+"""Twilio webhooks (SPEC §6): status callbacks and inbound messages.
+
+Each request is checked (X-Twilio-Signature, or the shared-key HMAC-SHA256 signature when Twilio
+says so), stored as a MessageEvent once per idempotency key, and answered at once; the work
+happens in a task. A duplicate is a success: Twilio needs a 2xx or it keeps retrying.
+"""
+
+import logging
+
+from django.conf import settings
+from django.http import HttpResponse, HttpResponseForbidden
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+from twilio.request_validator import (
+    SIGNATURE_SETTINGS_HEADER,
+    RequestValidator,
+    get_signature_algorithm,
+)
+
+from conversations import services
+from conversations.models import MessageEvent
+from conversations.tasks import request_event_processing
+
+log = logging.getLogger(__name__)
+
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+
+
+def _signing_secret(settings_header):
+    """The auth token signs classic requests; the shared key signs the newer ones."""
+    if settings_header:
+        return settings.TWILIO_WEBHOOK_SIGNING_KEY
+    if settings.TWILIO_AUTH_TOKEN:
+        return settings.TWILIO_AUTH_TOKEN
+    if settings.SMS_BACKEND == "simulator" or settings.DEBUG:
+        return settings.SIMULATOR_AUTH_TOKEN
+    return ""
+
+
+def signature_is_valid(request):
+    """Check the request as Twilio signed it: PUBLIC_BASE_URL + path + query, every parameter."""
+    signature = request.headers.get("X-Twilio-Signature", "")
+    settings_header = request.headers.get(SIGNATURE_SETTINGS_HEADER, "")
+    secret = _signing_secret(settings_header)
+    if not signature or not secret:
+        return False
+    url = settings.PUBLIC_BASE_URL + request.get_full_path()
+    algorithm = get_signature_algorithm(settings_header)
+    return RequestValidator(secret).validate(url, request.POST, signature, algorithm=algorithm)
+
+
+def _receive(request, kind):
+    if not signature_is_valid(request):
+        log.warning("rejected a %s webhook with a bad or missing signature", kind)
+        return HttpResponseForbidden("Invalid signature")
+    event = services.event_store(
+        kind=kind,
+        params=request.POST,
+        token=request.headers.get("I-Twilio-Idempotency-Token", ""),
+        query=request.GET,
+    )
+    if event is not None:
+        request_event_processing()
+    return None
+
+
+@csrf_exempt
+@require_POST
+def status_callback(request):
+    forbidden = _receive(request, MessageEvent.Kind.STATUS)
+    return forbidden or HttpResponse(status=204)
+
+
+@csrf_exempt
+@require_POST
+def inbound_message(request):
+    forbidden = _receive(request, MessageEvent.Kind.INBOUND)
+    return forbidden or HttpResponse(EMPTY_TWIML, content_type="text/xml")
