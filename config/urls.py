@@ -4,5 +4,7 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("webhooks/twilio/", include("conversations.webhook_urls")),
+    path("conversations/", include("conversations.urls")),
+    path("", include("deliverability.urls")),
     path("", include("contacts.urls")),
 ]

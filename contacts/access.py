@@ -4,6 +4,8 @@ from functools import wraps
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 
 
 def org_member_required(view):
@@ -16,6 +18,8 @@ def org_member_required(view):
         if not membership:
             raise PermissionDenied("You are not a member of any organization.")
         request.organization = membership.organization
+        # Staff see every date in their organization's time zone.
+        timezone.activate(request.organization.tzinfo)
         return view(request, *args, **kwargs)
 
     return wrapped
@@ -31,3 +35,11 @@ def manager_required(view):
         return view(request, *args, **kwargs)
 
     return org_member_required(check_role)
+
+
+def safe_next(request, fallback):
+    """The `next` URL of the request when it is on this site, else `fallback`."""
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
+        return target
+    return fallback

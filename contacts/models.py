@@ -5,6 +5,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models.functions import Lower
+from django.urls import reverse
 
 from contacts.phones import parse_phone
 
@@ -153,6 +154,9 @@ class Contact(models.Model):
 
     def __str__(self):
         return self.name or self.phone_display
+
+    def get_absolute_url(self):
+        return reverse("contacts:detail", args=[self.pk])
 
     @property
     def name(self):

@@ -1,13 +1,21 @@
 from django.contrib import messages
+from django.core.paginator import Paginator
 from django.db import connection
+from django.db.models import Q
 from django.http import Http404, HttpResponse, JsonResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
+from contacts import queries
 from contacts.access import org_member_required
+from contacts.forms import PhoneForm
 from contacts.middleware import SESSION_KEY, user_memberships
-from deliverability.queries import list_health
+from contacts.models import Contact
+from deliverability import actions, services
+from deliverability.models import AuditEvent
+from deliverability.queries import list_health, states_by_phone
 
 
 @org_member_required
@@ -39,3 +47,83 @@ def healthz(request):
     except Exception:
         return JsonResponse({"status": "error", "database": "unreachable"}, status=503)
     return HttpResponse("ok", content_type="text/plain")
+
+
+@require_GET
+@org_member_required
+def contact_list(request):
+    filter_name = request.GET.get("filter", "active")
+    if filter_name not in queries.FILTERS:
+        filter_name = "active"
+    search = request.GET.get("q", "").strip()[:100]
+    contacts = queries.contact_list(request.organization, filter_name=filter_name, search=search)
+    page = Paginator(contacts, 50).get_page(request.GET.get("page"))
+    rows = list(page.object_list)
+    states = states_by_phone(request.organization, [c.phone_e164 for c in rows])
+    context = {
+        "filter": filter_name,
+        "q": search,
+        "page": page,
+        "rows": [(contact, states.get(contact.phone_e164)) for contact in rows],
+        "now": timezone.now(),
+        "counts": queries.filter_counts(
+            Contact.objects.for_org(request.organization), request.organization
+        ),
+    }
+    return render(request, "contacts/contact_list.html", context)
+
+
+def _profile_context(request, contact, form=None):
+    history = (
+        contact.conversation.messages.order_by("-created_at", "-id")[:50]
+        if hasattr(contact, "conversation")
+        else []
+    )
+    phones = {p for p in [contact.phone_e164, contact.phone_raw] if p}
+    audit = (
+        AuditEvent.objects.filter(organization=request.organization)
+        .filter(Q(contact=contact) | Q(phone__in=phones))
+        .select_related("actor")[:50]
+    )
+    return actions.card_context(request, contact, "contact") | {
+        "contact": contact,
+        "history": history,
+        "audit": audit,
+        "phone_form": form or PhoneForm(initial={"phone": contact.phone_raw}),
+    }
+
+
+@require_GET
+@org_member_required
+def contact_detail(request, contact_id):
+    contact = get_object_or_404(Contact, pk=contact_id, organization=request.organization)
+    return render(request, "contacts/contact_detail.html", _profile_context(request, contact))
+
+
+@require_POST
+@org_member_required
+def contact_change_phone(request, contact_id):
+    """Editing the number: the contact takes the new number and whatever state it has."""
+    contact = get_object_or_404(Contact, pk=contact_id, organization=request.organization)
+    form = PhoneForm(request.POST)
+    if not form.is_valid():
+        return render(
+            request,
+            "contacts/contact_detail.html",
+            _profile_context(request, contact, form),
+            status=400,
+        )
+    parsed = services.contact_change_phone(
+        contact=contact,
+        raw=form.cleaned_data["phone"],
+        by=request.user,
+        note=form.cleaned_data["note"],
+        source_page="contact",
+    )
+    if parsed.is_valid:
+        messages.success(request, f"Success: the phone number is now {parsed.e164}.")
+    elif parsed.raw:
+        messages.warning(request, f"Saved, but this number can't be texted: {parsed.error}.")
+    else:
+        messages.warning(request, "Saved without a phone number.")
+    return redirect(contact)

@@ -43,3 +43,25 @@ def list_health(organization, now=None):
     counts["invalid"] = counts["invalid_manual"] + counts["invalid_automatic"]
     counts["subscribed"] = counts["total"] - counts["opted_out"]
     return counts
+
+
+def states_by_phone(organization, phones):
+    """{phone: NumberState} for the given phones in the org: one query for a page of rows."""
+    phones = [p for p in set(phones) if p]
+    if not phones:
+        return {}
+    rows = NumberState.objects.filter(organization=organization, phone__in=phones)
+    return {state.phone: state for state in rows}
+
+
+def facts_by_phone(phones):
+    phones = [p for p in set(phones) if p]
+    if not phones:
+        return {}
+    return {facts.phone: facts for facts in NumberFacts.objects.filter(phone__in=phones)}
+
+
+def flagged_phones(organization):
+    """Subqueries of the org's opted-out and Invalid numbers, for list filters and counts."""
+    states = NumberState.objects.for_org(organization)
+    return states.opted_out().values("phone"), states.invalid().values("phone")

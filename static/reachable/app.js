@@ -38,5 +38,32 @@
     });
   });
 
+  // A form marked data-reset-on-success empties itself once its htmx request succeeded.
+  document.addEventListener("htmx:afterRequest", function (event) {
+    var form = event.detail.elt;
+    if (form && form.matches && form.matches("form[data-reset-on-success]") && event.detail.successful) {
+      form.reset();
+    }
+  });
+
+  // Keep a message thread scrolled to its newest message.
+  function scrollThread() {
+    var thread = document.getElementById("thread");
+    if (thread) thread.scrollTop = thread.scrollHeight;
+  }
+  document.addEventListener("DOMContentLoaded", scrollThread);
+  document.addEventListener("htmx:afterSwap", function (event) {
+    if (event.detail.target && event.detail.target.id === "thread") scrollThread();
+  });
+
+  // "Select all" checkboxes for bulk actions.
+  document.addEventListener("change", function (event) {
+    var box = event.target;
+    if (!box.matches || !box.matches("input[data-select-all]")) return;
+    document.querySelectorAll("input[name='" + box.dataset.selectAll + "']").forEach(function (item) {
+      item.checked = box.checked;
+    });
+  });
+
   window.Reachable = { showToast: showToast };
 })();

@@ -1,0 +1,56 @@
+"""Template helpers for how staff see messages and numbers (no rules here: they call them)."""
+
+from django import template
+
+from conversations import status as lifecycle
+from deliverability import catalogue
+from deliverability.models import SkipReason
+
+register = template.Library()
+
+STATUS_CLASS = {
+    "Queuing": "text-bg-secondary",
+    "Sending": "text-bg-info",
+    "Sent": "text-bg-primary",
+    "Delivered": "text-bg-success",
+    "Received": "text-bg-light border",
+    "Failed": "text-bg-danger",
+    "Undelivered": "text-bg-danger",
+    "Skipped": "text-bg-warning",
+    "Status Unavailable": "text-bg-dark",
+    "Canceled": "text-bg-secondary",
+}
+
+
+@register.filter
+def staff_status(message):
+    return lifecycle.staff_status(message)
+
+
+@register.filter
+def status_class(label):
+    return STATUS_CLASS.get(label, "text-bg-secondary")
+
+
+@register.filter
+def message_reason(message):
+    """Why a message did not go out, in staff's words ("" when it did)."""
+    if message.status == "skipped":
+        return SkipReason(message.skip_reason).label if message.skip_reason else "Skipped"
+    if message.status in lifecycle.FAILED:
+        if message.error_code is None:
+            return message.error_message or "Failed"
+        return catalogue.describe(message.error_code).reason
+    return ""
+
+
+@register.filter
+def message_advice(message):
+    if message.status in lifecycle.FAILED and message.error_code is not None:
+        return catalogue.describe(message.error_code).advice
+    return ""
+
+
+@register.filter
+def skip_reason_label(value):
+    return SkipReason(value).label if value in SkipReason.values else value

@@ -1,0 +1,20 @@
+from django.urls import path
+
+from conversations import views
+
+app_name = "conversations"
+
+urlpatterns = [
+    path("", views.conversation_list, name="list"),
+    path("<int:conversation_id>/", views.conversation_list, name="detail"),
+    path("<int:conversation_id>/thread/", views.thread, name="thread"),
+    path("<int:conversation_id>/send/", views.send, name="send"),
+    path("compose-hints/", views.compose_hints, name="compose_hints"),
+]
+
+urlpatterns += [
+    path("failed/", views.failed_log, name="failed"),
+    path("failed/bulk/", views.failed_bulk, name="failed_bulk"),
+    path("failed/export.csv", views.failed_export, name="failed_export"),
+    path("failed/<int:message_id>/<slug:action>/", views.failed_action, name="failed_action"),
+]

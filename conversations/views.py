@@ -1,0 +1,302 @@
+import csv
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import Http404, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import pluralize
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
+from django_tables2 import LazyPaginator, RequestConfig
+
+from contacts.access import manager_required, org_member_required, safe_next
+from conversations import queries
+from conversations.content import compose_check
+from conversations.filters import FailedMessageFilter
+from conversations.models import Conversation, Message
+from conversations.services import SendRefused, message_create_outbound
+from conversations.status import staff_status
+from conversations.tables import FailedMessageTable, failed_reason, with_number_state
+from deliverability import actions
+from deliverability.queries import states_by_phone
+from deliverability.services import StateChangeRefused
+
+PAGE_SIZE = 50
+THREAD_SIZE = 100
+
+
+def _list_context(request):
+    filter_name = request.GET.get("filter", "active")
+    if filter_name not in queries.FILTERS:
+        filter_name = "active"
+    search = request.GET.get("q", "").strip()[:100]
+    conversations = queries.conversation_list(
+        request.organization, filter_name=filter_name, search=search
+    )
+    page = Paginator(conversations, PAGE_SIZE).get_page(request.GET.get("page"))
+    rows = list(page.object_list)
+    states = states_by_phone(request.organization, [c.contact.phone_e164 for c in rows])
+    return {
+        "filter": filter_name,
+        "q": search,
+        "page": page,
+        "rows": [(c, states.get(c.contact.phone_e164)) for c in rows],
+        "counts": queries.conversation_counts(request.organization),
+    }
+
+
+def _thread_context(request, conversation):
+    thread = list(conversation.messages.order_by("-created_at", "-id")[:THREAD_SIZE])
+    thread.reverse()
+    return {"conversation": conversation, "thread": thread}
+
+
+@require_GET
+@org_member_required
+def conversation_list(request, conversation_id=None):
+    context = _list_context(request)
+    if conversation_id is not None:
+        conversation = get_object_or_404(
+            Conversation.objects.select_related("contact"),
+            pk=conversation_id,
+            organization=request.organization,
+        )
+        context |= _thread_context(request, conversation)
+        context |= actions.card_context(request, conversation.contact, "conversations")
+        if conversation.unread_count:
+            Conversation.objects.filter(pk=conversation.pk).update(unread_count=0)
+    if request.htmx and request.htmx.target == "conversation-list":
+        return render(request, "conversations/list_panel.html", context)
+    return render(request, "conversations/conversations.html", context)
+
+
+@require_GET
+@org_member_required
+def thread(request, conversation_id):
+    conversation = get_object_or_404(
+        Conversation, pk=conversation_id, organization=request.organization
+    )
+    return render(request, "conversations/thread.html", _thread_context(request, conversation))
+
+
+@require_POST
+@org_member_required
+def send(request, conversation_id):
+    conversation = get_object_or_404(
+        Conversation.objects.select_related("contact"),
+        pk=conversation_id,
+        organization=request.organization,
+    )
+    try:
+        message_create_outbound(
+            org=request.organization,
+            contact=conversation.contact,
+            body=request.POST.get("body", ""),
+            by=request.user,
+        )
+        text, level = "Message queued.", "success"
+    except SendRefused as refusal:
+        text, level = str(refusal), "danger"
+    if not request.htmx:
+        (messages.success if level == "success" else messages.error)(request, text)
+        return redirect("conversations:detail", conversation.pk)
+    response = render(request, "conversations/thread.html", _thread_context(request, conversation))
+    return trigger_client_event(response, "toast", {"message": text, "level": level})
+
+
+@require_POST
+@org_member_required
+def compose_hints(request):
+    body = request.POST.get("body", "")[:2000]
+    return render(request, "conversations/compose_hints.html", {"check": compose_check(body)})
+
+
+# Failed & Disabled Messages ----------------------------------------------------------------------
+
+
+def _failed_messages(request):
+    messages_qs = (
+        Message.objects.failed_or_skipped()
+        .for_org(request.organization)
+        .select_related("conversation__contact", "sender")
+    )
+    return with_number_state(messages_qs, request.organization)
+
+
+@require_GET
+@org_member_required
+def failed_log(request):
+    filterset = FailedMessageFilter(
+        request.GET or None, queryset=_failed_messages(request), organization=request.organization
+    )
+    table = FailedMessageTable(filterset.qs)
+    RequestConfig(
+        request, paginate={"per_page": PAGE_SIZE, "paginator_class": LazyPaginator}
+    ).configure(table)
+    context = {
+        "filter": filterset,
+        "table": table,
+        "now": timezone.now(),
+        "query": request.GET.urlencode(),
+    }
+    template = (
+        "conversations/failed_table_block.html" if request.htmx else "conversations/failed.html"
+    )
+    return render(request, template, context)
+
+
+def _render_row(request, message):
+    table = FailedMessageTable([message])
+    row = next(iter(table.rows))
+    return render(
+        request,
+        "conversations/failed_row.html",
+        {"row": row, "table": table, "now": timezone.now()},
+    )
+
+
+@require_POST
+@org_member_required
+def failed_action(request, message_id, action):
+    message = get_object_or_404(_failed_messages(request), pk=message_id)
+    contact = message.conversation.contact
+    if action == "retry":
+        text, level = _retry(request, [message])
+    elif action in actions.BULK_ACTIONS:
+        try:
+            text = actions.perform(
+                action,
+                org=request.organization,
+                contact=contact,
+                user=request.user,
+                data=request.POST,
+                source_page="failed",
+                phone=message.to_number,
+            )
+            level = "success"
+        except StateChangeRefused as refusal:
+            text, level = str(refusal), "danger"
+    else:
+        raise Http404("No such action.")
+    if not request.htmx:
+        (messages.success if level == "success" else messages.error)(request, text)
+        return redirect(safe_next(request, reverse("conversations:failed")))
+    message = _failed_messages(request).get(pk=message.pk)
+    response = _render_row(request, message)
+    return trigger_client_event(response, "toast", {"message": text, "level": level})
+
+
+def _retry(request, failed):
+    """Send each message again through the send path (its pre-send checks included)."""
+    queued = 0
+    for message in failed:
+        try:
+            message_create_outbound(
+                org=request.organization,
+                contact=message.conversation.contact,
+                body=message.body,
+                sender=message.sender,
+                by=request.user,
+            )
+            queued += 1
+        except SendRefused:
+            continue
+    if not queued:
+        return "Nothing could be retried (no sending number).", "danger"
+    return (
+        f"Success: {queued} message{pluralize(queued)} queued again "
+        "(the pre-send checks still apply).",
+        "success",
+    )
+
+
+BULK_LIMIT = 500
+
+
+@require_POST
+@manager_required
+def failed_bulk(request):
+    action = request.POST.get("action", "")
+    ids = [int(pk) for pk in request.POST.getlist("message") if pk.isdigit()][:BULK_LIMIT]
+    selected = list(_failed_messages(request).filter(pk__in=ids))
+    if not selected:
+        text, level = "Select at least one message first.", "warning"
+    elif action == "retry":
+        text, level = _retry(request, selected)
+    elif action in actions.BULK_ACTIONS:
+        done, skipped = actions.perform_bulk(
+            action,
+            org=request.organization,
+            user=request.user,
+            source_page="failed",
+            targets=[(m.conversation.contact, m.to_number) for m in selected],
+        )
+        verb = {
+            "mark-invalid": "marked invalid",
+            "mark-valid": "marked valid",
+            "opt-out": "opted out",
+        }[action]
+        text = f"Success: {done} number{pluralize(done)} {verb}."
+        for reason, count in skipped.items():
+            text += f" {count} skipped: {reason}."
+        level = "success" if done or not skipped else "warning"
+    else:
+        raise Http404("No such action.")
+    (messages.success if level == "success" else messages.warning)(request, text)
+    target = safe_next(request, reverse("conversations:failed"))
+    if request.htmx:
+        return HttpResponseClientRedirect(target)
+    return redirect(target)
+
+
+class _Echo:
+    def write(self, value):
+        return value
+
+
+@require_GET
+@manager_required
+def failed_export(request):
+    """The filtered rows as CSV, streamed: an export of 1M rows never sits in memory."""
+    filterset = FailedMessageFilter(
+        request.GET or None, queryset=_failed_messages(request), organization=request.organization
+    )
+    rows = filterset.qs.order_by("-created_at", "-id")
+    writer = csv.writer(_Echo())
+    tz = request.organization.tzinfo
+
+    def lines():
+        yield writer.writerow(
+            [
+                "Date",
+                "Contact",
+                "Phone number",
+                "Status",
+                "Failed reason",
+                "Error code",
+                "Skip reason",
+                "Sender",
+                "Message",
+            ]
+        )
+        for message in rows.iterator(chunk_size=2000):
+            yield writer.writerow(
+                [
+                    timezone.localtime(message.created_at, tz).strftime("%Y-%m-%d %H:%M"),
+                    str(message.conversation.contact),
+                    message.to_number,
+                    staff_status(message),
+                    failed_reason(message),
+                    message.error_code or "",
+                    message.skip_reason,
+                    message.sender.address if message.sender else "",
+                    message.body,
+                ]
+            )
+
+    response = StreamingHttpResponse(lines(), content_type="text/csv")
+    stamp = timezone.localtime(timezone.now(), tz).strftime("%Y%m%d-%H%M")
+    response["Content-Disposition"] = f'attachment; filename="failed-messages-{stamp}.csv"'
+    return response

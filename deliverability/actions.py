@@ -1,0 +1,204 @@
+"""Staff actions on a contact's number, shared by every page that offers them (SPEC §7).
+
+`number_overview` says what the number's state is and which actions a member may take; the
+views render it. `perform` runs one action through the audited services and returns the text
+staff read. The rules themselves live in deliverability.services.
+"""
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.utils import timezone
+from django.utils.formats import date_format
+
+from deliverability import services
+from deliverability.lookups import lookup_line_type
+from deliverability.models import NOT_SMS_CAPABLE, InvalidSource, NumberFacts, OptOutReason
+
+PAUSE_CHOICES = [(1, "1 day"), (3, "3 days"), (7, "1 week"), (14, "2 weeks"), (30, "30 days")]
+
+
+@dataclass
+class NumberOverview:
+    contact: object
+    state: object
+    facts: object
+    now: object
+    is_manager: bool
+
+    @property
+    def phone(self):
+        return self.contact.phone_e164
+
+    @property
+    def has_number(self):
+        return bool(self.phone)
+
+    @property
+    def is_invalid(self):
+        return self.state.is_invalid
+
+    @property
+    def is_automatic(self):
+        return self.state.invalid_source == InvalidSource.AUTOMATIC
+
+    @property
+    def is_opted_out(self):
+        return self.state.is_opted_out
+
+    @property
+    def is_paused(self):
+        return self.state.is_paused(self.now)
+
+    @property
+    def is_landline(self):
+        return bool(self.facts and self.facts.line_type in NOT_SMS_CAPABLE)
+
+    @property
+    def bad_input(self):
+        """The number as entered is not a usable destination (invalid_number)."""
+        return not self.has_number and bool(self.contact.phone_raw)
+
+    @property
+    def can_message(self):
+        return self.has_number and not (self.is_invalid or self.is_opted_out or self.is_paused)
+
+    # What the three-dot menu offers.
+    @property
+    def may_mark_invalid(self):
+        return self.has_number and not self.is_invalid
+
+    @property
+    def may_mark_valid(self):
+        return self.is_invalid and not self.is_automatic
+
+    @property
+    def may_opt_out(self):
+        return self.has_number and not self.is_opted_out
+
+    @property
+    def may_lift_opt_out(self):
+        return self.is_manager and self.state.opt_out_reason == OptOutReason.STAFF
+
+    @property
+    def may_pause(self):
+        return self.has_number and not self.is_opted_out and not self.is_paused
+
+    @property
+    def may_resume(self):
+        return self.is_paused
+
+    @property
+    def may_recheck(self):
+        return services.may_recheck(self.state)
+
+
+def number_overview(*, org, contact, is_manager, now=None):
+    phone = contact.phone_e164
+    state = services.number_state(org=org, phone=phone)
+    facts = NumberFacts.objects.filter(phone=phone).first() if phone else None
+    return NumberOverview(contact, state, facts, now or timezone.now(), is_manager)
+
+
+def card_context(request, contact, source_page):
+    """What the contact card template needs, for the current member."""
+    overview = number_overview(
+        org=request.organization, contact=contact, is_manager=request.membership.is_manager
+    )
+    return {
+        "overview": overview,
+        "source_page": source_page,
+        "pause_choices": PAUSE_CHOICES,
+        "conversation": getattr(contact, "conversation", None),
+    }
+
+
+def _pause_days(data):
+    try:
+        days = int(data.get("days", 7))
+    except (TypeError, ValueError):
+        days = 0
+    if days < 1:
+        raise services.StateChangeRefused("Choose how long to pause messaging.")
+    return days
+
+
+def _when(value):
+    return date_format(timezone.localtime(value), "M j, Y")
+
+
+def perform(action, *, org, contact, user, data, source_page, phone=None):
+    """Run `action` on the contact's number (or `phone`, the number a logged message went to);
+    returns the success text or raises StateChangeRefused (its text is for staff).
+    KeyError for an unknown action."""
+    phone = phone or contact.phone_e164
+    common = {"org": org, "phone": phone, "by": user, "source_page": source_page}
+    note = (data.get("note") or "").strip()[:1000]
+    if action == "mark-invalid":
+        services.number_mark_invalid(**common, note=note, contact=contact)
+        return "Success: the phone number is marked as invalid."
+    if action == "mark-valid":
+        services.number_mark_valid(**common, note=note, contact=contact)
+        return "Success: the phone number is marked as valid. Messaging can resume."
+    if action == "opt-out":
+        services.number_opt_out(**common, reason=OptOutReason.STAFF, note=note, contact=contact)
+        return "Success: the contact is opted out."
+    if action == "lift-opt-out":
+        services.number_opt_in(**common, via=services.OptIn.STAFF, note=note, contact=contact)
+        return "Success: the opt-out is lifted."
+    if action == "pause":
+        until = timezone.now() + timedelta(days=_pause_days(data))
+        services.number_pause(**common, until=until, note=note, contact=contact)
+        return f"Success: messaging is paused until {_when(until)}."
+    if action == "resume":
+        services.number_resume(**common, note=note, contact=contact)
+        return "Success: messaging is resumed."
+    if action == "recheck":
+        state, result = services.number_recheck(
+            **common, lookup=lookup_line_type, note=note, contact=contact
+        )
+        if state.is_invalid:
+            return f"Re-checked: the number is still {result.label.lower()}; the flag stays."
+        return f"Success: the number is {result.label.lower()} now; the flag is cleared."
+    raise KeyError(action)
+
+
+ACTIONS = ("mark-invalid", "mark-valid", "opt-out", "lift-opt-out", "pause", "resume", "recheck")
+MANAGER_ACTIONS = {"lift-opt-out"}
+
+
+BULK_ACTIONS = {"mark-invalid", "mark-valid", "opt-out"}
+
+
+def perform_bulk(action, *, org, targets, user, source_page):
+    """Run `action` on many (contact, phone) pairs, one number once; returns (done, skipped)
+    where skipped maps each refusal text to how many numbers it stopped."""
+    if action not in BULK_ACTIONS:
+        raise KeyError(action)
+    done, skipped, seen = 0, {}, set()
+    for contact, phone in targets:
+        if not phone or phone in seen:
+            continue
+        seen.add(phone)
+        try:
+            perform(
+                action,
+                org=org,
+                contact=contact,
+                user=user,
+                data={},
+                source_page=source_page,
+                phone=phone,
+            )
+            done += 1
+        except services.StateChangeRefused as refusal:
+            reason = _bulk_reason(str(refusal))
+            skipped[reason] = skipped.get(reason, 0) + 1
+    return done, skipped
+
+
+def _bulk_reason(text):
+    """Group refusals that differ only by the number's own reason."""
+    if "flagged automatically" in text:
+        return "flagged automatically; update the phone number in the profile instead"
+    return text.rstrip(".").lower()
