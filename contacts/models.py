@@ -174,3 +174,65 @@ class Contact(models.Model):
         self.phone_status = parsed.status
         self.phone_error = parsed.error
         return parsed
+
+
+class ContactImport(models.Model):
+    """A CSV of members uploaded by a manager; every row gets a result (nothing is dropped)."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Importing"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="imports")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    filename = models.CharField(max_length=255)
+    content = models.TextField(blank=True, help_text="The decoded file, kept until imported.")
+    state = models.CharField(max_length=8, choices=State.choices, default=State.QUEUED)
+    total_rows = models.PositiveIntegerField(default=0)
+    processed_rows = models.PositiveIntegerField(default=0)
+    counts = models.JSONField(default=dict, blank=True)
+    error = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"Import {self.filename} ({self.get_state_display()})"
+
+    @property
+    def percent(self):
+        return int(100 * self.processed_rows / self.total_rows) if self.total_rows else 100
+
+
+class ContactImportRow(models.Model):
+    class Outcome(models.TextChoices):
+        IMPORTED = "imported", "Imported"
+        UPDATED = "updated", "Updated"
+        INVALID_NUMBER = "invalid_number", "Invalid number"
+        DUPLICATE = "duplicate", "Duplicate"
+        ERROR = "error", "Error"
+
+    contact_import = models.ForeignKey(ContactImport, on_delete=models.CASCADE, related_name="rows")
+    line = models.PositiveIntegerField(help_text="Line in the file (the header is line 1).")
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    reason = models.CharField(max_length=300, blank=True)
+    phone_raw = models.CharField(max_length=64, blank=True)
+    name = models.CharField(max_length=201, blank=True)
+    contact = models.ForeignKey(
+        Contact, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["contact_import", "line"]
+        constraints = [
+            models.UniqueConstraint(fields=["contact_import", "line"], name="one_result_per_line")
+        ]
+
+    def __str__(self):
+        return f"line {self.line}: {self.outcome}"

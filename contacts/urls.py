@@ -8,6 +8,8 @@ contact_patterns = (
         path("", views.contact_list, name="list"),
         path("<int:contact_id>/", views.contact_detail, name="detail"),
         path("<int:contact_id>/phone/", views.contact_change_phone, name="change_phone"),
+        path("import/", views.contact_import, name="import"),
+        path("import/<int:import_id>/", views.contact_import_result, name="import_result"),
     ],
     "contacts",
 )

@@ -7,12 +7,14 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseClientRefresh
 
-from contacts import queries
-from contacts.access import org_member_required
+from config.celery import enqueue_on_commit
+from contacts import importer, queries
+from contacts.access import manager_required, org_member_required
 from contacts.forms import PhoneForm
 from contacts.middleware import SESSION_KEY, user_memberships
-from contacts.models import Contact
+from contacts.models import Contact, ContactImport, ContactImportRow
 from deliverability import actions, services
 from deliverability.models import AuditEvent
 from deliverability.queries import list_health, states_by_phone
@@ -127,3 +129,51 @@ def contact_change_phone(request, contact_id):
     else:
         messages.warning(request, "Saved without a phone number.")
     return redirect(contact)
+
+
+@manager_required
+def contact_import(request):
+    """Upload a CSV of members; small files are imported at once, big ones in the background."""
+    if request.method == "POST":
+        uploaded = request.FILES.get("file")
+        try:
+            upload = importer.read_upload(uploaded)
+        except importer.ImportRefused as refusal:
+            messages.error(request, str(refusal))
+            return redirect("contacts:import")
+        job = importer.create_import(
+            org=request.organization, user=request.user, filename=uploaded.name, upload=upload
+        )
+        if upload.rows <= importer.INLINE_ROWS:
+            importer.run_import(job.pk)
+        else:
+            enqueue_on_commit("contacts.tasks.import_contacts", job.pk)
+        return redirect("contacts:import_result", job.pk)
+    imports = ContactImport.objects.filter(organization=request.organization)[:10]
+    return render(request, "contacts/import.html", {"imports": imports})
+
+
+@require_GET
+@manager_required
+def contact_import_result(request, import_id):
+    job = get_object_or_404(ContactImport, pk=import_id, organization=request.organization)
+    outcome = request.GET.get("outcome", "")
+    rows = job.rows.select_related("contact")
+    if outcome in ContactImportRow.Outcome.values:
+        rows = rows.filter(outcome=outcome)
+    page = Paginator(rows, 200).get_page(request.GET.get("page"))
+    counts = job.counts or {}
+    context = {
+        "job": job,
+        "page": page,
+        "outcome": outcome,
+        "outcome_counts": [
+            (value, label, counts.get(value, 0))
+            for value, label in ContactImportRow.Outcome.choices
+        ],
+    }
+    if request.htmx and request.htmx.target == "import-progress":
+        if job.state == ContactImport.State.DONE:
+            return HttpResponseClientRefresh()  # The finished page shows every row's result.
+        return render(request, "contacts/import_progress.html", context)
+    return render(request, "contacts/import_result.html", context)

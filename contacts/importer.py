@@ -1,0 +1,234 @@
+"""CSV import of members (SPEC §7): every row gets a result, and a bad file changes nothing.
+
+`read_upload` checks the file before anything is stored (encoding, binary data, a phone column)
+and raises ImportRefused with a message for the manager. `run_import` processes the stored rows
+in batches, recording per row: imported, updated, invalid_number (saved, with the reason) or
+duplicate; it updates the progress as it goes, so a background run can show a progress bar.
+"""
+
+import csv
+import io
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.db.models import Count, Q
+from django.db.models.functions import Lower
+from django.utils import timezone
+
+from config.celery import enqueue_on_commit
+from contacts.models import Contact, ContactImport, ContactImportRow
+from contacts.phones import parse_phone
+
+MAX_BYTES = 10 * 1024 * 1024
+MAX_ROWS = 100_000
+BATCH = 500
+INLINE_ROWS = 300  # smaller files are imported during the upload request
+
+# Header names people use, mapped to our fields (compared lowercase, without spaces/_/-).
+COLUMNS = {
+    "phone": {"phone", "phonenumber", "mobile", "mobilephone", "cell", "cellphone", "sms", "tel"},
+    "first_name": {"firstname", "first", "givenname"},
+    "last_name": {"lastname", "last", "surname", "familyname"},
+    "name": {"name", "fullname"},
+    "email": {"email", "emailaddress", "e-mail"},
+    "external_id": {"memberid", "id", "externalid", "clientid", "customerid"},
+    "kind": {"type", "kind"},
+}
+
+
+class ImportRefused(Exception):
+    """The file cannot be imported; the text says why, for the manager."""
+
+
+@dataclass(frozen=True)
+class Upload:
+    text: str
+    rows: int
+
+
+def _key(header):
+    return "".join(ch for ch in (header or "").lower() if ch not in " _-.")
+
+
+def column_map(headers):
+    """{our field: column index} from the header row."""
+    found = {}
+    for index, header in enumerate(headers):
+        key = _key(header)
+        for field, names in COLUMNS.items():
+            if key in {_key(n) for n in names} and field not in found:
+                found[field] = index
+    return found
+
+
+def read_upload(uploaded):
+    """Decode and check an uploaded file; nothing is stored when it is refused."""
+    if uploaded is None:
+        raise ImportRefused("Choose a CSV file to upload.")
+    if uploaded.size > MAX_BYTES:
+        raise ImportRefused("The file is larger than 10 MB: split it into several files.")
+    data = uploaded.read()
+    if b"\x00" in data[:65536]:
+        raise ImportRefused(
+            "This is not a CSV text file (it contains binary data). Export it as CSV from "
+            "your spreadsheet and try again."
+        )
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ImportRefused(
+            "The file is not UTF-8 text. In your spreadsheet choose “CSV UTF-8” when saving, "
+            "then upload it again."
+        ) from exc
+    try:
+        reader = csv.reader(io.StringIO(text))
+        headers = next(reader, None)
+        rows = sum(1 for _ in reader)
+    except csv.Error as exc:
+        raise ImportRefused(f"The file could not be read as CSV: {exc}.") from exc
+    if not headers or not any(h.strip() for h in headers):
+        raise ImportRefused("The file is empty: the first line must name the columns.")
+    if "phone" not in column_map(headers):
+        raise ImportRefused(
+            "No phone column found. The first line must name the columns, with one called "
+            "“phone” (or mobile, cell); first_name, last_name, email and member_id are optional."
+        )
+    if rows == 0:
+        raise ImportRefused("The file has a header but no rows to import.")
+    if rows > MAX_ROWS:
+        raise ImportRefused(f"The file has {rows:,} rows; import at most {MAX_ROWS:,} at a time.")
+    return Upload(text=text, rows=rows)
+
+
+def create_import(*, org, user, filename, upload):
+    return ContactImport.objects.create(
+        organization=org,
+        created_by=user,
+        filename=filename[:255],
+        content=upload.text,
+        total_rows=upload.rows,
+    )
+
+
+def _cell(row, columns, field):
+    index = columns.get(field)
+    if index is None or index >= len(row):
+        return ""
+    return row[index].strip()
+
+
+def _names(row, columns):
+    first, last = _cell(row, columns, "first_name"), _cell(row, columns, "last_name")
+    if not first and not last and "name" in columns:
+        first, _, last = _cell(row, columns, "name").partition(" ")
+    return first[:100], last[:100]
+
+
+def run_import(import_id):
+    """Process a stored import in batches; safe to call again (it resumes where it stopped)."""
+    job = ContactImport.objects.select_related("organization").get(pk=import_id)
+    if job.state == ContactImport.State.DONE:
+        return job
+    org = job.organization
+    ContactImport.objects.filter(pk=job.pk).update(state=ContactImport.State.RUNNING)
+    reader = csv.reader(io.StringIO(job.content))
+    columns = column_map(next(reader))
+    done_lines = set(job.rows.values_list("line", flat=True))
+    seen_phones = set(job.rows.exclude(contact=None).values_list("contact__phone_e164", flat=True))
+    batch = []
+    for line, row in enumerate(reader, start=2):
+        if line in done_lines:
+            continue
+        batch.append((line, row))
+        if len(batch) >= BATCH:
+            _import_batch(job, org, columns, batch, seen_phones)
+            batch = []
+    if batch:
+        _import_batch(job, org, columns, batch, seen_phones)
+    counts = dict(
+        job.rows.order_by()
+        .values_list("outcome")
+        .annotate(n=Count("id"))
+        .values_list("outcome", "n")
+    )
+    ContactImport.objects.filter(pk=job.pk).update(
+        state=ContactImport.State.DONE,
+        counts=counts,
+        content="",
+        processed_rows=job.total_rows,
+        finished_at=timezone.now(),
+    )
+    job.refresh_from_db()
+    return job
+
+
+@transaction.atomic
+def _import_batch(job, org, columns, batch, seen_phones):
+    """One batch of rows: a few queries for the batch, never one per row for lookups."""
+    Outcome = ContactImportRow.Outcome
+    parsed = []
+    for line, row in batch:
+        raw = _cell(row, columns, "phone")
+        parsed.append((line, row, parse_phone(raw, org.default_region)))
+    phones = {p.e164 for _, _, p in parsed if p.e164}
+    external_ids = {_cell(r, columns, "external_id") for _, r, _ in parsed} - {""}
+    matches = Q(phone_e164__in=phones) | Q(external_id__in=external_ids)
+    existing = (
+        Contact.objects.filter(organization=org)
+        .filter(matches)
+        .annotate(first_lower=Lower("first_name"), last_lower=Lower("last_name"))
+    )
+    by_external = {c.external_id: c for c in existing if c.external_id in external_ids}
+    by_phone_name = {
+        (c.phone_e164, c.first_lower, c.last_lower): c for c in existing if c.phone_e164
+    }
+    results, new_phones = [], []
+    for line, row, phone in parsed:
+        first, last = _names(row, columns)
+        external_id = _cell(row, columns, "external_id")[:64]
+        email = _cell(row, columns, "email")[:254]
+        name = f"{first} {last}".strip()
+        result = ContactImportRow(
+            contact_import=job, line=line, phone_raw=phone.raw, name=name[:201]
+        )
+        key = (phone.e164, first.lower(), last.lower())
+        if phone.e164 and phone.e164 in seen_phones and not external_id:
+            result.outcome, result.reason = Outcome.DUPLICATE, "Same number as an earlier row"
+            results.append(result)
+            continue
+        contact = by_external.get(external_id) if external_id else by_phone_name.get(key)
+        created = contact is None
+        if created:
+            contact = Contact(organization=org)
+        contact.first_name, contact.last_name = (
+            first or contact.first_name,
+            last or contact.last_name,
+        )
+        contact.email = email or contact.email
+        contact.external_id = external_id or contact.external_id
+        kind = _cell(row, columns, "kind").lower()
+        if kind in Contact.Kind.values:
+            contact.kind = kind
+        old_e164 = contact.phone_e164
+        contact.set_phone(phone.raw)
+        contact.save()
+        # Later rows of the same batch must find the contacts this one made.
+        if contact.external_id:
+            by_external[contact.external_id] = contact
+        by_phone_name[
+            (contact.phone_e164, contact.first_name.lower(), contact.last_name.lower())
+        ] = contact
+        if phone.e164:
+            seen_phones.add(phone.e164)
+            if created or old_e164 != phone.e164:
+                new_phones.append(phone.e164)
+        result.contact = contact
+        if not phone.is_valid:
+            result.outcome, result.reason = Outcome.INVALID_NUMBER, phone.error
+        else:
+            result.outcome = Outcome.IMPORTED if created else Outcome.UPDATED
+        results.append(result)
+    ContactImportRow.objects.bulk_create(results)
+    ContactImport.objects.filter(pk=job.pk).update(processed_rows=job.rows.count())
+    if new_phones:
+        enqueue_on_commit("deliverability.tasks.lookup_numbers", sorted(set(new_phones)))
