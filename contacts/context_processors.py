@@ -9,7 +9,12 @@ def organization(request):
     membership = request.membership
     if not membership:
         return {}
+    alerts = []
+    if membership.is_manager:
+        # Deliverability alerts (sender errors, circuit breaker) stay in the header until resolved.
+        alerts = list(membership.organization.alerts.filter(resolved_at__isnull=True)[:5])
     return {
+        "org_alerts": alerts,
         "current_membership": membership,
         "current_organization": membership.organization,
         "is_manager": membership.is_manager,

@@ -8,6 +8,7 @@ NAV = [
     ("conversations:list", "Conversations", False),
     ("conversations:failed", "Failed & Disabled", False),
     ("contacts:list", "Contacts", False),
+    ("conversations:review", "Review", False),
     ("conversations:broadcasts", "Broadcasts", True),
     ("deliverability:reports", "Reports", True),
 ]

@@ -583,3 +583,40 @@ def expire_overdue(now=None):
         final_at=now,
         status_changed_at=now,
     )
+
+
+# The review queue of "reasonable means" opt-out requests (SPEC §3) ------------------------------
+
+
+def review_resolve(*, message, confirm, by):
+    """Staff confirm a flagged message as an opt-out, or dismiss it; audited either way."""
+    if message.review != Message.Review.PENDING:
+        raise services.StateChangeRefused("This message has already been reviewed.")
+    contact = message.conversation.contact
+    note = f"Opt-out request: “{message.body[:200]}”"
+    with transaction.atomic():
+        updated = Message.objects.filter(pk=message.pk, review=Message.Review.PENDING).update(
+            review=Message.Review.CONFIRMED if confirm else Message.Review.DISMISSED
+        )
+        if not updated:
+            raise services.StateChangeRefused("This message has already been reviewed.")
+        if confirm:
+            state = services.number_state(org=message.organization, phone=message.from_number)
+            if not state.is_opted_out:
+                services.number_opt_out(
+                    org=message.organization,
+                    phone=message.from_number,
+                    reason=OptOutReason.STOP_KEYWORD,
+                    by=by,
+                    note=note,
+                    source_page="review",
+                    contact=contact,
+                )
+        else:
+            services.review_dismissed(
+                org=message.organization,
+                phone=message.from_number,
+                by=by,
+                note=note,
+                contact=contact,
+            )

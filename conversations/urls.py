@@ -18,3 +18,9 @@ urlpatterns += [
     path("failed/export.csv", views.failed_export, name="failed_export"),
     path("failed/<int:message_id>/<slug:action>/", views.failed_action, name="failed_action"),
 ]
+
+urlpatterns += [
+    path("review/", views.review_queue, name="review"),
+    path("review/<int:message_id>/", views.review_resolve, name="review_resolve"),
+    path("alerts/<int:alert_id>/resolve/", views.alert_resolve, name="alert_resolve"),
+]

@@ -13,6 +13,7 @@ from django_tables2 import LazyPaginator, RequestConfig
 
 from contacts.access import manager_required, org_member_required, safe_next
 from conversations import queries
+from conversations import services as pipeline
 from conversations.content import compose_check
 from conversations.filters import FailedMessageFilter
 from conversations.models import Conversation, Message
@@ -20,6 +21,8 @@ from conversations.services import SendRefused, message_create_outbound
 from conversations.status import staff_status
 from conversations.tables import FailedMessageTable, failed_reason, with_number_state
 from deliverability import actions
+from deliverability import services as rules
+from deliverability.models import OrgAlert
 from deliverability.queries import states_by_phone
 from deliverability.services import StateChangeRefused
 
@@ -300,3 +303,46 @@ def failed_export(request):
     stamp = timezone.localtime(timezone.now(), tz).strftime("%Y%m%d-%H%M")
     response["Content-Disposition"] = f'attachment; filename="failed-messages-{stamp}.csv"'
     return response
+
+
+# Review queue and alerts --------------------------------------------------------------------------
+
+
+@require_GET
+@org_member_required
+def review_queue(request):
+    pending = (
+        Message.objects.for_org(request.organization)
+        .filter(review=Message.Review.PENDING)
+        .select_related("conversation__contact")
+        .order_by("created_at")[:200]
+    )
+    return render(request, "conversations/review.html", {"pending": pending})
+
+
+@require_POST
+@org_member_required
+def review_resolve(request, message_id):
+    message = get_object_or_404(
+        Message.objects.select_related("conversation__contact", "organization"),
+        pk=message_id,
+        organization=request.organization,
+        direction=Message.Direction.INBOUND,
+    )
+    confirm = request.POST.get("decision") == "confirm"
+    try:
+        pipeline.review_resolve(message=message, confirm=confirm, by=request.user)
+        text = "Success: the contact is opted out." if confirm else "Dismissed: no opt-out."
+        messages.success(request, text)
+    except StateChangeRefused as refusal:
+        messages.error(request, str(refusal))
+    return redirect(safe_next(request, reverse("conversations:review")))
+
+
+@require_POST
+@manager_required
+def alert_resolve(request, alert_id):
+    alert = get_object_or_404(OrgAlert, pk=alert_id, organization=request.organization)
+    rules.alert_resolve(alert=alert, by=request.user)
+    messages.success(request, "Alert marked as resolved.")
+    return redirect(safe_next(request, reverse("home")))

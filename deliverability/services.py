@@ -596,3 +596,19 @@ def deactivation_apply(*, phones, list_date):
         number_opt_out(org=org, phone=phone, reason=OptOutReason.DEACTIVATED, cause=cause)
         opted_out += 1
     return opted_out
+
+
+def review_dismissed(*, org, phone, by, note="", contact=None):
+    """Staff decided a flagged message was not an opt-out request: recorded, nothing changes."""
+    state = number_state(org=org, phone=phone)
+    AuditEvent.objects.create(
+        organization=org,
+        phone=phone,
+        contact=contact,
+        actor=by,
+        action=Action.REVIEW_DISMISSED,
+        before=snapshot(state),
+        after=snapshot(state),
+        note=note,
+        source_page="review",
+    )
