@@ -223,6 +223,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "conversations.tasks.process_events",
         "schedule": timedelta(seconds=30),
     },
+    "dispatch-broadcasts": {
+        "task": "conversations.tasks.dispatch_broadcasts",
+        "schedule": timedelta(seconds=5),
+    },
     "sweep-messages": {
         "task": "conversations.tasks.sweep_messages",
         "schedule": timedelta(minutes=1),

@@ -5,6 +5,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("webhooks/twilio/", include("conversations.webhook_urls")),
     path("conversations/", include("conversations.urls")),
+    path("broadcasts/", include("conversations.broadcast_urls")),
     path("", include("deliverability.urls")),
     path("", include("contacts.urls")),
 ]

@@ -9,7 +9,7 @@ NAV = [
     ("conversations:failed", "Failed & Disabled", False),
     ("contacts:list", "Contacts", False),
     ("conversations:review", "Review", False),
-    ("conversations:broadcasts", "Broadcasts", True),
+    ("broadcasts:list", "Broadcasts", True),
     ("deliverability:reports", "Reports", True),
 ]
 

@@ -138,6 +138,7 @@ class Message(models.Model):
     class Dispatch(models.TextChoices):
         """Where the send task stands with this message; guards against double sends."""
 
+        HELD = "held", "Waiting for its broadcast's turn"
         WAITING = "waiting", "Waiting for a worker"
         CLAIMED = "claimed", "Claimed by a worker"
         SUBMITTED = "submitted", "Accepted by the provider"

@@ -12,12 +12,13 @@ from django.conf import settings
 from django.core import signals
 from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
+from django.db.models import Q
 from django.utils import timezone
 from twilio.request_validator import RequestValidator
 
 from config.celery import enqueue
-from conversations import services
-from conversations.models import Message
+from conversations import broadcasts, services
+from conversations.models import Broadcast, Message
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +60,12 @@ def sweep_messages():
     """Reclaim sends of dead workers; re-enqueue messages whose task was lost."""
     reclaimed = services.reclaim_stale_claims()
     cutoff = timezone.now() - timezone.timedelta(minutes=WAITING_GRACE_MINUTES)
-    waiting = Message.objects.filter(
-        dispatch=Message.Dispatch.WAITING, created_at__lt=cutoff
-    ).values_list("pk", flat=True)[:1000]
+    # Waiting since creation, or since a broadcast released it.
+    waiting = (
+        Message.objects.filter(dispatch=Message.Dispatch.WAITING, created_at__lt=cutoff)
+        .filter(Q(status_changed_at__isnull=True) | Q(status_changed_at__lt=cutoff))
+        .values_list("pk", flat=True)[:1000]
+    )
     for pk in waiting:
         enqueue("conversations.tasks.send_message", pk)
     return {"reclaimed": reclaimed}
@@ -194,3 +198,17 @@ def post_in_process(url, params, headers):
 @functools.cache
 def _application():
     return get_wsgi_application()
+
+
+@shared_task
+def dispatch_broadcast(broadcast_id):
+    return broadcasts.broadcast_dispatch(broadcast_id)
+
+
+@shared_task
+def dispatch_broadcasts():
+    """The periodic dispatcher: every sending or held broadcast gets its next messages."""
+    active = Broadcast.objects.filter(
+        state__in=[Broadcast.State.SENDING, Broadcast.State.HELD]
+    ).values_list("pk", flat=True)
+    return {pk: broadcasts.broadcast_dispatch(pk) for pk in active}
