@@ -202,6 +202,8 @@ class Message(models.Model):
         ordering = ["-created_at", "-id"]
         indexes = [
             models.Index(fields=["conversation", "created_at"], name="message_thread"),
+            # Reports aggregate an org's messages over a period.
+            models.Index(fields=["organization", "created_at"], name="message_org_time"),
             # The Failed & Disabled log at 1M+ rows reads only these.
             models.Index(
                 fields=["organization", "-created_at", "-id"],

@@ -6,4 +6,6 @@ app_name = "deliverability"
 
 urlpatterns = [
     path("numbers/<int:contact_id>/<slug:action>/", views.contact_action, name="contact_action"),
+    path("reports/", views.report, name="reports"),
+    path("reports/<slug:name>/", views.report, name="report"),
 ]

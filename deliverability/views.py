@@ -1,13 +1,17 @@
+import csv
+
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
+from django.core.paginator import Paginator
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_POST
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import trigger_client_event
 
-from contacts.access import org_member_required, safe_next
-from contacts.models import Contact
-from deliverability import actions
+from contacts.access import manager_required, org_member_required, safe_next
+from contacts.models import Contact, Membership
+from deliverability import actions, charts, reports
 from deliverability.services import StateChangeRefused
 
 SOURCE_PAGES = {"conversations", "contact", "failed", "contacts"}
@@ -47,3 +51,129 @@ def contact_action(request, contact_id, action):
         actions.card_context(request, contact, source_page),
     )
     return trigger_client_event(response, "toast", {"message": text, "level": level})
+
+
+# Reports (managers) -------------------------------------------------------------------------------
+
+REPORTS = [
+    ("opt_outs", "Opt-out reasons"),
+    ("health", "List health"),
+    ("delivery", "Delivery"),
+    ("staff", "Staff activity"),
+]
+
+
+def _csv_response(filename, header, rows):
+    response = HttpResponse(content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    writer = csv.writer(response)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return response
+
+
+def _report_context(request, name, period):
+    query = request.GET.copy()
+    query.pop("format", None)
+    return {
+        "report": name,
+        "reports": REPORTS,
+        "period": period,
+        "query": query.urlencode(),
+        "periods": [("7", "7 days"), ("30", "30 days"), ("90", "90 days"), ("custom", "Custom")],
+    }
+
+
+def _opt_outs(request, org, period, stamp, as_csv):
+    data = reports.opt_out_reasons(org, period)
+    if as_csv:
+        rows = [(r["label"], r["count"], r["share"]) for r in data["rows"]]
+        header = ["Reason", "Opt-outs", "Share %"]
+        return _csv_response(f"opt-out-reasons-{stamp}.csv", header, rows)
+    bars = [(r["label"], r["count"], f"{r['share']}% ({r['count']})") for r in data["rows"]]
+    return {"data": data, "chart": charts.horizontal_bars(bars)}
+
+
+def _health(request, org, period, stamp, as_csv):
+    data = reports.health(org)
+    if as_csv:
+        rows = [(r["label"], r["count"], r["share"]) for r in data]
+        return _csv_response("list-health.csv", ["Measure", "Contacts", "Share %"], rows)
+    bars = [(r["label"], r["count"], f"{r['count']} ({r['share']}%)") for r in data[1:]]
+    return {"data": data, "chart": charts.horizontal_bars(bars, label_width=230)}
+
+
+def _delivery(request, org, period, stamp, as_csv):
+    data = reports.delivery(org, period)
+    if as_csv:
+        rows = [
+            (d["day"], d["attempted"], d["delivered"], d["failed"], d["rate"] or "")
+            for d in data["days"]
+        ]
+        rows += [(), ("Failure reason", "Code", "Category", "Count")]
+        rows += [(r["reason"], r["code"] or "", r["category"], r["count"]) for r in data["reasons"]]
+        header = ["Day", "Attempted", "Delivered", "Failed", "Delivery rate %"]
+        return _csv_response(f"delivery-{stamp}.csv", header, rows)
+    points = [
+        (
+            f"{d['day']:%b} {d['day'].day}",
+            d["rate"] or 0,
+            "–" if d["rate"] is None else f"{d['rate']}%",
+        )
+        for d in data["days"]
+    ]
+    reasons = [(r["reason"], r["count"], str(r["count"])) for r in data["reasons"][:8]]
+    return {
+        "data": data,
+        "rate_chart": charts.columns(points, max_value=100, suffix="%"),
+        "reason_chart": charts.horizontal_bars(reasons, label_width=260),
+    }
+
+
+def _staff(request, org, period, stamp, as_csv):
+    actor = request.GET.get("actor", "")
+    action = request.GET.get("action", "")
+    actor_id = int(actor) if actor.isdigit() else None
+    events = reports.staff_activity(org, period, actor_id=actor_id, action=action)
+    if as_csv:
+        rows = (
+            (
+                timezone.localtime(e.created_at).strftime("%Y-%m-%d %H:%M"),
+                e.actor_label,
+                e.get_action_display(),
+                e.phone,
+                str(e.contact or ""),
+                e.source_page,
+                e.note,
+            )
+            for e in events.iterator(chunk_size=2000)
+        )
+        header = ["When", "Staff member", "Action", "Number", "Contact", "Page", "Note"]
+        return _csv_response(f"staff-activity-{stamp}.csv", header, rows)
+    return {
+        "page": Paginator(events, 100).get_page(request.GET.get("page")),
+        "members": Membership.objects.filter(organization=org).select_related("user"),
+        "actions": [(a.value, a.label) for a in reports.STAFF_ACTIONS],
+        "actor": actor,
+        "action": action,
+    }
+
+
+REPORT_VIEWS = {"opt_outs": _opt_outs, "health": _health, "delivery": _delivery, "staff": _staff}
+
+
+@require_GET
+@manager_required
+def report(request, name="opt_outs"):
+    """One report for a period (7/30/90 days or custom); ?format=csv exports its numbers."""
+    if name not in REPORT_VIEWS:
+        raise Http404("No such report.")
+    org = request.organization
+    period = reports.period_from(request.GET, org)
+    stamp = f"{period.first_day}_{period.last_day}"
+    as_csv = request.GET.get("format") == "csv"
+    result = REPORT_VIEWS[name](request, org, period, stamp, as_csv)
+    if isinstance(result, HttpResponse):
+        return result
+    context = _report_context(request, name, period) | result
+    return render(request, f"deliverability/report_{name}.html", context)
