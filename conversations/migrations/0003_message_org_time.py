@@ -5,16 +5,15 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('contacts', '0002_contact_import'),
-        ('conversations', '0002_broadcast_held'),
+        ("contacts", "0002_contact_import"),
+        ("conversations", "0002_broadcast_held"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='message',
-            index=models.Index(fields=['organization', 'created_at'], name='message_org_time'),
+            model_name="message",
+            index=models.Index(fields=["organization", "created_at"], name="message_org_time"),
         ),
     ]

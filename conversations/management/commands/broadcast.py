@@ -32,9 +32,13 @@ class Command(BaseCommand):
         senders = Sender.objects.filter(organization=org, is_active=True).order_by("id")
         if options["sender"]:
             number = parse_phone(options["sender"], org.default_region).e164 or options["sender"]
-            sender = senders.filter(Q(phone_number=number) | Q(messaging_service_sid=number)).first()
+            sender = senders.filter(
+                Q(phone_number=number) | Q(messaging_service_sid=number)
+            ).first()
             if sender is None:
-                raise CommandError(f"{options['sender']} is not one of {org}'s senders", returncode=2)
+                raise CommandError(
+                    f"{options['sender']} is not one of {org}'s senders", returncode=2
+                )
         else:
             sender = senders.first()
             if sender is None:
