@@ -88,6 +88,7 @@ def _missing_service(request):
 @pytest.fixture(autouse=True)
 def _tasks_run_at_once(settings):
     """Without a broker, tasks run in the caller during tests: deterministic and sequential."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast
     settings.TASKS_IN_PROCESS = "sync"
     settings.SMS_BACKEND = "locmem"
     settings.REDIS_URL = ""
