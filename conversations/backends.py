@@ -83,7 +83,8 @@ class TwilioBackend:
         try:
             created = self.client.messages.create(**params)
         except TwilioRestException as exc:
-            code = exc.code if exc.code else None
+            # Without a Twilio code in the answer, twilio-python puts the HTTP status there.
+            code = exc.code if exc.code and exc.code != exc.status else None
             if exc.status == 429 and code is None:
                 code = catalogue.HTTP_TOO_MANY_REQUESTS
             raise SendError(
@@ -107,8 +108,23 @@ class TwilioBackend:
         return _remote(found)
 
     def find(self, *, to, from_, after):
-        listed = self.client.messages.list(to=to, date_sent_after=after, limit=50)
-        return [_remote(item) for item in listed if not from_ or item.from_ == from_]
+        # Not filtered by DateSent: it is a whole day, and a message still queued at Twilio
+        # (the very one a lost answer leaves behind) has no date_sent yet.
+        listed = self.client.messages.list(to=to, limit=50)
+        return [
+            _remote(item)
+            for item in listed
+            if _sent_by(item, from_) and (not item.date_created or item.date_created >= after)
+        ]
+
+
+def _sent_by(item, from_):
+    """A message sent through a messaging service carries the pool number it went out from."""
+    if not from_:
+        return True
+    if from_.startswith("MG"):
+        return item.messaging_service_sid == from_
+    return item.from_ == from_
 
 
 def _remote(item):

@@ -174,6 +174,9 @@ def _send_failed(message, exc):
         )
         raise RetryLater(str(exc))
     info = catalogue.describe(exc.code)
+    # No Twilio code: the request itself was refused (a contract break, a proxy), not the
+    # number; the catalogue has nothing to say and the number is not blamed.
+    reason = info.reason if exc.code is not None else f"Refused (HTTP {exc.http_status}): {exc}"
     now = timezone.now()
     _record_event(
         kind=MessageEvent.Kind.SEND_ERROR,
@@ -188,17 +191,18 @@ def _send_failed(message, exc):
         message,
         status=Message.Status.FAILED,
         error_code=info.code,
-        error_message=info.reason,
+        error_message=reason[:300],
         final_at=now,
     )
-    services.error_apply(
-        org=message.organization,
-        phone=message.to_number,
-        code=exc.code,
-        at=now,
-        sender_ref=message.from_number,
-    )
-    return f"failed: {exc.code}"
+    if exc.code is not None:
+        services.error_apply(
+            org=message.organization,
+            phone=message.to_number,
+            code=exc.code,
+            at=now,
+            sender_ref=message.from_number,
+        )
+    return f"failed: {exc.code or exc.http_status}"
 
 
 def message_give_up(message_id, reason):
@@ -297,6 +301,7 @@ def events_process_pending(limit=500):
 
 def event_process(event):
     """Apply one stored event (inside the caller's transaction) and mark it processed."""
+    linked = (event.message_id, event.organization_id, event.status)
     try:
         with transaction.atomic():
             if event.kind == MessageEvent.Kind.STATUS:
@@ -309,6 +314,9 @@ def event_process(event):
         # One bad event must not block the others; it is kept with its error to look at.
         log.exception("event %s could not be processed", event.pk)
         outcome = f"error: {exc.__class__.__name__}: {exc}"[:200]
+        # Its links went with the rollback: a message it created no longer exists, and a
+        # reference to it would fail the whole batch's commit, again at every retry.
+        event.message_id, event.organization_id, event.status = linked
     event.processed_at = timezone.now()
     event.outcome = outcome[:200]
     event.save(update_fields=["processed_at", "outcome", "message", "organization", "status"])
@@ -391,7 +399,11 @@ def message_apply_status(message, *, status, error_code=None, sid="", done_at=No
 def _process_inbound(event):
     params = event.payload
     to, sender_number = params.get("To") or "", params.get("From") or ""
-    sender = Sender.objects.select_related("organization").filter(phone_number=to).first()
+    senders = Sender.objects.select_related("organization")
+    sender = senders.filter(phone_number=to).first()
+    if sender is None and params.get("MessagingServiceSid"):
+        # A number of a messaging service's pool: the service is the org's sender.
+        sender = senders.filter(messaging_service_sid=params["MessagingServiceSid"]).first()
     if sender is None:
         log.info("inbound message to %s, which is none of our senders", mask(to))
         return "unknown recipient number"
@@ -513,8 +525,19 @@ def reconcile_unknown_send(message_id):
 
 
 def reclaim_stale_claims(now=None):
-    """Claims held longer than CLAIM_TIMEOUT belonged to a worker that died mid-send."""
+    """Claims held longer than CLAIM_TIMEOUT belonged to a worker that died mid-send.
+
+    A send whose outcome is still unknown that long after its claim had its reconciliation
+    fail (the provider did not answer): it is reconciled again, until the provider answers.
+    """
     now = now or timezone.now()
+    unresolved = list(
+        Message.objects.filter(
+            dispatch=Dispatch.UNKNOWN, claimed_at__lt=now - CLAIM_TIMEOUT
+        ).values_list("pk", flat=True)[:500]
+    )
+    for pk in unresolved:
+        enqueue_on_commit("conversations.tasks.reconcile_unknown_send", pk)
     stale = list(
         Message.objects.filter(
             dispatch=Dispatch.CLAIMED, claimed_at__lt=now - CLAIM_TIMEOUT
