@@ -26,6 +26,40 @@ class ReachableTask(Task):
 
         return inprocess.submit(self, args or (), kwargs or {}, countdown=_countdown(options))
 
+    def retry(
+        self,
+        args=None,
+        kwargs=None,
+        exc=None,
+        throw=True,
+        eta=None,
+        countdown=None,
+        max_retries=None,
+        **options,
+    ):
+        """In background threads (no broker), a retry waits its back-off like a worker's would;
+        Celery's eager mode would run it again at once."""
+        from django.conf import settings
+
+        if settings.REDIS_URL or settings.TASKS_IN_PROCESS == "sync":
+            return super().retry(args, kwargs, exc, throw, eta, countdown, max_retries, **options)
+        from celery.exceptions import MaxRetriesExceededError, Retry
+
+        from config import inprocess
+
+        retries = self.request.retries + 1
+        limit = self.max_retries if max_retries is None else max_retries
+        if limit is not None and retries > limit:
+            if exc is not None:
+                raise exc
+            raise MaxRetriesExceededError(f"{self.name} gave up after {limit} retries")
+        call_args = self.request.args if args is None else args
+        call_kwargs = self.request.kwargs if kwargs is None else kwargs
+        inprocess.submit(
+            self, call_args or (), call_kwargs or {}, countdown=countdown or 0, retries=retries
+        )
+        raise Retry(exc=exc, when=countdown)
+
 
 def _countdown(options):
     if options.get("countdown"):
@@ -61,10 +95,14 @@ def enqueue(task_name, *args, **kwargs):
     the periodic sweepers pick it up once the broker is back: a request never fails, or hangs,
     because Redis is down.
     """
+    from django.conf import settings
     from kombu.exceptions import OperationalError
 
+    task = app.tasks[task_name]
+    if not settings.REDIS_URL:
+        return task.delay(*args, **kwargs)  # No broker to be down; a task's own errors show.
     try:
-        return app.tasks[task_name].delay(*args, **kwargs)
+        return task.delay(*args, **kwargs)
     except (OperationalError, ConnectionError, OSError) as exc:
         logging.getLogger(__name__).warning("could not enqueue %s: %s", task_name, exc)
         return None

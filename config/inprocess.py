@@ -27,26 +27,28 @@ class InProcessResult:
         self.id = task_id
 
 
-def _run(task, args, kwargs):
+def _run(task, args, kwargs, retries=0):
     close_old_connections()
     try:
-        task.apply(args=args, kwargs=kwargs, throw=False)
+        task.apply(args=args, kwargs=kwargs, throw=False, retries=retries)
     except Exception:  # A task that raises must not kill the thread pool.
         log.exception("in-process task %s failed", task.name)
     finally:
         connections.close_all()
 
 
-def submit(task, args, kwargs, countdown=0.0):
+def submit(task, args, kwargs, countdown=0.0, retries=0):
     if settings.TASKS_IN_PROCESS == "sync":
-        task.apply(args=args, kwargs=kwargs, throw=True)
+        task.apply(args=args, kwargs=kwargs, throw=True, retries=retries)
         return InProcessResult()
     if countdown and countdown > 0:
-        timer = threading.Timer(countdown, _executor.submit, args=(_run, task, args, kwargs))
+        timer = threading.Timer(
+            countdown, _executor.submit, args=(_run, task, args, kwargs, retries)
+        )
         timer.daemon = True
         timer.start()
     else:
-        _executor.submit(_run, task, args, kwargs)
+        _executor.submit(_run, task, args, kwargs, retries)
     return InProcessResult()
 
 

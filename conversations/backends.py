@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import requests
 from django.conf import settings
-from twilio.base.exceptions import TwilioRestException
+from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 
 from contacts.phones import mask
 from deliverability import catalogue
@@ -82,13 +82,19 @@ class TwilioBackend:
             params["from_"] = from_
         try:
             created = self.client.messages.create(**params)
-        except TwilioRestException as exc:
+        except (TwilioRestException, TwilioServiceException) as exc:
             # Without a Twilio code in the answer, twilio-python puts the HTTP status there.
             code = exc.code if exc.code and exc.code != exc.status else None
             if exc.status == 429 and code is None:
                 code = catalogue.HTTP_TOO_MANY_REQUESTS
+            # The newer RFC 9457 errors carry a title and detail instead of a message.
+            text = (
+                getattr(exc, "msg", None)
+                or getattr(exc, "detail", None)
+                or getattr(exc, "title", "")
+            )
             raise SendError(
-                exc.msg or str(exc),
+                text or f"HTTP {exc.status}",
                 code=code,
                 http_status=exc.status,
                 transient=_is_transient(code, exc.status),

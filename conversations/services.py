@@ -140,6 +140,12 @@ def message_send(message_id):
         _finish(message, status=Message.Status.FAILED, error_message="No sender", final_at=now)
         return "no sender"
     wait_for_slot(f"sender-{sender.pk}", sender.throughput)
+    # Renew the claim after the wait: if the sweeper took it meanwhile (it thought this worker
+    # dead), this worker must not send as well.
+    if not Message.objects.filter(pk=message.pk, dispatch=Dispatch.CLAIMED).update(
+        claimed_at=timezone.now()
+    ):
+        return "claim lost while waiting for the sender's pace"
     services.record_attempts(org=org, phones=[message.to_number])
     try:
         result = get_backend().send(
@@ -410,7 +416,8 @@ def _process_inbound(event):
     org = sender.organization
     event.organization_id = org.pk
     phone = parse_phone(sender_number, org.default_region).e164 or sender_number
-    contact = Contact.objects.filter(organization=org, phone_e164=phone).order_by("id").first()
+    same_number = Q(phone_e164=phone) if phone.startswith("+") else Q(phone_raw=sender_number)
+    contact = Contact.objects.filter(same_number, organization=org).order_by("id").first()
     if contact is None:
         contact = Contact(organization=org, kind=Contact.Kind.LEAD)
         contact.set_phone(sender_number)
@@ -435,6 +442,18 @@ def _process_inbound(event):
     event.message = message
     _touch_conversation(conversation, message, unread=True)
     if state.is_invalid:
+        # Blocked: no conversation continues with an Invalid number. An opt-out is still
+        # honoured, so that clearing the flag later never texts someone who said STOP.
+        keyword = keywords.from_opt_out_type(params.get("OptOutType")) or keywords.classify(body)
+        if keyword == keywords.Keyword.OPT_OUT:
+            services.number_opt_out(
+                org=org,
+                phone=phone,
+                reason=OptOutReason.STOP_KEYWORD,
+                cause="inbound STOP (blocked number)",
+                contact=contact,
+            )
+            return "stored as blocked; opted out"
         return "stored as blocked (number marked invalid)"
     services.record_heartbeat(phone=phone, at=message.created_at)
     return _act_on_keywords(org, contact, sender, message, params.get("OptOutType"))

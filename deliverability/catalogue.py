@@ -129,7 +129,10 @@ def describe(code):
     if number in ERRORS:
         category, reason = ERRORS[number]
         return ErrorInfo(number, category, reason, EFFECT_OF[category], known=True)
-    reason = f"Unknown error (code {number if number is not None else code})"
+    if code is None or code == "":
+        reason = "Failed without an error code"
+    else:
+        reason = f"Unknown error (code {number if number is not None else code})"
     return ErrorInfo(number, Category.UNREACHABLE, reason, Effect.COUNT_ERROR, known=False)
 
 

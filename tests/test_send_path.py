@@ -11,6 +11,7 @@ from celery.exceptions import Retry
 from django.utils import timezone
 from twilio.base.exceptions import TwilioRestException
 
+from config import inprocess
 from conversations import services, status, tasks
 from conversations.backends import RemoteMessage, SendError, get_backend
 from conversations.models import Message, MessageEvent
@@ -663,3 +664,51 @@ def test_simulator_magic_landline_fails_21614_at_create_and_is_flagged(
     assert message.status == Message.Status.FAILED
     assert message.error_code == 21614
     assert state.invalid_code == "21614"
+
+
+# Claims renewed after pacing, and back-off without a broker -------------------------------------
+
+
+def test_a_worker_that_lost_its_claim_while_pacing_does_not_send(
+    org, contact, sender, locmem, monkeypatch, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=False):
+        message = services.message_create_outbound(org=org, contact=contact, body="Hi")
+
+    def sweeper_takes_the_claim(key, rate):
+        # While this worker waits, the sweeper decides it is dead and takes the message over.
+        Message.objects.filter(pk=message.pk).update(dispatch=Message.Dispatch.UNKNOWN)
+
+    monkeypatch.setattr(services, "wait_for_slot", sweeper_takes_the_claim)
+
+    outcome = services.message_send(message.pk)
+
+    assert outcome.startswith("claim lost")
+    assert locmem.outbox == []
+
+
+def test_without_a_broker_a_retry_waits_its_back_off(
+    org, contact, sender, locmem, settings, monkeypatch
+):
+    # Background threads stand in for workers: a retry is scheduled after its back-off, not
+    # run again at once as Celery's eager mode would.
+    settings.TASKS_IN_PROCESS = "thread"
+    scheduled = []
+    monkeypatch.setattr(
+        inprocess,
+        "submit",
+        lambda task, args, kwargs, countdown=0.0, retries=0: scheduled.append(
+            (task.name, list(args), countdown, retries)
+        ),
+    )
+    locmem.fail_with.append(SendError("Twilio is down", http_status=503, transient=True))
+    message = make_message(contact, sender, status=Message.Status.PENDING, dispatch="waiting")
+
+    tasks.send_message.apply(args=[message.pk])
+
+    [(name, args, countdown, retries)] = scheduled
+    assert (name, args, retries) == ("conversations.tasks.send_message", [message.pk], 1)
+    assert countdown > 0
+    message.refresh_from_db()
+    assert message.dispatch == Message.Dispatch.WAITING
+    assert locmem.outbox == []

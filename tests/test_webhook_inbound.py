@@ -260,7 +260,7 @@ def test_advanced_opt_out_help_sends_no_second_reply(
     assert Message.objects.get().body == "HELP"
 
 
-@pytest.mark.parametrize("body", ["STOP", "START", "HELP", "Hello"])
+@pytest.mark.parametrize("body", ["START", "HELP", "Hello"])
 def test_an_inbound_from_an_invalid_number_is_stored_blocked_and_not_acted_on(
     client, org, owner, contact, django_capture_on_commit_callbacks, body
 ):
@@ -280,6 +280,21 @@ def test_an_inbound_from_an_invalid_number_is_stored_blocked_and_not_acted_on(
     assert AuditEvent.objects.count() == before
     assert not Message.objects.filter(direction=Message.Direction.OUTBOUND).exists()
     assert state_of(org).opt_out_reason == was_opted_out
+
+
+def test_a_stop_from_an_invalid_number_is_blocked_but_still_honoured(
+    client, org, owner, contact, django_capture_on_commit_callbacks
+):
+    # Clearing the flag later must never text someone who said STOP.
+    services.number_mark_invalid(org=org, phone=THEIR_NUMBER, by=owner)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = inbound(client, " Stop. ")
+
+    assert response.status_code == 200
+    assert Message.objects.get(direction=Message.Direction.INBOUND).blocked
+    assert state_of(org).opt_out_reason == OptOutReason.STOP_KEYWORD
+    assert not Message.objects.filter(direction=Message.Direction.OUTBOUND).exists()
 
 
 # Organization settings ------------------------------------------------------------------------
