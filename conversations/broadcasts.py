@@ -302,6 +302,8 @@ def broadcast_dispatch(broadcast_id, now=None):
     )
     for message_id in ids:
         enqueue("conversations.tasks.send_message", message_id)
+    if len(ids) < room:  # That was the last of them.
+        _finish_if_done(broadcast, now)
     return released
 
 

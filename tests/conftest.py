@@ -19,6 +19,8 @@ from tests import factories
 
 SERVICE_MARKERS = ("postgres", "redis", "browser", "twilio_mock")
 
+pytest_plugins = ["tests.browser"]
+
 
 def _requested_services():
     value = os.environ.get("TEST_SERVICES", "").strip().lower()
