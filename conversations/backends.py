@@ -181,8 +181,8 @@ class SimulatorBackend:
     (signature check included). With SIMULATOR_CHAOS=1 they come out of order and twice.
     """
 
-    SENT_AFTER = 1.0
-    FINAL_AFTER = 2.5
+    SENT_AFTER = 2.0
+    FINAL_AFTER = 6.0
 
     def __init__(self):
         self._lock = threading.Lock()

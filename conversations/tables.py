@@ -47,6 +47,7 @@ class FailedMessageTable(tables.Table):
     contact = tables.TemplateColumn(
         template_name="conversations/failed_cells/contact.html",
         accessor="conversation__contact__last_name",
+        verbose_name="Contact",
         order_by=("conversation__contact__last_name", "conversation__contact__first_name"),
     )
     phone = tables.TemplateColumn(

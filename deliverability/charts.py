@@ -22,13 +22,15 @@ def horizontal_bars(items, *, width=640, bar_height=28, label_width=170, unit=""
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="100%" '
         f'role="img" aria-hidden="true" class="chart">'
     ]
+    max_chars = int(label_width / 7.5)  # about 7.5 px a character at 14 px
     for index, (label, value, shown) in enumerate(items):
         y = 10 + index * (bar_height + 10)
+        short = label if len(label) <= max_chars else label[: max_chars - 1] + "…"
         bar = max(2, int(room * value / top)) if value else 0
         colour = PALETTE[index % len(PALETTE)]
         parts.append(
             f'<text x="{label_width - 8}" y="{y + bar_height * 0.68:.0f}" text-anchor="end" '
-            f'font-size="14" fill="#212529">{escape(label)}</text>'
+            f'font-size="14" fill="#212529"><title>{escape(label)}</title>{escape(short)}</text>'
             f'<rect x="{label_width}" y="{y}" width="{bar}" height="{bar_height}" rx="3" '
             f'fill="{colour}"></rect>'
             f'<text x="{label_width + bar + 6}" y="{y + bar_height * 0.68:.0f}" font-size="14" '
