@@ -1,0 +1,113 @@
+"""What every benchmark shares: the bench database, timing, and the figure it reports."""
+
+import os
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+BENCH_DB = os.environ.get("BENCH_DATABASE", "reachable_bench")
+BIG_ORG, SMALL_ORG = "bench-club", "bench-small"
+BIG_SIZE = (200_000, 1_000_000)  # contacts, messages
+SMALL_SIZE = (2_000, 10_000)
+
+
+@dataclass
+class Figure:
+    benchmark: str
+    name: str
+    value: float
+    unit: str
+    floor: str = ""
+    ok: bool | None = None  # None: informative, no floor
+
+    def as_dict(self):
+        return asdict(self)
+
+
+class BenchmarkError(Exception):
+    """A benchmark cannot run here; the text says what is missing."""
+
+
+def bench_database_url():
+    """The URL of the bench database on the PostgreSQL server of DATABASE_URL."""
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith(("postgres://", "postgresql://")):
+        raise BenchmarkError(
+            "benchmarks run on PostgreSQL: set DATABASE_URL=postgres://postgres@127.0.0.1:5432/test"
+        )
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{BENCH_DB}", parts.query, ""))
+
+
+def ensure_database():
+    """Create the bench database when missing (on the same server), then point Django at it."""
+    import psycopg
+
+    url = bench_database_url()
+    parts = urlsplit(url)
+    admin_url = urlunsplit((parts.scheme, parts.netloc, "/postgres", "", ""))
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [BENCH_DB]).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
+    os.environ["DATABASE_URL"] = url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    os.environ.setdefault("TASKS_IN_PROCESS", "sync")
+    os.environ.setdefault("SMS_BACKEND", "locmem")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", interactive=False, verbosity=0)
+    return url
+
+
+def ensure_seeded(slug, contacts, messages):
+    """Seed the org up to the size asked for (reused on later runs)."""
+    from django.core.management import call_command
+
+    from contacts.models import Contact, Organization
+    from conversations.models import Message
+
+    org = Organization.objects.filter(slug=slug).first()
+    have_contacts = Contact.objects.filter(organization=org).count() if org else 0
+    have_messages = Message.objects.filter(organization=org).count() if org else 0
+    if have_contacts < contacts or have_messages < messages:
+        print(f"seeding {slug}: {contacts} contacts, {messages} messages (once)…", flush=True)
+        call_command(
+            "seed",
+            "--org",
+            slug,
+            "--contacts",
+            str(max(0, contacts - have_contacts)),
+            "--messages",
+            str(max(0, messages - have_messages)),
+            "--batch",
+            "20000",
+        )
+    return Organization.objects.get(slug=slug)
+
+
+def percentile(values, fraction):
+    ordered = sorted(values)
+    if not ordered:
+        return 0.0
+    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def timed(function, repeat):
+    """Run `function` `repeat` times; the durations in milliseconds."""
+    durations = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        function()
+        durations.append((time.perf_counter() - started) * 1000)
+    return durations
+
+
+def median(values):
+    return statistics.median(values) if values else 0.0
