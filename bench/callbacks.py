@@ -160,12 +160,13 @@ def run():
         load(port, "/bench/bare/", sids_file, 400, f"{run_id}-warm-bare")
         load(port, "/webhooks/twilio/status/", sids_file, 400, f"{run_id}-warm")
         bare = load(port, "/bench/bare/", sids_file, BARE_COUNT, f"{run_id}-bare")
-        hook = load(port, "/webhooks/twilio/status/", sids_file, COUNT, run_id)
+        hook = load(port, "/webhooks/twilio/status/", sids_file, COUNT, f"{run_id}-main")
     finally:
         server.terminate()
         server.wait(timeout=30)
         os.unlink(sids_file)
-    stored = MessageEvent.objects.filter(idempotency_key__startswith=f"status:{run_id}-").count()
+    mine = MessageEvent.objects.filter(idempotency_key__startswith=f"status:{run_id}-main-")
+    stored = mine.count()
     lost = COUNT - stored
     started = time.perf_counter()
     processed = 0

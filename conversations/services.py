@@ -6,11 +6,12 @@ inbound messages are stored as MessageEvents before anything else, then processe
 a status only ever moves forward.
 """
 
+import json
 import logging
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
@@ -263,7 +264,7 @@ def status_event_key(params, token):
 
 
 def event_store(*, kind, params, token="", query=None):
-    """Store a webhook's payload as it came; returns the event, or None for a duplicate."""
+    """Store a webhook's payload as it came, once per idempotency key; False for a duplicate."""
     payload = {key: params.get(key) for key in params}
     if query:
         payload["_query"] = {key: query.get(key) for key in query}
@@ -273,18 +274,27 @@ def event_store(*, kind, params, token="", query=None):
     else:
         key = f"inbound:{params.get('MessageSid') or params.get('SmsSid') or token}"
         status = "received"
-    try:
-        with transaction.atomic():
-            return MessageEvent.objects.create(
-                kind=kind,
-                idempotency_key=key[:200],
-                provider_sid=(params.get("MessageSid") or params.get("SmsSid") or "")[:34],
-                status=status[:20],
-                error_code=_int_or_none(params.get("ErrorCode")),
-                payload=payload,
-            )
-    except IntegrityError:
-        return None
+    row = {
+        "kind": kind,
+        "idempotency_key": key[:200],
+        "provider_sid": (params.get("MessageSid") or params.get("SmsSid") or "")[:34],
+        "status": status[:20],
+        "error_code": _int_or_none(params.get("ErrorCode")),
+        "payload": json.dumps(payload),
+        "received_at": timezone.now(),
+        "outcome": "",
+    }
+    # One statement in autocommit, INSERT … ON CONFLICT DO NOTHING: the request path of a
+    # webhook is a single round trip to the database, and a duplicate is not stored again.
+    columns = ", ".join(row)
+    values = ", ".join(["%s"] * len(row))
+    sql = (
+        f"INSERT INTO {MessageEvent._meta.db_table} ({columns}) VALUES ({values}) "
+        "ON CONFLICT (idempotency_key) DO NOTHING"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, list(row.values()))
+        return cursor.rowcount == 1
 
 
 def events_process_pending(limit=500):

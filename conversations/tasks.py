@@ -5,6 +5,7 @@ import io
 import logging
 import random
 import threading
+import time
 from urllib.parse import urlencode, urlsplit
 
 from celery import shared_task
@@ -86,6 +87,7 @@ def expire_overdue_messages():
 _processing_requested = threading.Event()
 _redis_client = None
 PROCESS_DEBOUNCE_MS = 200
+_last_request = 0.0
 
 
 def _redis():
@@ -104,6 +106,7 @@ def request_event_processing():
 
     Never raises: if Redis is down, the events stay stored and the periodic sweeper runs them.
     """
+    global _last_request
     if not settings.REDIS_URL:
         if settings.TASKS_IN_PROCESS == "sync":
             process_events.delay()
@@ -111,6 +114,12 @@ def request_event_processing():
             _processing_requested.set()
             process_events.apply_async(countdown=PROCESS_DEBOUNCE_MS / 1000)
         return
+    # Within the debounce window this process has already asked: the task it asked for runs
+    # after the window and processes every event stored by then (the sweeper catches the rest).
+    now = time.monotonic()
+    if now - _last_request < PROCESS_DEBOUNCE_MS / 1000:
+        return
+    _last_request = now
     try:
         if _redis().set("reachable:events:requested", 1, nx=True, px=PROCESS_DEBOUNCE_MS):
             process_events.apply_async(countdown=PROCESS_DEBOUNCE_MS / 1000)

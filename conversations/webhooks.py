@@ -53,13 +53,13 @@ def _receive(request, kind):
     if not signature_is_valid(request):
         log.warning("rejected a %s webhook with a bad or missing signature", kind)
         return HttpResponseForbidden("Invalid signature")
-    event = services.event_store(
+    stored = services.event_store(
         kind=kind,
         params=request.POST,
         token=request.headers.get("I-Twilio-Idempotency-Token", ""),
         query=request.GET,
     )
-    if event is not None:
+    if stored:
         request_event_processing()
     return None
 
