@@ -204,6 +204,18 @@ MESSAGE_VALIDITY_SECONDS = env_int("MESSAGE_VALIDITY_SECONDS", 36000)
 
 # Celery. Without REDIS_URL, tasks run in-process on background threads (see config.celery).
 REDIS_URL = env_str("REDIS_URL")
+# Cache: Redis when there is one (shared by every process), else this process's memory. Callers
+# treat the cache as optional: a dead Redis never fails a page.
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {"socket_timeout": 0.5, "socket_connect_timeout": 0.5},
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True

@@ -3,7 +3,17 @@ from contacts.navigation import nav_items
 
 
 def organization(request):
-    """The current membership, the user's organizations and the navigation, for the layout."""
+    """The current membership, the user's organizations, the navigation and open alerts.
+
+    Computed once per request: table cells rendered from templates run context processors
+    again, and this must not cost a query per cell.
+    """
+    if not hasattr(request, "_organization_context"):
+        request._organization_context = _organization_context(request)
+    return request._organization_context
+
+
+def _organization_context(request):
     if not getattr(request, "user", None) or not request.user.is_authenticated:
         return {}
     membership = request.membership

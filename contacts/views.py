@@ -8,6 +8,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRefresh
+from django_tables2.paginators import LazyPaginator
 
 from config.celery import enqueue_on_commit
 from contacts import importer, queries
@@ -59,7 +60,7 @@ def contact_list(request):
         filter_name = "active"
     search = request.GET.get("q", "").strip()[:100]
     contacts = queries.contact_list(request.organization, filter_name=filter_name, search=search)
-    page = Paginator(contacts, 50).get_page(request.GET.get("page"))
+    page = LazyPaginator(contacts, 50).get_page(request.GET.get("page"))
     rows = list(page.object_list)
     states = states_by_phone(request.organization, [c.phone_e164 for c in rows])
     context = {
@@ -68,8 +69,12 @@ def contact_list(request):
         "page": page,
         "rows": [(contact, states.get(contact.phone_e164)) for contact in rows],
         "now": timezone.now(),
-        "counts": queries.filter_counts(
-            Contact.objects.for_org(request.organization), request.organization
+        "counts": queries.cached_counts(
+            request.organization,
+            "contacts",
+            lambda: queries.filter_counts(
+                Contact.objects.for_org(request.organization), request.organization
+            ),
         ),
     }
     return render(request, "contacts/contact_list.html", context)

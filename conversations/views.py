@@ -1,7 +1,6 @@
 import csv
 
 from django.contrib import messages
-from django.core.paginator import Paginator
 from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
@@ -38,7 +37,7 @@ def _list_context(request):
     conversations = queries.conversation_list(
         request.organization, filter_name=filter_name, search=search
     )
-    page = Paginator(conversations, PAGE_SIZE).get_page(request.GET.get("page"))
+    page = LazyPaginator(conversations, PAGE_SIZE).get_page(request.GET.get("page"))
     rows = list(page.object_list)
     states = states_by_phone(request.organization, [c.contact.phone_e164 for c in rows])
     return {
@@ -134,7 +133,7 @@ def failed_log(request):
     filterset = FailedMessageFilter(
         request.GET or None, queryset=_failed_messages(request), organization=request.organization
     )
-    table = FailedMessageTable(filterset.qs)
+    table = FailedMessageTable(filterset.qs, request=request)
     RequestConfig(
         request, paginate={"per_page": PAGE_SIZE, "paginator_class": LazyPaginator}
     ).configure(table)
@@ -151,13 +150,9 @@ def failed_log(request):
 
 
 def _render_row(request, message):
-    table = FailedMessageTable([message])
-    row = next(iter(table.rows))
-    return render(
-        request,
-        "conversations/failed_row.html",
-        {"row": row, "table": table, "now": timezone.now()},
-    )
+    table = FailedMessageTable([message], request=request)
+    [row] = table.rendered_rows()
+    return render(request, "conversations/failed_row.html", {"row": row})
 
 
 @require_POST

@@ -61,7 +61,11 @@ def facts_by_phone(phones):
     return {facts.phone: facts for facts in NumberFacts.objects.filter(phone__in=phones)}
 
 
-def flagged_phones(organization):
-    """Subqueries of the org's opted-out and Invalid numbers, for list filters and counts."""
-    states = NumberState.objects.for_org(organization)
-    return states.opted_out().values("phone"), states.invalid().values("phone")
+def flagged(organization, phone_ref):
+    """EXISTS expressions: the number at `phone_ref` is opted out / Invalid in the org.
+
+    EXISTS, not IN: PostgreSQL turns NOT EXISTS into an anti-join that walks a list in its
+    index order and stops at the page size; NOT IN (nullable) makes it sort the whole table.
+    """
+    states = NumberState.objects.filter(organization=organization, phone=OuterRef(phone_ref))
+    return Exists(states.opted_out()), Exists(states.invalid())

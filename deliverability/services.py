@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from config.celery import enqueue_on_commit
 from contacts.models import Contact, Organization
+from contacts.queries import forget_counts
 from deliverability import catalogue
 from deliverability.catalogue import Effect
 from deliverability.models import (
@@ -88,6 +89,7 @@ class Actor:
 
 
 def _audit(state, action, before, actor):
+    forget_counts(state.organization_id)  # the lists' Active/Invalid/Opted-Out counts changed
     return AuditEvent.objects.create(
         organization_id=state.organization_id,
         phone=state.phone,

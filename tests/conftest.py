@@ -98,6 +98,10 @@ def _tasks_run_at_once(settings):
     from conversations.backends import get_backend
 
     pacing._local_next.clear()
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    from django.core.cache import cache
+
+    cache.clear()
     get_backend("locmem").reset()
 
 
