@@ -129,6 +129,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"].setdefault("OPTIONS", {})
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # Planner costs for SSD storage (PostgreSQL's default of 4 assumes spinning disks): with it,
+    # a few thousand index lookups beat a scan of 200k contacts, as they do on real hardware.
+    random_page_cost = env_str("PG_RANDOM_PAGE_COST", "1.1")
+    DATABASES["default"]["OPTIONS"]["options"] = f"-c random_page_cost={random_page_cost}"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
