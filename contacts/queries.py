@@ -69,7 +69,9 @@ def cached_counts(org, kind, compute):
 def forget_counts(org_id):
     """A number's state changed: the tab counts of the org's lists are recomputed."""
     with contextlib.suppress(Exception):
-        cache.delete_many([_counts_key(org_id, kind) for kind in ("contacts", "conversations")])
+        cache.delete_many(
+            [_counts_key(org_id, kind) for kind in ("contacts", "conversations", "health")]
+        )
 
 
 def filter_counts(queryset, org, prefix=""):

@@ -24,7 +24,9 @@ from deliverability.queries import list_health, states_by_phone
 @org_member_required
 def home(request):
     """The overview: how healthy the organization's list is today."""
-    return render(request, "contacts/home.html", {"health": list_health(request.organization)})
+    org = request.organization
+    health = queries.cached_counts(org, "health", lambda: list_health(org))
+    return render(request, "contacts/home.html", {"health": health})
 
 
 @require_POST
