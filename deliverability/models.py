@@ -182,6 +182,9 @@ class NumberFacts(models.Model):
     # Number-attributable errors in every org since the latest heartbeat
     # (global_lifetime_error_count), and the lifetime total for staff and reports.
     errors_since_heartbeat = models.PositiveIntegerField(default=0)
+    # The times of the latest errors (newest first, a few kept), so that a heartbeat reported
+    # late, after newer errors, resets only the errors that came before it.
+    recent_error_times = models.JSONField(default=list, blank=True)
     error_count = models.PositiveIntegerField(default=0)
     last_error_at = models.DateTimeField(null=True, blank=True)
     last_error_code = models.CharField(max_length=16, blank=True)

@@ -30,6 +30,7 @@ MAX_PAUSE = timedelta(days=30)
 ERROR_WINDOW = timedelta(days=80)
 RECENT_ERRORS_THRESHOLD = 5
 STREAK_TIMES_KEPT = RECENT_ERRORS_THRESHOLD
+GLOBAL_TIMES_KEPT = 10  # the global rule compares with 5: more than enough
 
 
 class StateChangeRefused(Exception):
@@ -412,6 +413,8 @@ def record_number_error(*, org, phone, at, code):
     state.last_error_at = max(filter(None, [state.last_error_at, at]))
     state.save()
     facts = _locked_facts(phone)
+    times = sorted([*facts.recent_error_times, at.isoformat()], reverse=True)
+    facts.recent_error_times = times[:GLOBAL_TIMES_KEPT]
     if facts.last_heartbeat_at is None or at > facts.last_heartbeat_at:
         facts.errors_since_heartbeat += 1
     facts.error_count += 1
@@ -455,8 +458,10 @@ def record_heartbeat(*, phone, at):
         )
         return
     if facts.last_heartbeat_at is None or at > facts.last_heartbeat_at:
+        # Errors after this heartbeat still count: it may be reported late.
+        later = sum(1 for t in facts.recent_error_times if _parse(t) > at)
         NumberFacts.objects.filter(pk=facts.pk).update(
-            last_heartbeat_at=at, errors_since_heartbeat=0
+            last_heartbeat_at=at, errors_since_heartbeat=later
         )
 
 
