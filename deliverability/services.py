@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from config.celery import enqueue_on_commit
@@ -385,12 +385,14 @@ def record_attempts(*, org, phones, at=None):
         [NumberState(organization=org, phone=p) for p in phones if p not in existing],
         ignore_conflicts=True,
     )
-    NumberState.objects.filter(organization=org, phone__in=phones).update(last_attempt_at=at)
+    # Never backwards: an attempt reported late does not hide a later one.
+    later = Q(last_attempt_at__isnull=True) | Q(last_attempt_at__lt=at)
+    NumberState.objects.filter(later, organization=org, phone__in=phones).update(last_attempt_at=at)
     known = set(NumberFacts.objects.filter(phone__in=phones).values_list("phone", flat=True))
     NumberFacts.objects.bulk_create(
         [NumberFacts(phone=p) for p in phones if p not in known], ignore_conflicts=True
     )
-    NumberFacts.objects.filter(phone__in=phones).update(last_attempt_at=at)
+    NumberFacts.objects.filter(later, phone__in=phones).update(last_attempt_at=at)
 
 
 @transaction.atomic
@@ -556,9 +558,13 @@ def facts_record_lookup(*, phone, result, now=None):
             "lookup_error": result.error[:200],
         },
     )
-    if result.is_sms_capable:
-        return
-    reason = f"{result.label}; not SMS-capable"
+    if not result.is_sms_capable:
+        flag_holders_of_landline(phone=phone, label=result.label)
+
+
+def flag_holders_of_landline(*, phone, label):
+    """Every org holding a number that cannot take SMS flags it (idempotent)."""
+    reason = f"{label}; not SMS-capable"
     holders = Organization.objects.filter(contacts__phone_e164=phone).distinct()
     for org in holders:
         number_flag_automatically(

@@ -32,7 +32,13 @@ def _is_fresh(phone, now):
 )
 def lookup_number(phone, force=False):
     """Look up one number's line type unless a lookup younger than 90 days exists."""
-    if not phone or (not force and _is_fresh(phone, timezone.now())):
+    if not phone:
+        return
+    if not force and _is_fresh(phone, timezone.now()):
+        # Known already; a contact added since in another org still gets the flag.
+        facts = NumberFacts.objects.get(phone=phone)
+        if not facts.is_sms_capable:
+            services.flag_holders_of_landline(phone=phone, label=facts.get_line_type_display())
         return
     try:
         result = lookup_line_type(phone)

@@ -284,3 +284,20 @@ def test_a_days_deactivations_are_imported_once(org, other_org, settings, capsys
     assert "already imported" in capsys.readouterr().out
     assert AuditEvent.objects.count() == audits  # the 21st finds them already opted out
     assert state(org, "+12125550196").opt_out_reason == "deactivated"
+
+
+def test_a_contact_added_later_gets_the_landline_flag_from_a_fresh_lookup(org, other_org):
+    from deliverability.tasks import lookup_number
+
+    make_contact(org, PHONE)
+    services.facts_record_lookup(phone=PHONE, result=normalize("landline"))
+    make_contact(other_org, PHONE)  # joins after the lookup, within its 90 days
+    lookup_number(PHONE)
+    assert state(other_org).invalid_code == "lookup"
+
+
+def test_an_attempt_reported_late_does_not_move_the_last_attempt_back(org):
+    now = timezone.now()
+    services.record_attempts(org=org, phones=[PHONE], at=now)
+    services.record_attempts(org=org, phones=[PHONE], at=now - timedelta(days=3))
+    assert state(org).last_attempt_at == now
