@@ -40,6 +40,10 @@ def manager_required(view):
 def safe_next(request, fallback):
     """The `next` URL of the request when it is on this site, else `fallback`."""
     target = request.POST.get("next") or request.GET.get("next") or ""
-    if url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
+    # Only a path of this site: anything else (another host, a bare word that redirect()
+    # would try to reverse as a view name) falls back.
+    if target.startswith("/") and url_has_allowed_host_and_scheme(
+        target, {request.get_host()}, request.is_secure()
+    ):
         return target
     return fallback
