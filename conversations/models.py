@@ -170,8 +170,9 @@ class Message(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     direction = models.CharField(max_length=8, choices=Direction.choices)
-    to_number = models.CharField(max_length=20)
-    from_number = models.CharField(max_length=34, blank=True)
+    # The raw value when a contact's number does not parse (the message is skipped): never lost.
+    to_number = models.CharField(max_length=64)
+    from_number = models.CharField(max_length=64, blank=True)
     body = models.TextField(blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     skip_reason = models.CharField(max_length=32, choices=SkipReason.choices, blank=True)

@@ -451,6 +451,10 @@ def _process_inbound(event):
     )
     event.message = message
     _touch_conversation(conversation, message, unread=True)
+    if not phone.startswith("+"):
+        # Not a phone number (an alphanumeric sender, a short code): stored, and nothing to
+        # record against a number.
+        return "stored (the sender is not a phone number)"
     if state.is_invalid:
         # Blocked: no conversation continues with an Invalid number. An opt-out is still
         # honoured, so that clearing the flag later never texts someone who said STOP.

@@ -42,6 +42,10 @@ def failed_reason(message):
     return message.error_message
 
 
+BADGE_INVALID = mark_safe('<span class="badge text-bg-danger">Invalid</span>')
+BADGE_OPTED_OUT = mark_safe('<span class="badge text-bg-secondary">Opted out</span>')
+BADGE_PAUSED = mark_safe('<span class="badge text-bg-warning">Paused</span>')
+
 ROW_ACTIONS = [
     # (action, label, offered when)
     ("mark-invalid", "Mark Phone as Invalid", lambda m: not m.number_invalid_source),
@@ -103,11 +107,11 @@ class FailedMessageTable(tables.Table):
     def render_phone(self, record):
         badges = []
         if record.number_invalid_source:
-            badges.append(format_html('<span class="badge text-bg-danger">Invalid</span>'))
+            badges.append(BADGE_INVALID)
         if record.number_opt_out_reason:
-            badges.append(format_html('<span class="badge text-bg-secondary">Opted out</span>'))
+            badges.append(BADGE_OPTED_OUT)
         if record.number_paused_until and record.number_paused_until > self.now:
-            badges.append(format_html('<span class="badge text-bg-warning">Paused</span>'))
+            badges.append(BADGE_PAUSED)
         return format_html(
             '<span class="font-monospace">{}</span> {}',
             record.to_number,

@@ -353,7 +353,7 @@ def contact_change_phone(*, contact, raw, by, note="", source_page=""):
     contact.save(update_fields=["phone_raw", "phone_e164", "phone_status", "phone_error"])
     AuditEvent.objects.create(
         organization_id=contact.organization_id,
-        phone=contact.phone_e164 or contact.phone_raw,
+        phone=contact.phone_e164 or old_e164,  # E.164 only; the raw values are in before/after
         contact=contact,
         actor=by,
         action=Action.PHONE_CHANGED,
