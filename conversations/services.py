@@ -252,6 +252,12 @@ def _int_or_none(value):
         return None
 
 
+def _text(value):
+    """A webhook value as storable text: PostgreSQL's JSON has no NUL and no lone surrogates."""
+    text = "" if value is None else str(value)
+    return text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+
+
 def status_event_key(params, token):
     """Twilio's I-Twilio-Idempotency-Token, or SID + status + error code."""
     if token:
@@ -265,21 +271,23 @@ def status_event_key(params, token):
 
 def event_store(*, kind, params, token="", query=None):
     """Store a webhook's payload as it came, once per idempotency key; False for a duplicate."""
-    payload = {key: params.get(key) for key in params}
+    payload = {_text(key): _text(params.get(key)) for key in params}
     if query:
-        payload["_query"] = {key: query.get(key) for key in query}
+        payload["_query"] = {_text(key): _text(query.get(key)) for key in query}
+    token = _text(token)
+    sid = payload.get("MessageSid") or payload.get("SmsSid") or ""
     if kind == MessageEvent.Kind.STATUS:
-        key = status_event_key(params, token)
-        status = params.get("MessageStatus") or params.get("SmsStatus") or ""
+        key = status_event_key(payload, token)
+        status = payload.get("MessageStatus") or payload.get("SmsStatus") or ""
     else:
-        key = f"inbound:{params.get('MessageSid') or params.get('SmsSid') or token}"
+        key = f"inbound:{sid or token}"
         status = "received"
     row = {
         "kind": kind,
         "idempotency_key": key[:200],
-        "provider_sid": (params.get("MessageSid") or params.get("SmsSid") or "")[:34],
+        "provider_sid": sid[:34],
         "status": status[:20],
-        "error_code": _int_or_none(params.get("ErrorCode")),
+        "error_code": _int_or_none(payload.get("ErrorCode")),
         "payload": json.dumps(payload),
         "received_at": timezone.now(),
         "outcome": "",
