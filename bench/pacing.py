@@ -9,19 +9,31 @@ import multiprocessing
 import os
 import time
 
-from bench.common import Figure
+from bench.common import BenchmarkError, Figure
 
 RATE, SECONDS, WORKERS = 10.0, 10.0, 4
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
 def _worker(key, ready, go, deadline, queue):
+    # A fresh interpreter (spawned): settings are read here, with REDIS_URL set, whatever
+    # benchmark ran before in the parent (a forked child would inherit settings without it,
+    # and each process would pace alone, in memory).
     os.environ["REDIS_URL"] = REDIS_URL
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
     import django
 
     django.setup()
-    from conversations.pacing import wait_for_slot
+    from django.conf import settings
+
+    from conversations.pacing import take_slot, wait_for_slot
+
+    if settings.REDIS_URL != REDIS_URL:
+        raise RuntimeError(f"pacing worker without Redis (REDIS_URL={settings.REDIS_URL!r})")
+    # Import redis, connect and load the script before the clock starts (half a second each,
+    # four processes on two cores), so the measured seconds hold only the pacing itself.
+    take_slot(f"{key}-warm-up", 1000)
 
     ready.release()
     go.wait()
@@ -49,19 +61,26 @@ def worst_window(slots, width=1.0):
 def run():
     import redis
 
-    redis.Redis.from_url(REDIS_URL).ping()
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        raise BenchmarkError(f"pacing needs Redis at {REDIS_URL}: {exc}") from exc
     key = f"bench-{time.time_ns()}"
-    queue = multiprocessing.Queue()
-    ready, go = multiprocessing.Semaphore(0), multiprocessing.Event()
-    deadline = multiprocessing.Value("d", 0.0)
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    ready, go = context.Semaphore(0), context.Event()
+    deadline = context.Value("d", 0.0)
     workers = [
-        multiprocessing.Process(target=_worker, args=(key, ready, go, deadline, queue))
+        context.Process(target=_worker, args=(key, ready, go, deadline, queue))
         for _ in range(WORKERS)
     ]
     for worker in workers:
         worker.start()
     for _ in workers:  # every process set up before the clock starts
-        ready.acquire(timeout=60)
+        if not ready.acquire(timeout=60):
+            for worker in workers:
+                worker.terminate()
+            raise BenchmarkError("a pacing process did not start (see its error above)")
     now = redis.Redis.from_url(REDIS_URL).time()
     deadline.value = now[0] + now[1] / 1e6 + SECONDS
     go.set()
