@@ -128,7 +128,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 else:
     DATABASES["default"].setdefault("OPTIONS", {})
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # Checking a kept connection before each request costs a round trip on every webhook; off,
+    # a connection that died with a PostgreSQL restart fails one request (Twilio retries a
+    # callback that did not get its 2xx) and is then replaced.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = env_bool("CONN_HEALTH_CHECKS", default=False)
     # Planner costs for SSD storage (PostgreSQL's default of 4 assumes spinning disks): with it,
     # a few thousand index lookups beat a scan of 200k contacts, as they do on real hardware.
     random_page_cost = env_str("PG_RANDOM_PAGE_COST", "1.1")
