@@ -74,6 +74,12 @@ def forget_counts(org_id):
         )
 
 
+def tabs(counts):
+    """(filter, label, count) for the tab bar of a list."""
+    labels = {"active": "Active", "invalid": "Invalid", "opted_out": "Opted-Out", "all": "All"}
+    return [(key, labels[key], counts[key]) for key in FILTERS]
+
+
 def filter_counts(queryset, org, prefix=""):
     """Counts for the Active / Invalid / Opted-Out / All tabs.
 

@@ -71,11 +71,13 @@ def contact_list(request):
         "page": page,
         "rows": [(contact, states.get(contact.phone_e164)) for contact in rows],
         "now": timezone.now(),
-        "counts": queries.cached_counts(
-            request.organization,
-            "contacts",
-            lambda: queries.filter_counts(
-                Contact.objects.for_org(request.organization), request.organization
+        "tabs": queries.tabs(
+            queries.cached_counts(
+                request.organization,
+                "contacts",
+                lambda: queries.filter_counts(
+                    Contact.objects.for_org(request.organization), request.organization
+                ),
             ),
         ),
     }

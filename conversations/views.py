@@ -11,6 +11,7 @@ from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
 from django_tables2 import LazyPaginator, RequestConfig
 
 from contacts.access import manager_required, org_member_required, safe_next
+from contacts.queries import tabs
 from conversations import queries
 from conversations import services as pipeline
 from conversations.content import compose_check
@@ -45,7 +46,7 @@ def _list_context(request):
         "q": search,
         "page": page,
         "rows": [(c, states.get(c.contact.phone_e164)) for c in rows],
-        "counts": queries.conversation_counts(request.organization),
+        "tabs": tabs(queries.conversation_counts(request.organization)),
     }
 
 
