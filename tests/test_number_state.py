@@ -1,0 +1,609 @@
+"""A number's state within an organization (SPEC §2): every transition, what it refuses, and the
+audit event each one leaves (who or what caused it, before and after, the note and the page)."""
+
+from datetime import date, timedelta
+
+import pytest
+from django.utils import timezone
+
+from contacts.models import Contact
+from deliverability import catalogue, checks, services
+from deliverability.lookups import normalize
+from deliverability.models import AuditEvent, NumberFacts, NumberState, OptOutReason
+from deliverability.services import OptIn, StateChangeRefused
+from tests.factories import make_contact, make_message
+
+PHONE = "+12125550123"
+INVALID_CODES = catalogue.codes_in(catalogue.Category.INVALID)
+OPT_OUT_REASONS = list(OptOutReason.values)
+
+
+def state(org, phone=PHONE):
+    return NumberState.objects.get(organization=org, phone=phone)
+
+
+def audits(org, phone=PHONE):
+    return list(AuditEvent.objects.filter(organization=org, phone=phone).order_by("id"))
+
+
+def last_audit(org, phone=PHONE):
+    return audits(org, phone)[-1]
+
+
+def opt_out(org, reason, owner, phone=PHONE):
+    """An opt-out with `reason`, made the way that reason is made in the product."""
+    if reason == OptOutReason.STAFF:
+        return services.number_opt_out(org=org, phone=phone, reason=reason, by=owner)
+    return services.number_opt_out(org=org, phone=phone, reason=reason, cause=f"test {reason}")
+
+
+def never_called(phone):
+    raise AssertionError("the lookup must not run for a refused re-check")
+
+
+# Invalid flag: manual --------------------------------------------------------------------------
+
+
+def test_staff_mark_a_number_invalid_and_the_audit_names_them(org, teammate):
+    contact = make_contact(org, PHONE)
+    services.number_mark_invalid(
+        org=org,
+        phone=PHONE,
+        by=teammate,
+        note="Member says it is not theirs",
+        source_page="conversations",
+        contact=contact,
+    )
+    flagged = state(org)
+    assert (flagged.invalid_source, flagged.invalid_code, flagged.invalid_reason) == (
+        "manual",
+        "",
+        "",
+    )
+    assert flagged.invalid_at is not None
+    event = last_audit(org)
+    assert event.action == AuditEvent.Action.MARK_INVALID
+    assert event.actor == teammate and event.system_cause == ""
+    assert event.actor_label == "teammate"
+    assert event.note == "Member says it is not theirs"
+    assert event.source_page == "conversations"
+    assert event.contact == contact
+    assert event.before["invalid_source"] == "" and event.after["invalid_source"] == "manual"
+
+
+def test_a_manual_flag_can_be_marked_valid_and_that_is_audited(org, teammate, owner):
+    services.number_mark_invalid(org=org, phone=PHONE, by=teammate)
+    services.number_mark_valid(
+        org=org, phone=PHONE, by=owner, note="Confirmed at the desk", source_page="failed"
+    )
+    assert not state(org).is_invalid
+    assert state(org).invalid_at is None
+    event = last_audit(org)
+    assert event.action == AuditEvent.Action.MARK_VALID
+    assert (event.actor, event.note, event.source_page) == (
+        owner,
+        "Confirmed at the desk",
+        "failed",
+    )
+    assert event.before["invalid_source"] == "manual" and event.after["invalid_source"] == ""
+    assert checks.check_number(org=org, phone=PHONE) is None
+
+
+def test_marking_an_invalid_number_invalid_again_is_refused(org, teammate):
+    services.number_mark_invalid(org=org, phone=PHONE, by=teammate)
+    with pytest.raises(StateChangeRefused, match="already marked as invalid"):
+        services.number_mark_invalid(org=org, phone=PHONE, by=teammate)
+    assert len(audits(org)) == 1
+
+
+def test_marking_a_number_that_is_not_invalid_valid_is_refused(org, teammate):
+    with pytest.raises(StateChangeRefused, match="not marked as invalid"):
+        services.number_mark_valid(org=org, phone=PHONE, by=teammate)
+    assert audits(org) == []
+
+
+def test_a_contact_without_a_usable_number_cannot_be_flagged(org, teammate):
+    with pytest.raises(StateChangeRefused, match="no valid phone number"):
+        services.number_mark_invalid(org=org, phone="", by=teammate)
+    assert not NumberState.objects.exists()
+
+
+# Invalid flag: automatic -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("code", INVALID_CODES)
+def test_each_invalid_code_flags_the_number_automatically_with_twilio_as_the_cause(org, code):
+    services.error_apply(org=org, phone=PHONE, code=code)
+    flagged = state(org)
+    assert flagged.invalid_source == "automatic"
+    assert flagged.invalid_code == str(code)
+    assert flagged.invalid_reason == catalogue.ERRORS[code][1]
+    event = last_audit(org)
+    assert event.action == AuditEvent.Action.AUTO_INVALID
+    assert event.actor is None
+    assert event.system_cause == f"Twilio {code}"
+    assert event.actor_label == f"System (Twilio {code})"
+    assert event.before["invalid_source"] == ""
+    assert event.after["invalid_code"] == str(code)
+    assert event.after["invalid_reason"] == catalogue.ERRORS[code][1]
+
+
+@pytest.mark.parametrize("code", INVALID_CODES)
+def test_an_automatic_flag_cannot_be_marked_valid_and_staff_are_told_what_to_do(
+    org, teammate, code
+):
+    services.error_apply(org=org, phone=PHONE, code=code)
+    with pytest.raises(StateChangeRefused) as refused:
+        services.number_mark_valid(org=org, phone=PHONE, by=teammate)
+    assert "Update the phone number" in str(refused.value)
+    assert catalogue.ERRORS[code][1] in str(refused.value)  # the reason, never a bare code
+    assert state(org).invalid_source == "automatic"
+    assert [e.action for e in audits(org)] == [AuditEvent.Action.AUTO_INVALID]
+
+
+def test_a_failed_send_turns_a_manual_flag_into_an_automatic_one(org, teammate):
+    services.number_mark_invalid(org=org, phone=PHONE, by=teammate)
+    services.error_apply(org=org, phone=PHONE, code=21614)
+    flagged = state(org)
+    assert (flagged.invalid_source, flagged.invalid_code) == ("automatic", "21614")
+    assert last_audit(org).before["invalid_source"] == "manual"
+    with pytest.raises(StateChangeRefused, match="Update the phone number"):
+        services.number_mark_valid(org=org, phone=PHONE, by=teammate)
+
+
+def test_a_second_invalid_code_keeps_the_first_automatic_flag(org):
+    services.error_apply(org=org, phone=PHONE, code=21614)
+    services.error_apply(org=org, phone=PHONE, code=30005)
+    assert state(org).invalid_code == "21614"
+    assert len(audits(org)) == 1
+
+
+# Opt-out ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("reason", OPT_OUT_REASONS)
+def test_each_opt_out_reason_is_recorded_and_audited(org, owner, reason):
+    opt_out(org, reason, owner)
+    opted = state(org)
+    assert opted.opt_out_reason == reason
+    assert opted.opted_out_at is not None
+    event = last_audit(org)
+    assert event.action == AuditEvent.Action.OPT_OUT
+    assert event.before["opt_out_reason"] == "" and event.after["opt_out_reason"] == reason
+    if reason == OptOutReason.STAFF:
+        assert (event.actor, event.system_cause) == (owner, "")
+    else:
+        assert (event.actor, event.system_cause) == (None, f"test {reason}")
+    assert checks.check_number(org=org, phone=PHONE) == "opted_out"
+
+
+def test_a_staff_opt_out_keeps_the_note_and_the_page(org, teammate):
+    services.number_opt_out(
+        org=org,
+        phone=PHONE,
+        reason=OptOutReason.STAFF,
+        by=teammate,
+        note="Asked at the front desk",
+        source_page="contact",
+    )
+    event = last_audit(org)
+    assert (event.actor, event.note, event.source_page) == (
+        teammate,
+        "Asked at the front desk",
+        "contact",
+    )
+
+
+def test_a_staff_opt_out_needs_the_staff_member(org):
+    with pytest.raises(ValueError, match="staff user"):
+        services.number_opt_out(org=org, phone=PHONE, reason=OptOutReason.STAFF)
+    assert audits(org) == []
+
+
+def test_an_unknown_opt_out_reason_is_rejected(org, owner):
+    with pytest.raises(ValueError, match="unknown opt-out reason"):
+        services.number_opt_out(org=org, phone=PHONE, reason="bored", by=owner)
+
+
+def test_a_later_opt_out_keeps_the_first_reason_and_date(org, owner):
+    services.number_opt_out(org=org, phone=PHONE, reason="stop_keyword", cause="inbound STOP")
+    first = state(org)
+    services.number_opt_out(org=org, phone=PHONE, reason="deactivated", cause="deactivation list")
+    assert (state(org).opt_out_reason, state(org).opted_out_at) == (
+        "stop_keyword",
+        first.opted_out_at,
+    )
+    with pytest.raises(StateChangeRefused, match="already opted out"):
+        services.number_opt_out(org=org, phone=PHONE, reason="staff", by=owner)
+    assert len(audits(org)) == 1
+
+
+# Opt-in ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("reason", OPT_OUT_REASONS)
+def test_a_start_keyword_from_the_number_lifts_every_opt_out(org, owner, reason):
+    opt_out(org, reason, owner)
+    services.number_opt_in(org=org, phone=PHONE, via=OptIn.KEYWORD, cause="inbound START")
+    lifted = state(org)
+    assert (lifted.opt_out_reason, lifted.opted_out_at) == ("", None)
+    event = last_audit(org)
+    assert event.action == AuditEvent.Action.OPT_IN
+    assert (event.actor, event.system_cause) == (None, "inbound START")
+    assert event.before["opt_out_reason"] == reason and event.after["opt_out_reason"] == ""
+    assert checks.check_number(org=org, phone=PHONE) is None
+
+
+@pytest.mark.parametrize(
+    "reason, lifted",
+    [("stop_keyword", True), ("carrier_stop", False), ("deactivated", False), ("staff", False)],
+)
+def test_any_inbound_message_lifts_only_a_stop_keyword_opt_out(org, owner, reason, lifted):
+    opt_out(org, reason, owner)
+    services.number_opt_in(org=org, phone=PHONE, via=OptIn.ANY_INBOUND, cause="inbound message")
+    assert state(org).is_opted_out is not lifted
+    actions = [e.action for e in audits(org)]
+    assert actions == (["opt_out", "opt_in"] if lifted else ["opt_out"])
+
+
+@pytest.mark.parametrize("reason", ["stop_keyword", "carrier_stop", "deactivated"])
+def test_staff_cannot_lift_an_opt_out_the_contact_or_carrier_caused(org, owner, reason):
+    opt_out(org, reason, owner)
+    with pytest.raises(StateChangeRefused, match="Only the contact can lift") as refused:
+        services.number_opt_in(
+            org=org, phone=PHONE, via=OptIn.STAFF, by=owner, note="They asked us to"
+        )
+    assert "START" in str(refused.value)
+    assert state(org).opt_out_reason == reason
+    assert len(audits(org)) == 1
+
+
+@pytest.mark.parametrize("note", ["", "   "])
+def test_staff_lifting_a_staff_opt_out_must_say_why(org, owner, note):
+    opt_out(org, OptOutReason.STAFF, owner)
+    with pytest.raises(StateChangeRefused, match="note is required"):
+        services.number_opt_in(org=org, phone=PHONE, via=OptIn.STAFF, by=owner, note=note)
+    assert state(org).is_opted_out
+
+
+def test_staff_lift_a_staff_opt_out_with_a_note_and_it_is_audited(org, owner):
+    opt_out(org, OptOutReason.STAFF, owner)
+    services.number_opt_in(
+        org=org,
+        phone=PHONE,
+        via=OptIn.STAFF,
+        by=owner,
+        note="Opted out by mistake",
+        source_page="contact",
+    )
+    assert not state(org).is_opted_out
+    event = last_audit(org)
+    assert (event.action, event.actor, event.note, event.source_page) == (
+        "opt_in",
+        owner,
+        "Opted out by mistake",
+        "contact",
+    )
+
+
+def test_staff_opting_in_a_subscribed_number_is_refused(org, owner):
+    with pytest.raises(StateChangeRefused, match="not opted out"):
+        services.number_opt_in(org=org, phone=PHONE, via=OptIn.STAFF, by=owner, note="why not")
+
+
+def test_a_start_from_a_subscribed_number_changes_nothing(org):
+    services.number_opt_in(org=org, phone=PHONE, via=OptIn.KEYWORD, cause="inbound START")
+    assert audits(org) == []
+
+
+# Pause -----------------------------------------------------------------------------------------
+
+
+def test_a_pause_of_30_days_is_accepted_and_audited(org, teammate):
+    until = timezone.now() + timedelta(days=30)
+    services.number_pause(
+        org=org, phone=PHONE, until=until, by=teammate, note="Travelling", source_page="contact"
+    )
+    paused = state(org)
+    assert paused.paused_until == until
+    assert not paused.is_opted_out  # still subscribed
+    event = last_audit(org)
+    assert (event.action, event.actor, event.note, event.source_page) == (
+        "pause",
+        teammate,
+        "Travelling",
+        "contact",
+    )
+    assert event.before["paused_until"] is None
+    assert event.after["paused_until"] == until.isoformat()
+    assert checks.check_number(org=org, phone=PHONE) == "paused"
+
+
+def test_a_pause_longer_than_30_days_is_refused(org, teammate):
+    until = timezone.now() + timedelta(days=30, minutes=1)
+    with pytest.raises(StateChangeRefused, match="at most 30 days"):
+        services.number_pause(org=org, phone=PHONE, until=until, by=teammate)
+    assert services.number_state(org=org, phone=PHONE).paused_until is None
+    assert audits(org) == []
+
+
+@pytest.mark.parametrize("ago", [timedelta(minutes=1), timedelta(days=3)])
+def test_a_pause_ending_in_the_past_is_refused(org, teammate, ago):
+    with pytest.raises(StateChangeRefused, match="future"):
+        services.number_pause(org=org, phone=PHONE, until=timezone.now() - ago, by=teammate)
+    assert audits(org) == []
+
+
+def test_an_opted_out_number_cannot_be_paused(org, owner):
+    opt_out(org, OptOutReason.STOP_KEYWORD, owner)
+    with pytest.raises(StateChangeRefused, match="opted out"):
+        services.number_pause(
+            org=org, phone=PHONE, until=timezone.now() + timedelta(days=1), by=owner
+        )
+
+
+def test_resume_ends_a_pause_and_is_audited(org, teammate):
+    until = timezone.now() + timedelta(days=5)
+    services.number_pause(org=org, phone=PHONE, until=until, by=teammate)
+    services.number_resume(org=org, phone=PHONE, by=teammate, note="Back early")
+    assert state(org).paused_until is None
+    event = last_audit(org)
+    assert (event.action, event.actor, event.note) == ("resume", teammate, "Back early")
+    assert event.before["paused_until"] == until.isoformat()
+    assert event.after["paused_until"] is None
+    assert checks.check_number(org=org, phone=PHONE) is None
+
+
+def test_resuming_a_number_that_is_not_paused_is_refused(org, teammate):
+    with pytest.raises(StateChangeRefused, match="not paused"):
+        services.number_resume(org=org, phone=PHONE, by=teammate)
+
+
+def test_expired_pauses_end_by_themselves_and_only_those(org, other_org, teammate):
+    now = timezone.now()
+    soon, later, unpaused = "+12125550131", "+12125550132", "+12125550133"
+    services.number_pause(org=org, phone=soon, until=now + timedelta(hours=1), by=teammate)
+    services.number_pause(org=org, phone=later, until=now + timedelta(days=10), by=teammate)
+    services.number_pause(org=other_org, phone=soon, until=now + timedelta(days=2), by=teammate)
+    services.number_mark_invalid(org=org, phone=unpaused, by=teammate)
+
+    assert services.pauses_end_expired(now=now) == 0
+    assert services.pauses_end_expired(now=now + timedelta(hours=2)) == 1
+
+    assert state(org, soon).paused_until is None
+    assert state(org, later).paused_until == now + timedelta(days=10)
+    assert state(other_org, soon).paused_until == now + timedelta(days=2)
+    event = last_audit(org, soon)
+    assert (event.action, event.actor, event.system_cause) == ("pause_ended", None, "pause ended")
+    assert event.before["paused_until"] == (now + timedelta(hours=1)).isoformat()
+    assert event.after["paused_until"] is None
+    ended = AuditEvent.objects.filter(action=AuditEvent.Action.PAUSE_ENDED)
+    assert list(ended.values_list("organization", "phone")) == [(org.pk, soon)]
+    assert services.pauses_end_expired(now=now + timedelta(hours=2)) == 0  # once only
+
+
+def test_an_opt_out_during_a_pause_ends_the_pause(org, teammate):
+    until = timezone.now() + timedelta(days=7)
+    services.number_pause(org=org, phone=PHONE, until=until, by=teammate)
+    services.number_opt_out(org=org, phone=PHONE, reason="stop_keyword", cause="inbound STOP")
+    opted = state(org)
+    assert (opted.opt_out_reason, opted.paused_until) == ("stop_keyword", None)
+    event = last_audit(org)
+    assert event.before["paused_until"] == until.isoformat()
+    assert event.after["paused_until"] is None
+    # Lifting the opt-out does not bring the old pause back.
+    services.number_opt_in(org=org, phone=PHONE, via=OptIn.KEYWORD, cause="inbound START")
+    assert checks.check_number(org=org, phone=PHONE) is None
+
+
+def test_a_deactivation_during_a_pause_turns_it_into_an_opt_out(org, teammate):
+    contact = make_contact(org, PHONE)
+    until = timezone.now() + timedelta(days=7)
+    services.number_pause(org=org, phone=PHONE, until=until, by=teammate)
+    assert services.deactivation_apply(phones=[PHONE], list_date=date(2026, 3, 2)) == 1
+    deactivated = state(org)
+    assert (deactivated.opt_out_reason, deactivated.paused_until) == ("deactivated", None)
+    event = last_audit(org)
+    assert (event.action, event.actor, event.system_cause) == (
+        "opt_out",
+        None,
+        "deactivation list 2026-03-02",
+    )
+    assert event.before["paused_until"] == until.isoformat()
+    # Once the pause would have ended, the number is still opted out.
+    later = until + timedelta(days=1)
+    assert checks.check_number(org=org, phone=contact.phone_e164, now=later) == "opted_out"
+    assert services.pauses_end_expired(now=later) == 0
+
+
+# Re-check --------------------------------------------------------------------------------------
+
+
+def flag(org, code, phone=PHONE):
+    """An automatic flag of `code` the way the product makes it."""
+    if code == catalogue.LOOKUP:
+        make_contact(org, phone)
+        services.facts_record_lookup(phone=phone, result=normalize("landline"))
+    elif code == 30006:
+        # 30006 is itself an unreachable code; a flag carrying it comes from the system.
+        services.number_flag_automatically(
+            org=org,
+            phone=phone,
+            code=30006,
+            reason=catalogue.ERRORS[30006][1],
+            cause="Twilio 30006",
+        )
+    else:
+        services.error_apply(org=org, phone=phone, code=code)
+    assert state(org, phone).invalid_source == "automatic"
+
+
+@pytest.mark.parametrize("code", [21614, 30006, catalogue.LOOKUP])
+def test_a_recheck_saying_sms_capable_clears_a_flag_a_lookup_can_disprove(org, teammate, code):
+    flag(org, code)
+    flagged = state(org)
+    services.number_recheck(
+        org=org,
+        phone=PHONE,
+        by=teammate,
+        lookup=lambda phone: normalize("mobile", "Verizon"),
+        note="Member says it is a cell now",
+        source_page="conversations",
+    )
+    assert not state(org).is_invalid
+    event = last_audit(org)
+    assert event.action == AuditEvent.Action.AUTO_VALID
+    assert (event.actor, event.note, event.source_page) == (
+        teammate,
+        "Member says it is a cell now",
+        "conversations",
+    )
+    assert event.before["invalid_code"] == flagged.invalid_code
+    assert event.after["invalid_source"] == ""
+    facts = NumberFacts.objects.get(phone=PHONE)
+    assert (facts.line_type, facts.carrier_name) == ("mobile", "Verizon")
+    assert checks.check_number(org=org, phone=PHONE) is None
+
+
+@pytest.mark.parametrize("line_type", ["landline", "pager", "voicemail", "unknown"])
+@pytest.mark.parametrize("code", [21614, 30006, catalogue.LOOKUP])
+def test_a_recheck_that_does_not_prove_sms_keeps_the_flag_and_is_audited(
+    org, teammate, code, line_type
+):
+    flag(org, code)
+    before = state(org)
+    services.number_recheck(
+        org=org, phone=PHONE, by=teammate, lookup=lambda phone: normalize(line_type)
+    )
+    after = state(org)
+    assert (after.invalid_source, after.invalid_code) == ("automatic", before.invalid_code)
+    event = last_audit(org)
+    assert (event.action, event.actor) == (AuditEvent.Action.RECHECK, teammate)
+    assert event.before == event.after
+
+
+@pytest.mark.parametrize("code", [21211, 21265, 21268, 30005])
+def test_flags_a_lookup_cannot_disprove_cannot_be_rechecked(org, teammate, code):
+    services.error_apply(org=org, phone=PHONE, code=code)
+    with pytest.raises(StateChangeRefused, match="Update the phone number"):
+        services.number_recheck(org=org, phone=PHONE, by=teammate, lookup=never_called)
+    assert state(org).invalid_code == str(code)
+    assert [e.action for e in audits(org)] == [AuditEvent.Action.AUTO_INVALID]
+
+
+def test_a_manual_flag_or_no_flag_is_not_rechecked(org, teammate):
+    with pytest.raises(StateChangeRefused):
+        services.number_recheck(org=org, phone=PHONE, by=teammate, lookup=never_called)
+    services.number_mark_invalid(org=org, phone=PHONE, by=teammate)
+    with pytest.raises(StateChangeRefused):
+        services.number_recheck(org=org, phone=PHONE, by=teammate, lookup=never_called)
+    assert state(org).invalid_source == "manual"
+
+
+# A new phone number ----------------------------------------------------------------------------
+
+
+def test_a_new_number_frees_the_contact_and_the_old_number_keeps_its_flag(
+    org, teammate, django_capture_on_commit_callbacks
+):
+    contact = make_contact(org, PHONE)
+    conversation_messages = [make_message(contact), make_message(contact)]
+    services.error_apply(org=org, phone=PHONE, code=21614)
+    contacts = Contact.objects.filter(pk=contact.pk)
+    assert checks.check_contacts(contacts, org=org).get().skip_reason == "marked_invalid"
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.contact_change_phone(
+            contact=contact,
+            raw="(212) 555-0140",
+            by=teammate,
+            note="New cell",
+            source_page="contact",
+        )
+
+    contact.refresh_from_db()
+    assert (contact.phone_raw, contact.phone_e164) == ("(212) 555-0140", "+12125550140")
+    assert state(org).invalid_code == "21614"  # the flag belongs to the old number
+    assert not services.number_state(org=org, phone="+12125550140").is_invalid
+    assert checks.check_contacts(contacts, org=org).get().skip_reason is None
+    assert checks.check_number(org=org, phone=contact.phone_e164) is None
+    # The conversation and its history stay with the person.
+    assert contact.conversation.pk == conversation_messages[0].conversation_id
+    assert set(contact.conversation.messages.values_list("pk", flat=True)) == {
+        m.pk for m in conversation_messages
+    }
+    event = AuditEvent.objects.filter(action=AuditEvent.Action.PHONE_CHANGED).get()
+    assert (event.actor, event.contact, event.note, event.source_page) == (
+        teammate,
+        contact,
+        "New cell",
+        "contact",
+    )
+    assert event.before == {"phone_raw": PHONE, "phone_e164": PHONE}
+    assert event.after == {"phone_raw": "(212) 555-0140", "phone_e164": "+12125550140"}
+
+
+def test_a_new_number_brings_the_state_it_already_has_in_the_org(org, owner, teammate):
+    contact = make_contact(org, PHONE)
+    taken = "+12125550141"
+    opt_out(org, OptOutReason.STOP_KEYWORD, owner, phone=taken)
+    services.contact_change_phone(contact=contact, raw=taken, by=teammate)
+    contacts = Contact.objects.filter(pk=contact.pk)
+    assert checks.check_contacts(contacts, org=org).get().skip_reason == "opted_out"
+
+
+def test_a_new_number_that_turns_out_to_be_a_landline_is_flagged_by_its_lookup(
+    org, teammate, django_capture_on_commit_callbacks
+):
+    contact = make_contact(org, PHONE)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.contact_change_phone(contact=contact, raw="212-555-0150", by=teammate)
+    landline = state(org, "+12125550150")
+    assert (landline.invalid_source, landline.invalid_code, landline.invalid_reason) == (
+        "automatic",
+        "lookup",
+        "Landline; not SMS-capable",
+    )
+    assert last_audit(org, "+12125550150").system_cause == "line-type lookup"
+    contacts = Contact.objects.filter(pk=contact.pk)
+    assert checks.check_contacts(contacts, org=org).get().skip_reason == "marked_invalid"
+
+
+def test_a_new_number_that_does_not_parse_is_kept_as_entered_and_not_sent_to(org, teammate):
+    contact = make_contact(org, PHONE)
+    services.contact_change_phone(contact=contact, raw="n/a", by=teammate)
+    contact.refresh_from_db()
+    assert (contact.phone_raw, contact.phone_e164, contact.phone_status) == (
+        "n/a",
+        "",
+        "invalid_number",
+    )
+    contacts = Contact.objects.filter(pk=contact.pk)
+    assert checks.check_contacts(contacts, org=org).get().skip_reason == "invalid_number"
+
+
+# Per organization ------------------------------------------------------------------------------
+
+
+def test_states_belong_to_one_organization(org, other_org, owner, teammate):
+    make_contact(other_org, PHONE)
+    services.error_apply(org=org, phone=PHONE, code=21614)
+    services.number_pause(
+        org=org, phone="+12125550142", until=timezone.now() + timedelta(days=2), by=teammate
+    )
+    opt_out(org, OptOutReason.STAFF, owner, phone="+12125550143")
+    for phone in (PHONE, "+12125550142", "+12125550143"):
+        elsewhere = services.number_state(org=other_org, phone=phone)
+        assert not elsewhere.is_invalid
+        assert not elsewhere.is_opted_out
+        assert elsewhere.paused_until is None
+        assert checks.check_number(org=other_org, phone=phone) is None
+    assert not AuditEvent.objects.filter(organization=other_org).exists()
+
+
+def test_an_opt_out_in_one_org_is_lifted_only_there(org, other_org, owner):
+    for target in (org, other_org):
+        services.number_opt_out(org=target, phone=PHONE, reason="stop_keyword", cause="STOP")
+    services.number_opt_in(org=org, phone=PHONE, via=OptIn.KEYWORD, cause="inbound START")
+    assert not state(org).is_opted_out
+    assert state(other_org).opt_out_reason == "stop_keyword"
