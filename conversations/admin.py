@@ -1,36 +1,62 @@
+"""Admin for senders, conversations, messages, provider events and broadcasts.
+
+Messages and their events are records of what the provider was asked and answered: they can be
+viewed, never edited (a status moves only forward, through callbacks; see SPEC §6).
+"""
+
 from django.contrib import admin
 
+from contacts.admin import PhoneSearchMixin
 from conversations.models import Broadcast, Conversation, Message, MessageEvent, Sender
+from deliverability.admin import ReadOnlyAdmin
 
 
 @admin.register(Sender)
-class SenderAdmin(admin.ModelAdmin):
+class SenderAdmin(PhoneSearchMixin, admin.ModelAdmin):
     list_display = [
         "__str__",
         "phone_number",
         "messaging_service_sid",
         "kind",
         "throughput",
-        "organization",
         "is_active",
+        "broadcasts_paused_until",
+        "organization",
     ]
     list_filter = ["kind", "is_active", "organization"]
     search_fields = ["label", "phone_number", "messaging_service_sid"]
+    phone_search_fields = ["phone_number"]
+    ordering = ["organization__name", "id"]
     list_select_related = ["organization"]
+    autocomplete_fields = ["organization"]
 
 
 @admin.register(Conversation)
-class ConversationAdmin(admin.ModelAdmin):
-    list_display = ["contact", "organization", "last_message_at", "unread_count"]
+class ConversationAdmin(PhoneSearchMixin, admin.ModelAdmin):
+    list_display = [
+        "contact",
+        "organization",
+        "last_message_at",
+        "last_message_direction",
+        "last_message_preview",
+        "unread_count",
+    ]
     list_filter = ["organization"]
-    search_fields = ["contact__first_name", "contact__last_name", "contact__phone_e164"]
-    raw_id_fields = ["contact", "organization"]
+    search_fields = [
+        "contact__phone_e164",
+        "contact__phone_raw",
+        "contact__first_name",
+        "contact__last_name",
+    ]
+    phone_search_fields = ["contact__phone_e164", "contact__phone_raw"]
+    ordering = ["-last_message_at", "-id"]
     list_select_related = ["contact", "organization"]
+    raw_id_fields = ["organization", "contact"]
     show_full_result_count = False
 
 
 @admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):
+class MessageAdmin(PhoneSearchMixin, ReadOnlyAdmin):
     list_display = [
         "created_at",
         "direction",
@@ -39,21 +65,21 @@ class MessageAdmin(admin.ModelAdmin):
         "status",
         "skip_reason",
         "error_code",
+        "sender",
         "organization",
     ]
-    list_filter = ["direction", "status", "skip_reason", "is_test", "organization"]
-    search_fields = ["to_number", "from_number", "provider_sid", "body"]
-    raw_id_fields = ["organization", "conversation", "sender", "broadcast", "sent_by"]
-    list_select_related = ["organization"]
+    list_filter = ["direction", "status", "skip_reason", "review", "is_test", "organization"]
+    search_fields = ["to_number", "from_number", "provider_sid"]
+    phone_search_fields = ["to_number", "from_number"]
     date_hierarchy = "created_at"
+    ordering = ["-created_at", "-id"]
+    list_select_related = ["organization", "sender"]
+    raw_id_fields = ["organization", "conversation", "sender", "broadcast", "sent_by"]
     show_full_result_count = False
-    readonly_fields = ["provider_sid", "status", "dispatch", "claimed_at", "attempts"]
 
 
 @admin.register(MessageEvent)
-class MessageEventAdmin(admin.ModelAdmin):
-    """Provider payloads as they came: evidence, never edited."""
-
+class MessageEventAdmin(ReadOnlyAdmin):
     list_display = [
         "received_at",
         "kind",
@@ -63,21 +89,40 @@ class MessageEventAdmin(admin.ModelAdmin):
         "processed_at",
         "outcome",
     ]
-    list_filter = ["kind", "status"]
+    # No filter on status: it has no choices, and listing its values would scan the table.
+    list_filter = ["kind", ("processed_at", admin.EmptyFieldListFilter)]
     search_fields = ["provider_sid", "idempotency_key"]
+    ordering = ["-received_at", "-id"]
+    raw_id_fields = ["message", "organization"]
     show_full_result_count = False
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Broadcast)
 class BroadcastAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "organization", "sender", "state", "recipient_count", "created_at"]
+    list_display = [
+        "__str__",
+        "organization",
+        "sender",
+        "audience",
+        "state",
+        "recipient_count",
+        "created_at",
+        "finished_at",
+    ]
     list_filter = ["state", "audience", "organization"]
     search_fields = ["name", "body"]
+    date_hierarchy = "created_at"
+    ordering = ["-created_at", "-id"]
+    list_select_related = ["organization", "sender"]
     raw_id_fields = ["organization", "sender", "created_by"]
-    readonly_fields = ["skipped_counts", "started_at", "finished_at", "canceled_at"]
+    # Sending, holding and canceling go through the Broadcasts page, which paces and records them.
+    readonly_fields = [
+        "state",
+        "hold_reason",
+        "resume_at",
+        "recipient_count",
+        "skipped_counts",
+        "started_at",
+        "finished_at",
+        "canceled_at",
+    ]

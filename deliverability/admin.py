@@ -1,13 +1,22 @@
-"""Number state, opt-outs, facts and the audit trail are read-only here (SPEC §8): they change
-only through the audited actions of the pages and tasks."""
+"""Number state, opt-outs, facts and the audit trail can be viewed here, never changed (SPEC §8).
+
+They change only through the audited services of deliverability/services.py, which the pages
+and tasks call; an edit here would change whether a number is texted with no trace of who did it.
+"""
+
+from urllib.parse import urlencode
 
 from django.contrib import admin
+from django.urls import reverse
+from django.utils import formats, timezone
+from django.utils.html import format_html
 
+from contacts.admin import PhoneSearchMixin
 from deliverability.models import AuditEvent, DeactivationImport, NumberFacts, NumberState, OrgAlert
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
-    show_full_result_count = False
+    """Viewable by staff with view permission; no add, change, delete or bulk action."""
 
     def has_add_permission(self, request):
         return False
@@ -19,25 +28,82 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+def _when(value):
+    return formats.date_format(timezone.localtime(value), "SHORT_DATETIME_FORMAT")
+
+
 @admin.register(NumberState)
-class NumberStateAdmin(ReadOnlyAdmin):
+class NumberStateAdmin(PhoneSearchMixin, ReadOnlyAdmin):
     list_display = [
         "phone",
         "organization",
-        "invalid_source",
-        "invalid_reason",
-        "opt_out_reason",
-        "opted_out_at",
+        "invalid",
+        "opted_out",
         "paused_until",
         "error_streak",
+        "last_error_at",
+        "updated_at",
     ]
-    list_filter = ["invalid_source", "opt_out_reason", "organization"]
+    list_filter = [
+        "invalid_source",
+        "opt_out_reason",
+        ("paused_until", admin.EmptyFieldListFilter),
+        "organization",
+    ]
     search_fields = ["phone"]
+    phone_search_fields = ["phone"]
+    # The order of the one-state-per-org-and-number index.
+    ordering = ["organization_id", "phone"]
     list_select_related = ["organization"]
+    raw_id_fields = ["organization"]
+    show_full_result_count = False
+    fieldsets = [
+        (None, {"fields": ["organization", "phone", "audit_trail"]}),
+        (
+            "Invalid flag",
+            {"fields": ["invalid_source", "invalid_code", "invalid_reason", "invalid_at"]},
+        ),
+        ("Opt-out", {"fields": ["opt_out_reason", "opted_out_at"]}),
+        ("Pause", {"fields": ["paused_until"]}),
+        (
+            "Errors",
+            {
+                "fields": [
+                    "error_streak",
+                    "error_streak_times",
+                    "streak_fifth_error_at",
+                    "last_error_at",
+                    "last_success_at",
+                    "last_attempt_at",
+                    "updated_at",
+                ]
+            },
+        ),
+    ]
+    readonly_fields = ["audit_trail"]
+
+    @admin.display(description="Invalid", ordering="invalid_at")
+    def invalid(self, state):
+        if not state.is_invalid:
+            return None
+        parts = [state.get_invalid_source_display(), state.invalid_code, state.invalid_reason]
+        return f"{' · '.join(part for part in parts if part)} ({_when(state.invalid_at)})"
+
+    @admin.display(description="Opted out", ordering="opted_out_at")
+    def opted_out(self, state):
+        if not state.is_opted_out:
+            return None
+        return f"{state.get_opt_out_reason_display()} ({_when(state.opted_out_at)})"
+
+    @admin.display(description="Audit trail")
+    def audit_trail(self, state):
+        query = urlencode({"organization__id__exact": state.organization_id, "phone": state.phone})
+        url = f"{reverse('admin:deliverability_auditevent_changelist')}?{query}"
+        return format_html('<a href="{}">Every change to this number</a>', url)
 
 
 @admin.register(NumberFacts)
-class NumberFactsAdmin(ReadOnlyAdmin):
+class NumberFactsAdmin(PhoneSearchMixin, ReadOnlyAdmin):
     list_display = [
         "phone",
         "line_type",
@@ -46,37 +112,53 @@ class NumberFactsAdmin(ReadOnlyAdmin):
         "deactivated_at",
         "last_heartbeat_at",
         "errors_since_heartbeat",
+        "error_count",
+        "last_error_code",
     ]
-    list_filter = ["line_type"]
+    list_filter = ["line_type", ("deactivated_at", admin.EmptyFieldListFilter)]
     search_fields = ["phone", "carrier_name"]
+    phone_search_fields = ["phone"]
+    ordering = ["phone"]
+    show_full_result_count = False
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(ReadOnlyAdmin):
-    list_display = [
-        "created_at",
-        "organization",
-        "phone",
-        "action",
-        "actor_label",
-        "source_page",
-        "note",
-    ]
+class AuditEventAdmin(PhoneSearchMixin, ReadOnlyAdmin):
+    list_display = ["created_at", "organization", "phone", "action", "who", "source_page", "note"]
     list_filter = ["action", "source_page", "organization"]
-    search_fields = ["phone", "note", "actor__username", "system_cause"]
-    list_select_related = ["organization", "actor"]
+    search_fields = ["phone", "note", "system_cause", "actor__username"]
+    phone_search_fields = ["phone"]
     date_hierarchy = "created_at"
+    ordering = ["-created_at", "-id"]
+    list_select_related = ["organization", "actor"]
+    raw_id_fields = ["organization", "contact", "actor"]
+    show_full_result_count = False
+
+    @admin.display(description="Who", ordering="actor__username")
+    def who(self, event):
+        return event.actor_label
 
 
 @admin.register(OrgAlert)
 class OrgAlertAdmin(admin.ModelAdmin):
     list_display = ["message", "organization", "kind", "occurrences", "last_seen_at", "resolved_at"]
-    list_filter = ["kind", "organization"]
+    list_filter = ["kind", ("resolved_at", admin.EmptyFieldListFilter), "organization"]
     search_fields = ["message", "sender_ref", "error_code"]
-    readonly_fields = ["occurrences", "created_at", "last_seen_at"]
+    ordering = ["-last_seen_at"]
+    list_select_related = ["organization"]
     raw_id_fields = ["organization", "resolved_by"]
+    readonly_fields = [
+        "kind",
+        "sender_ref",
+        "error_code",
+        "occurrences",
+        "created_at",
+        "last_seen_at",
+    ]
 
 
 @admin.register(DeactivationImport)
 class DeactivationImportAdmin(ReadOnlyAdmin):
     list_display = ["date", "numbers_listed", "numbers_opted_out", "imported_at"]
+    date_hierarchy = "date"
+    ordering = ["-date"]
