@@ -86,7 +86,7 @@ def next_window_start(org, moment):
     start = local.replace(
         hour=org.quiet_hours_start.hour,
         minute=org.quiet_hours_start.minute,
-        second=0,
+        second=org.quiet_hours_start.second,
         microsecond=0,
     )
     if start <= local:
@@ -101,13 +101,16 @@ def estimate_finish(org, count, rate, now=None):
     moment = next_window_start(org, now)
     while remaining > 0:
         local = timezone.localtime(moment, org.tzinfo)
+        # To the second: an end such as 20:59:59 must not end the window before `moment`.
         window_end = local.replace(
             hour=org.quiet_hours_end.hour,
             minute=org.quiet_hours_end.minute,
-            second=0,
+            second=org.quiet_hours_end.second,
             microsecond=0,
         )
         available = (window_end - local).total_seconds()
+        if available <= 0:  # No sending window at all (it ends before it starts).
+            return None
         if remaining <= available:
             return moment + timedelta(seconds=remaining)
         remaining -= available
@@ -123,8 +126,9 @@ def preview(*, org, sender, body, kind, audience_filter=None, now=None):
     duration = (finish_at - now) if finish_at else timedelta(0)
     warning = ""
     if duration > timedelta(days=1):
+        rate = f"{float(sender.throughput):g}"  # 1, not the column's 1.00
         warning = (
-            f"At {sender.throughput} message{'s' if sender.throughput != 1 else ''} a second "
+            f"At {rate} message{'s' if rate != '1' else ''} a second "
             f"within sending hours, this takes more than a day. {FASTER_SENDER_HINT}"
         )
     return Preview(

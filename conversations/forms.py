@@ -30,7 +30,7 @@ class BroadcastForm(forms.Form):
             organization=organization, is_active=True
         )
         self.fields["sender"].label_from_instance = lambda s: (
-            f"{s} ({s.get_kind_display()}, {s.throughput:g} msg/s)"
+            f"{s} ({s.get_kind_display()}, {float(s.throughput):g} msg/s)"
         )
         for field in self.fields.values():
             css = "form-select" if isinstance(field.widget, forms.Select) else "form-control"
