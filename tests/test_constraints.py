@@ -9,52 +9,85 @@ from conversations.models import MessageEvent, Sender
 from deliverability.models import NumberState
 from tests.factories import make_sender
 
+PHONE = "+12125550101"
 
-def _fails(create):
+
+def _refused(create):
     with pytest.raises(IntegrityError), transaction.atomic():
         create()
 
 
-def test_one_state_row_per_org_and_number(org, other_org):
-    NumberState.objects.create(organization=org, phone="+12125550101")
-    NumberState.objects.create(organization=other_org, phone="+12125550101")
-    _fails(lambda: NumberState.objects.create(organization=org, phone="+12125550101"))
+def test_it_keeps_one_number_state_per_org_and_number(org, other_org):
+    NumberState.objects.create(organization=org, phone=PHONE)
+    _refused(lambda: NumberState.objects.create(organization=org, phone=PHONE))
 
 
-def test_one_event_per_idempotency_key(db):
+def test_it_lets_two_orgs_hold_state_for_the_same_number(org, other_org):
+    NumberState.objects.create(organization=org, phone=PHONE)
+    NumberState.objects.create(organization=other_org, phone=PHONE)
+    assert NumberState.objects.filter(phone=PHONE).count() == 2
+
+
+def test_it_records_an_event_once_per_idempotency_key(db):
     MessageEvent.objects.create(kind="status", idempotency_key="status:tok-1", payload={})
-    _fails(lambda: MessageEvent.objects.create(kind="status", idempotency_key="status:tok-1"))
-
-
-def test_one_membership_per_user_and_org(org, owner):
-    _fails(lambda: Membership.objects.create(user=owner, organization=org, role="staff"))
-
-
-def test_a_sender_has_a_number_or_a_messaging_service(org):
-    _fails(lambda: Sender.objects.create(organization=org, phone_number="", throughput=1))
-    Sender.objects.create(organization=org, messaging_service_sid="MG" + "0" * 32, throughput=1)
-
-
-def test_a_sending_number_belongs_to_one_org(org, other_org):
-    make_sender(org, phone_number="+16175550001")
-    _fails(lambda: make_sender(other_org, phone_number="+16175550001"))
-
-
-def test_a_sender_sends_at_a_positive_rate(org):
-    _fails(lambda: make_sender(org, throughput=0))
-
-
-def test_an_invalid_flag_or_opt_out_has_a_time(org):
-    _fails(
-        lambda: NumberState.objects.create(
-            organization=org, phone="+12125550101", invalid_source="manual"
+    _refused(
+        lambda: MessageEvent.objects.create(
+            kind="status", idempotency_key="status:tok-1", payload={}
         )
     )
-    _fails(
-        lambda: NumberState.objects.create(
-            organization=org, phone="+12125550102", opt_out_reason="staff"
-        )
+    MessageEvent.objects.create(kind="status", idempotency_key="status:tok-2", payload={})
+
+
+def test_it_keeps_one_membership_per_user_and_org(org, other_org, owner):
+    _refused(lambda: Membership.objects.create(user=owner, organization=org, role="staff"))
+    Membership.objects.create(user=owner, organization=other_org, role="staff")
+
+
+def test_it_requires_a_sender_to_have_a_number_or_a_messaging_service(org):
+    _refused(lambda: Sender.objects.create(organization=org, throughput=1))
+    Sender.objects.create(organization=org, messaging_service_sid="MG" + "0" * 32, throughput=1)
+    Sender.objects.create(organization=org, phone_number="+16175550002", throughput=1)
+
+
+def test_it_gives_a_sending_number_to_one_org_only(org, other_org):
+    make_sender(org, phone_number="+16175550001")
+    _refused(lambda: make_sender(other_org, phone_number="+16175550001"))
+    _refused(lambda: make_sender(org, phone_number="+16175550001"))
+
+
+def test_it_lets_many_senders_be_messaging_services(org, other_org):
+    make_sender(org, phone_number="", messaging_service_sid="MG" + "1" * 32)
+    make_sender(other_org, phone_number="", messaging_service_sid="MG" + "2" * 32)
+    assert Sender.objects.filter(phone_number="").count() == 2
+
+
+def test_it_requires_a_positive_throughput(org):
+    _refused(lambda: make_sender(org, throughput=0))
+
+
+def test_it_requires_an_invalid_flag_to_have_a_time(org):
+    _refused(
+        lambda: NumberState.objects.create(organization=org, phone=PHONE, invalid_source="manual")
     )
     NumberState.objects.create(
-        organization=org, phone="+12125550103", opt_out_reason="staff", opted_out_at=timezone.now()
+        organization=org, phone=PHONE, invalid_source="manual", invalid_at=timezone.now()
     )
+
+
+def test_it_requires_an_opt_out_to_have_a_time(org):
+    _refused(
+        lambda: NumberState.objects.create(organization=org, phone=PHONE, opt_out_reason="staff")
+    )
+    NumberState.objects.create(
+        organization=org, phone=PHONE, opt_out_reason="staff", opted_out_at=timezone.now()
+    )
+
+
+def test_it_checks_the_flags_on_update_too(org):
+    state = NumberState.objects.create(organization=org, phone=PHONE)
+    _refused(
+        lambda: NumberState.objects.filter(pk=state.pk).update(
+            invalid_source="automatic", invalid_code="21614"
+        )
+    )
+    _refused(lambda: NumberState.objects.filter(pk=state.pk).update(opt_out_reason="carrier_stop"))
