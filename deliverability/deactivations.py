@@ -23,7 +23,8 @@ from deliverability.twilio_client import twilio_client
 log = logging.getLogger(__name__)
 
 DOWNLOAD_TIMEOUT = 30
-_US_NUMBER = re.compile(r"^\+?1?(\d{10})$")
+# A US number: ten digits (area code and exchange do not start with 0 or 1), maybe after 1 or +1.
+_US_NUMBER = re.compile(r"^(?:\+?1)?([2-9]\d{2}[2-9]\d{6})$")
 
 
 @dataclass(frozen=True)
@@ -54,9 +55,17 @@ def fetch_list(list_date):
     answer = twilio_client().messaging.v1.deactivations().fetch(date=list_date)
     if not answer.redirect_to:
         raise ValueError(f"Twilio gave no deactivation list for {list_date}")
-    response = requests.get(answer.redirect_to, timeout=DOWNLOAD_TIMEOUT)
+    return parse_list(download(answer.redirect_to))
+
+
+def download(url):
+    """The text of the list file behind Twilio's short-lived `redirect_to` URL.
+
+    A failed download raises (requests' errors are OSErrors: the task retries it).
+    """
+    response = requests.get(url, timeout=DOWNLOAD_TIMEOUT)
     response.raise_for_status()
-    return parse_list(response.text)
+    return response.text
 
 
 def import_deactivations(list_date):
