@@ -18,9 +18,13 @@ def org_member_required(view):
         if not membership:
             raise PermissionDenied("You are not a member of any organization.")
         request.organization = membership.organization
-        # Staff see every date in their organization's time zone.
+        # Staff see every date in their organization's time zone, for this request only: the
+        # thread serves other requests next (the admin, another organization's staff).
         timezone.activate(request.organization.tzinfo)
-        return view(request, *args, **kwargs)
+        try:
+            return view(request, *args, **kwargs)
+        finally:
+            timezone.deactivate()
 
     return wrapped
 

@@ -107,7 +107,13 @@ def _delivery(request, org, period, stamp, as_csv):
     data = reports.delivery(org, period)
     if as_csv:
         rows = [
-            (d["day"], d["attempted"], d["delivered"], d["failed"], d["rate"] or "")
+            (
+                d["day"],
+                d["attempted"],
+                d["delivered"],
+                d["failed"],
+                "" if d["rate"] is None else d["rate"],
+            )
             for d in data["days"]
         ]
         rows += [(), ("Failure reason", "Code", "Category", "Count")]
