@@ -1,0 +1,703 @@
+"""The Broadcasts pages and the broadcast machinery behind them (SPEC §5, §7, §9): the preview
+counts, the time estimate, quiet hours, starting in bulk and releasing a little ahead of the
+sender's pace, progress, cancelling without sending or losing anything, the circuit breaker,
+Sample Text, and the `broadcast` command."""
+
+import json
+from datetime import datetime, time, timedelta
+from io import StringIO
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.utils import timezone
+
+from contacts.models import Contact
+from conversations import broadcasts, pacing
+from conversations import services as pipeline
+from conversations.backends import get_backend
+from conversations.management.commands.broadcast import Command as BroadcastCommand
+from conversations.models import Broadcast, Message, Sender
+from deliverability import checks, services
+from deliverability.models import NumberFacts, NumberState, OrgAlert, SkipReason
+from tests.factories import make_contact, make_message, make_sender
+
+HTMX = {"HX-Request": "true"}
+NEW_YORK = ZoneInfo("America/New_York")
+
+
+@pytest.fixture(autouse=True)
+def _no_pacing_sleep(monkeypatch):
+    """Sends keep their slots but do not sleep for them: pacing has its own tests."""
+    monkeypatch.setattr(
+        pipeline,
+        "wait_for_slot",
+        lambda key, rate: pacing.wait_for_slot(key, rate, sleep=lambda seconds: None),
+    )
+
+
+@pytest.fixture
+def outbox():
+    return get_backend("locmem").outbox
+
+
+@pytest.fixture
+def club(org, owner):
+    """30 sendable contacts and one in each state the checks skip."""
+    org.quiet_hours_start, org.quiet_hours_end = time(0, 0), time(23, 59, 59)
+    org.save()
+    sender = make_sender(org, throughput=1)
+    sendable = [make_contact(org, f"+1212400{n:04d}", first_name=f"Member{n}") for n in range(30)]
+    skipped = {
+        "opted_out": make_contact(org, "+12125550101"),
+        "marked_invalid": make_contact(org, "+12125550102"),
+        "invalid_number": make_contact(org, "n/a"),
+        "landline": make_contact(org, "+12125550150"),
+        "paused": make_contact(org, "+12125550103"),
+        "recent_errors": make_contact(org, "+12125550104"),
+        "global_lifetime_error_count": make_contact(org, "+12125550105"),
+    }
+    services.number_opt_out(
+        org=org, phone=skipped["opted_out"].phone_e164, reason="stop_keyword", cause="STOP"
+    )
+    services.number_mark_invalid(org=org, phone=skipped["marked_invalid"].phone_e164, by=owner)
+    NumberFacts.objects.create(phone=skipped["landline"].phone_e164, line_type="landline")
+    services.number_pause(
+        org=org,
+        phone=skipped["paused"].phone_e164,
+        until=timezone.now() + timedelta(days=3),
+        by=owner,
+    )
+    now = timezone.now()
+    for minutes in range(5):
+        services.record_number_error(
+            org=org,
+            phone=skipped["recent_errors"].phone_e164,
+            at=now - timedelta(minutes=minutes + 1),
+            code=30003,
+        )
+    NumberFacts.objects.create(
+        phone=skipped["global_lifetime_error_count"].phone_e164, errors_since_heartbeat=6
+    )
+    return {"org": org, "sender": sender, "sendable": sendable, "skipped": skipped}
+
+
+def form(club, **fields):
+    return {"sender": club["sender"].pk, "audience": "all", "body": "Pool closed today"} | fields
+
+
+# Preview -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fields, audience",
+    [
+        ({"audience": "all"}, lambda org: Contact.objects.filter(organization=org)),
+        ({"audience": "active"}, lambda org: broadcasts.audience(org, "active")),
+        (
+            {"audience": "filter", "filter": "all", "q": "Member1"},
+            lambda org: broadcasts.audience(org, "filter", {"filter": "all", "q": "Member1"}),
+        ),
+    ],
+)
+def test_the_preview_counts_are_the_checks_counts(owner_client, org, club, fields, audience):
+    response = owner_client.post("/broadcasts/preview/", form(club, **fields), headers=HTMX)
+    assert response.status_code == 200
+    preview = response.context["preview"]
+    counts = checks.skip_counts(audience(org), org=org)
+    assert preview.sendable == counts.pop("sendable")
+    assert preview.skipped == {reason: n for reason, n in counts.items() if n}
+    assert preview.total == audience(org).count()
+
+
+def test_the_preview_names_every_skip_reason_with_its_count(owner_client, club):
+    response = owner_client.post("/broadcasts/preview/", form(club), headers=HTMX)
+    page = response.content.decode()
+    assert "<strong>30</strong> of 37 recipients will be sent the message (1 segment each)" in page
+    for reason in SkipReason:
+        assert f'<td>{reason.label}</td><td class="text-end">1</td>' in page
+    assert response.context["preview"].skipped == {reason: 1 for reason in SkipReason.values}
+
+
+def test_the_preview_counts_segments(owner_client, club):
+    response = owner_client.post("/broadcasts/preview/", form(club, body="x" * 161), headers=HTMX)
+    assert "(2 segments each)" in response.content.decode()
+
+
+def test_the_preview_of_an_uploaded_list_counts_only_the_listed_numbers(owner_client, org, club):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    listing = SimpleUploadedFile("list.csv", b"212-400-0001\n+12125550101\n(212) 555-0199\n")
+    data = form(club, audience="upload", numbers=listing)
+    preview = owner_client.post("/broadcasts/preview/", data, headers=HTMX).context["preview"]
+    assert (preview.total, preview.sendable, preview.skipped) == (2, 1, {"opted_out": 1})
+
+
+def test_a_preview_with_a_missing_body_shows_the_error(owner_client, club):
+    response = owner_client.post("/broadcasts/preview/", form(club, body=""), headers=HTMX)
+    assert "This field is required." in response.content.decode()
+    assert "preview" not in response.context
+
+
+# The time estimate -------------------------------------------------------------------------------
+
+
+def test_the_estimate_counts_only_sending_hours(org):
+    monday_9am = datetime(2026, 2, 2, 9, 0, tzinfo=NEW_YORK)  # the window is 08:00-21:00
+    # 100,000 s of sending: 12 h on Monday, 13 h on Tuesday, 2 h 46 min 40 s on Wednesday.
+    finish = broadcasts.estimate_finish(org, 100_000, 1, now=monday_9am)
+    assert finish == datetime(2026, 2, 4, 10, 46, 40, tzinfo=NEW_YORK)
+    assert broadcasts.estimate_finish(org, 3600, 1, now=monday_9am) == datetime(
+        2026, 2, 2, 10, 0, tzinfo=NEW_YORK
+    )
+
+
+def test_the_estimate_waits_for_the_window_to_open(org):
+    at_night = datetime(2026, 2, 2, 23, 0, tzinfo=NEW_YORK)
+    finish = broadcasts.estimate_finish(org, 60, 1, now=at_night)
+    assert finish == datetime(2026, 2, 3, 8, 1, tzinfo=NEW_YORK)
+
+
+def test_a_window_ending_on_a_second_does_not_stall_the_estimate(org):
+    # 23:59:59 used to be read as 23:59, before the moment the estimate stood at: it never ended.
+    org.quiet_hours_start, org.quiet_hours_end = time(0, 0), time(23, 59, 59)
+    midnight = datetime(2026, 2, 2, 0, 0, tzinfo=NEW_YORK)
+    finish = broadcasts.estimate_finish(org, 2 * 86_400, 1, now=midnight)
+    assert finish == datetime(2026, 2, 4, 0, 0, 2, tzinfo=NEW_YORK)
+
+
+def test_a_window_that_ends_before_it_starts_has_no_estimate(org):
+    org.quiet_hours_start, org.quiet_hours_end = time(22, 0), time(6, 0)
+    assert broadcasts.estimate_finish(org, 100, 1) is None
+
+
+def test_a_window_opening_on_a_second_opens_that_day(org):
+    org.quiet_hours_start = time(8, 0, 30)
+    just_before = datetime(2026, 2, 2, 8, 0, 10, tzinfo=NEW_YORK)
+    assert broadcasts.next_window_start(org, just_before) == datetime(
+        2026, 2, 2, 8, 0, 30, tzinfo=NEW_YORK
+    )
+
+
+def test_the_sender_choice_shows_its_pace(owner_client, club):
+    make_sender(club["org"], kind=Sender.Kind.TOLL_FREE, throughput=3, label="Toll-free line")
+    page = owner_client.get("/broadcasts/").content.decode()
+    assert "(Long code, 1 msg/s)" in page and "Toll-free line (Toll-free, 3 msg/s)" in page
+
+
+def fake_count(sendable):
+    return lambda *args, **kwargs: {"sendable": sendable} | dict.fromkeys(SkipReason.values, 0)
+
+
+def test_100k_at_one_a_second_warns_that_it_takes_more_than_a_day(org, monkeypatch):
+    monkeypatch.setattr(checks, "skip_counts", fake_count(100_000))
+    sender = Sender.objects.get(pk=make_sender(org, throughput=1).pk)  # as the form reads it
+    preview = broadcasts.preview(
+        org=org,
+        sender=sender,
+        body="Hi",
+        kind="all",
+        now=datetime(2026, 2, 2, 9, 0, tzinfo=NEW_YORK),
+    )
+    assert preview.duration > timedelta(days=1)
+    assert preview.warning == (
+        "At 1 message a second within sending hours, this takes more than a day. "
+        "Consider a faster sender: a toll-free number sends 3 messages a second, a short code 100."
+    )
+
+
+def test_a_faster_sender_needs_no_warning(org, monkeypatch):
+    monkeypatch.setattr(checks, "skip_counts", fake_count(100_000))
+    short_code = make_sender(org, kind=Sender.Kind.SHORT_CODE, throughput=100)
+    preview = broadcasts.preview(org=org, sender=short_code, body="Hi", kind="all")
+    assert preview.warning == ""
+    assert preview.duration < timedelta(days=1)
+
+
+def test_the_preview_page_shows_the_warning_and_the_finish(owner_client, club, monkeypatch):
+    monkeypatch.setattr(checks, "skip_counts", fake_count(100_000))
+    page = owner_client.post("/broadcasts/preview/", form(club), headers=HTMX).content.decode()
+    assert "this takes more than a day" in page
+    assert "Consider a faster sender" in page
+    assert "Estimated finish:" in page
+
+
+def test_a_small_broadcast_has_no_warning(owner_client, club):
+    page = owner_client.post("/broadcasts/preview/", form(club), headers=HTMX).content.decode()
+    assert "more than a day" not in page
+
+
+# Starting, releasing, progress -----------------------------------------------------------------
+
+
+def start(client, club, **fields):
+    response = client.post("/broadcasts/start/", form(club, **fields))
+    assert response.status_code == 302, response.content.decode()[:500]
+    return Broadcast.objects.latest("id"), response
+
+
+def test_starting_creates_every_message_at_once_skipped_ones_with_their_reason(
+    owner_client, org, owner, club, outbox
+):
+    broadcast, response = start(owner_client, club, name="Pool news")
+    assert response["Location"] == f"/broadcasts/{broadcast.pk}/"
+    assert (broadcast.state, broadcast.created_by, broadcast.recipient_count) == (
+        "sending",
+        owner,
+        37,
+    )
+    messages = Message.objects.filter(broadcast=broadcast)
+    assert messages.count() == 37
+    skipped = dict(messages.filter(status="skipped").values_list("to_number", "skip_reason"))
+    expected = {
+        (contact.phone_e164 or contact.phone_raw): reason
+        for reason, contact in club["skipped"].items()
+    }
+    assert skipped == expected
+    assert broadcast.skipped_counts == dict.fromkeys(SkipReason.values, 1)
+    held = messages.exclude(status="skipped")
+    assert held.count() == 30
+    assert set(held.values_list("status", "dispatch")) == {("pending", "held")}
+    assert outbox == []  # nothing is sent before the dispatcher releases it
+
+
+def test_starting_takes_a_few_queries_not_one_per_recipient(
+    org, owner, club, django_assert_max_num_queries
+):
+    for n in range(100, 260):
+        make_contact(org, f"+1212401{n:04d}")
+    # 197 recipients; SQLite splits a bulk insert into statements of ~30 rows, hence 20.
+    with django_assert_max_num_queries(20):
+        broadcast = broadcasts.broadcast_start(
+            org=org, sender=club["sender"], body="Hi", kind="all", by=owner
+        )
+    assert Message.objects.filter(broadcast=broadcast).count() == 197
+
+
+def test_starting_says_how_many_it_goes_to(owner_client, club):
+    _broadcast, response = start(owner_client, club)
+    page = owner_client.get(response["Location"]).content.decode()
+    assert "Success: the broadcast to 37 contacts started." in page
+
+
+def test_a_start_with_no_recipients_is_refused(owner_client, club):
+    response = owner_client.post("/broadcasts/start/", form(club, audience="filter", q="nobody"))
+    assert response.status_code == 400
+    assert "No contacts match this audience." in response.content.decode()
+    assert not Broadcast.objects.exists()
+
+
+def test_the_dispatcher_releases_at_most_twenty_seconds_of_sends(owner_client, club, monkeypatch):
+    released = []
+    monkeypatch.setattr(broadcasts, "enqueue", lambda task, pk: released.append(pk))
+    broadcast, _ = start(owner_client, club)
+    assert broadcasts.broadcast_dispatch(broadcast.pk) == 20  # 1 msg/s x 20 s
+    assert broadcasts.broadcast_dispatch(broadcast.pk) == 0  # still 20 waiting for a worker
+    assert len(released) == 20
+    messages = Message.objects.filter(broadcast=broadcast)
+    assert messages.filter(dispatch="waiting").count() == 20
+    assert messages.filter(dispatch="held").count() == 10
+
+
+def test_a_faster_sender_releases_more(owner_client, org, club, monkeypatch):
+    monkeypatch.setattr(broadcasts, "enqueue", lambda task, pk: None)
+    Sender.objects.filter(pk=club["sender"].pk).update(throughput=1.5)
+    broadcast, _ = start(owner_client, club)
+    assert broadcasts.broadcast_dispatch(broadcast.pk) == 30  # ceil(1.5 x 20)
+
+
+def test_progress_counts_what_staff_see(owner_client, club, outbox):
+    broadcast, _ = start(owner_client, club)
+    assert broadcasts.broadcast_dispatch(broadcast.pk) == 20  # sent at once (tasks run in-line)
+    assert len(outbox) == 20
+    progress = broadcasts.progress(broadcast)
+    assert {k: progress[k] for k in ("queued", "sent", "skipped", "total", "done")} == {
+        "queued": 10,
+        "sent": 20,
+        "skipped": 7,
+        "total": 37,
+        "done": 27,
+    }
+    assert progress["percent"] == 72
+    response = owner_client.get(
+        f"/broadcasts/{broadcast.pk}/", headers=HTMX | {"HX-Target": "broadcast-progress"}
+    )
+    page = response.content.decode()
+    assert page.lstrip().startswith('<section id="broadcast-progress"')
+    assert "27 of 37 handled (72%)" in page
+    assert "<td>10</td><td>20</td><td>0</td>" in page
+    assert f"?broadcast={broadcast.pk}&amp;reason=skip:paused" in page
+
+
+def test_a_broadcast_finishes_when_everything_is_handed_off(owner_client, club, outbox):
+    broadcast, _ = start(owner_client, club)
+    broadcasts.broadcast_dispatch(broadcast.pk)
+    broadcasts.broadcast_dispatch(broadcast.pk)
+    broadcasts.broadcast_dispatch(broadcast.pk)
+    broadcast.refresh_from_db()
+    assert broadcast.state == "finished" and broadcast.finished_at
+    assert len(outbox) == 30
+    assert sorted(sent["to"] for sent in outbox) == sorted(c.phone_e164 for c in club["sendable"])
+
+
+def test_each_recipient_gets_the_message_once_even_if_dispatched_concurrently(
+    owner_client, club, outbox
+):
+    broadcast, _ = start(owner_client, club)
+    for _ in range(6):
+        broadcasts.broadcast_dispatch(broadcast.pk)
+    for message in Message.objects.filter(broadcast=broadcast):
+        pipeline.message_send(message.pk)  # a duplicate task for every message
+    assert len(outbox) == len({sent["to"] for sent in outbox}) == 30
+
+
+# Quiet hours -------------------------------------------------------------------------------------
+
+
+def test_outside_sending_hours_the_dispatcher_holds_with_the_reason_and_resume_time(
+    owner_client, org, club, outbox
+):
+    org.quiet_hours_start, org.quiet_hours_end = time(8, 0), time(21, 0)
+    org.save()
+    broadcast, _ = start(owner_client, club)
+    at_night = datetime(2026, 2, 2, 22, 30, tzinfo=NEW_YORK)
+    assert broadcasts.broadcast_dispatch(broadcast.pk, now=at_night) == 0
+    broadcast.refresh_from_db()
+    assert broadcast.state == "held"
+    assert broadcast.hold_reason == "Outside sending hours; resumes at Feb 3, 8:00 AM."
+    assert broadcast.resume_at == datetime(2026, 2, 3, 8, 0, tzinfo=NEW_YORK)
+    assert outbox == []
+    page = owner_client.get(f"/broadcasts/{broadcast.pk}/").content.decode()
+    assert "<strong>Held</strong>: Outside sending hours; resumes at Feb 3, 8:00 AM." in page
+    # In the morning it goes on where it stopped.
+    morning = datetime(2026, 2, 3, 8, 5, tzinfo=NEW_YORK)
+    assert broadcasts.broadcast_dispatch(broadcast.pk, now=morning) == 20
+    broadcast.refresh_from_db()
+    assert (broadcast.state, broadcast.hold_reason, broadcast.resume_at) == ("sending", "", None)
+
+
+def test_before_the_window_opens_the_broadcast_waits_for_the_same_day(owner_client, org, club):
+    org.quiet_hours_start, org.quiet_hours_end = time(8, 0), time(21, 0)
+    org.save()
+    broadcast, _ = start(owner_client, club)
+    early = datetime(2026, 2, 2, 6, 0, tzinfo=NEW_YORK)
+    broadcasts.broadcast_dispatch(broadcast.pk, now=early)
+    broadcast.refresh_from_db()
+    assert broadcast.resume_at == datetime(2026, 2, 2, 8, 0, tzinfo=NEW_YORK)
+
+
+def test_a_one_to_one_reply_is_not_held_by_quiet_hours(
+    teammate_client, org, club, outbox, django_capture_on_commit_callbacks
+):
+    now = timezone.localtime(timezone.now(), org.tzinfo)
+    org.quiet_hours_start = (now + timedelta(hours=2)).time()
+    org.quiet_hours_end = (now + timedelta(hours=3)).time()
+    org.save()
+    contact = club["sendable"][0]
+    make_message(contact, club["sender"])
+    with django_capture_on_commit_callbacks(execute=True):
+        teammate_client.post(f"/conversations/{contact.conversation.pk}/send/", {"body": "Hi"})
+    assert [sent["to"] for sent in outbox] == [contact.phone_e164]
+
+
+# Cancelling --------------------------------------------------------------------------------------
+
+
+def test_cancel_mid_broadcast_sends_nothing_more_and_loses_nothing(
+    owner_client, club, outbox, monkeypatch
+):
+    broadcast, _ = start(owner_client, club, audience="all")
+    assert broadcasts.broadcast_dispatch(broadcast.pk) == 20  # these 20 go out
+    assert len(outbox) == 20
+    # The next ones are released but their workers have not run yet.
+    stalled = []
+    monkeypatch.setattr(broadcasts, "enqueue", lambda task, pk: stalled.append(pk))
+    assert broadcasts.broadcast_dispatch(broadcast.pk) == 10
+    response = owner_client.post(f"/broadcasts/{broadcast.pk}/cancel/", follow=True)
+    assert "Broadcast canceled: 10 messages will not be sent." in response.content.decode()
+    # The stalled workers run now, and the periodic dispatcher comes by: nothing goes out.
+    for pk in stalled:
+        pipeline.message_send(pk)
+    assert broadcasts.broadcast_dispatch(broadcast.pk) == 0
+    assert len(outbox) == 20
+    broadcast.refresh_from_db()
+    assert broadcast.state == "canceled" and broadcast.canceled_at
+    messages = Message.objects.filter(broadcast=broadcast)
+    assert messages.filter(status="canceled").count() == 10
+    assert not messages.filter(dispatch__in=["held", "waiting", "claimed"]).exists()
+    # Nothing lost: every recipient has exactly one message.
+    recipients = list(messages.values_list("conversation__contact_id", flat=True))
+    assert len(recipients) == len(set(recipients)) == 37
+    assert broadcasts.progress(broadcast)["canceled"] == 10
+
+
+def test_cancel_before_anything_went_out_cancels_every_held_message(owner_client, club, outbox):
+    broadcast, _ = start(owner_client, club)
+    owner_client.post(f"/broadcasts/{broadcast.pk}/cancel/")
+    messages = Message.objects.filter(broadcast=broadcast)
+    assert messages.filter(status="canceled").count() == 30
+    assert messages.filter(status="skipped").count() == 7  # stays what it was
+    assert broadcasts.broadcast_dispatch(broadcast.pk) == 0
+    assert outbox == []
+
+
+def test_a_finished_or_canceled_broadcast_cannot_be_canceled(owner_client, club):
+    broadcast, _ = start(owner_client, club)
+    owner_client.post(f"/broadcasts/{broadcast.pk}/cancel/")
+    response = owner_client.post(f"/broadcasts/{broadcast.pk}/cancel/", follow=True)
+    assert "This broadcast is not sending any more." in response.content.decode()
+    assert "Cancel broadcast" not in response.content.decode()
+
+
+# Circuit breaker ---------------------------------------------------------------------------------
+
+
+def failures(org, sender, contact, count, code=30007, minutes_ago=1):
+    at = timezone.now() - timedelta(minutes=minutes_ago)
+    for _ in range(count):
+        make_message(contact, sender, status="undelivered", error_code=code, final_at=at)
+
+
+@pytest.mark.parametrize("codes", [[30007], [21212], [30007, 21610]])
+def test_twenty_sender_or_content_errors_in_ten_minutes_hold_the_broadcast(
+    owner_client, org, club, outbox, codes
+):
+    sender, contact = club["sender"], club["sendable"][0]
+    counted = [c for c in codes if c in (30007, 21212)]
+    for code in counted:
+        failures(org, sender, contact, 20 // len(counted), code=code)
+    for code in set(codes) - set(counted):
+        failures(org, sender, contact, 5, code=code)  # not sender/content: not counted
+    broadcast, _ = start(owner_client, club)
+    assert broadcasts.broadcast_dispatch(broadcast.pk) == 0
+    broadcast.refresh_from_db()
+    assert broadcast.state == "held"
+    assert broadcast.hold_reason == "Paused by the circuit breaker after many carrier errors."
+    assert outbox == []
+    alert = OrgAlert.objects.get(organization=org, kind="circuit_breaker")
+    assert alert.sender_ref == sender.phone_number and alert.resolved_at is None
+    sender.refresh_from_db()
+    assert sender.broadcasts_paused_until > timezone.now() + timedelta(minutes=9)
+    page = owner_client.get("/broadcasts/").content.decode()
+    assert "Broadcasts paused by the circuit breaker" in page
+
+
+def test_while_the_sender_is_paused_its_broadcasts_wait(owner_client, org, club):
+    failures(org, club["sender"], club["sendable"][0], 20)
+    first, _ = start(owner_client, club)
+    broadcasts.broadcast_dispatch(first.pk)
+    second, _ = start(owner_client, club)
+    assert broadcasts.broadcast_dispatch(second.pk) == 0
+    second.refresh_from_db()
+    assert second.hold_reason == "Paused by the circuit breaker."
+    assert OrgAlert.objects.get(kind="circuit_breaker").occurrences == 1
+
+
+@pytest.mark.parametrize(
+    "count, minutes_ago, other_sender",
+    [(19, 1, False), (20, 11, False), (20, 1, True)],
+    ids=["19 errors", "older than 10 minutes", "on another sender"],
+)
+def test_fewer_or_older_or_elsewhere_errors_do_not_trip_the_breaker(
+    owner_client, org, club, count, minutes_ago, other_sender
+):
+    sender = make_sender(org) if other_sender else club["sender"]
+    failures(org, sender, club["sendable"][0], count, minutes_ago=minutes_ago)
+    broadcast, _ = start(owner_client, club)
+    assert broadcasts.broadcast_dispatch(broadcast.pk) == 20
+    assert not OrgAlert.objects.exists()
+
+
+def test_the_breaker_threshold_is_an_org_setting(owner_client, org, club):
+    org.circuit_breaker_errors = 5
+    org.save()
+    failures(org, club["sender"], club["sendable"][0], 5)
+    broadcast, _ = start(owner_client, club)
+    assert broadcasts.broadcast_dispatch(broadcast.pk) == 0
+
+
+# Sample Text -------------------------------------------------------------------------------------
+
+
+def sample(client, club, phone, htmx=False):
+    data = {"phone": phone, "sender": club["sender"].pk, "body": "Test of the pool notice"}
+    return client.post("/broadcasts/sample/", data, headers=HTMX if htmx else {})
+
+
+@pytest.mark.parametrize(
+    "state", ["paused", "landline", "recent_errors", "global_lifetime_error_count"]
+)
+def test_a_sample_text_skips_the_checks_other_than_opt_out_and_invalid(
+    owner_client, club, outbox, state, django_capture_on_commit_callbacks
+):
+    phone = club["skipped"][state].phone_e164
+    with django_capture_on_commit_callbacks(execute=True):
+        response = sample(owner_client, club, phone)
+    assert response.status_code == 302 and response["Location"] == "/broadcasts/"
+    message = Message.objects.get(to_number=phone, is_test=True)
+    assert (message.status, message.skip_reason) == ("queued", "")
+    assert [sent["to"] for sent in outbox] == [phone]
+
+
+@pytest.mark.parametrize("state", ["opted_out", "marked_invalid"])
+def test_a_sample_text_still_honours_opt_out_and_the_invalid_flag(
+    owner_client, club, outbox, state, django_capture_on_commit_callbacks
+):
+    phone = club["skipped"][state].phone_e164
+    with django_capture_on_commit_callbacks(execute=True):
+        sample(owner_client, club, phone)
+    message = Message.objects.get(to_number=phone, is_test=True)
+    assert (message.status, message.skip_reason) == ("skipped", state)
+    assert outbox == []
+
+
+def test_a_sample_text_to_a_new_number_makes_a_lead(owner_client, org, club):
+    sample(owner_client, club, "(212) 555-0177")
+    lead = Contact.objects.get(organization=org, phone_e164="+12125550177")
+    assert (lead.kind, lead.first_name) == ("lead", "Sample Text")
+
+
+def test_a_sample_text_to_a_number_that_cannot_be_texted_is_refused(owner_client, club):
+    response = sample(owner_client, club, "n/a", htmx=True)
+    toast = json.loads(response["HX-Trigger"])["toast"]
+    assert toast == {
+        "message": "This number can't be texted: Not a phone number.",
+        "level": "danger",
+    }
+    assert not Message.objects.filter(is_test=True).exists()
+
+
+def test_a_sample_text_with_htmx_answers_with_a_toast(owner_client, club):
+    phone = club["sendable"][0].phone_e164
+    response = sample(owner_client, club, phone, htmx=True)
+    assert json.loads(response["HX-Trigger"])["toast"] == {
+        "message": f"Sample Text queued to {phone}.",
+        "level": "success",
+    }
+    assert f"Sample Text queued to {phone}." in response.content.decode()
+
+
+# The command line --------------------------------------------------------------------------------
+
+
+def run(*args):
+    out = StringIO()
+    call_command("broadcast", *args, stdout=out)
+    return out.getvalue()
+
+
+def test_the_command_prints_the_counts_and_a_dry_run_sends_nothing(org, club, outbox):
+    out = run("--org", org.slug, "--to", "all", "--body", "Hi", "--dry-run")
+    assert out.splitlines() == [
+        "sendable: 30",
+        "skipped global_lifetime_error_count: 1",
+        "skipped invalid_number: 1",
+        "skipped landline: 1",
+        "skipped marked_invalid: 1",
+        "skipped opted_out: 1",
+        "skipped paused: 1",
+        "skipped recent_errors: 1",
+        "dry run: nothing sent",
+    ]
+    assert not Broadcast.objects.exists() and not Message.objects.exists()
+    assert outbox == []
+
+
+def test_the_command_prints_json(org, club):
+    counts = json.loads(
+        run("--org", org.name, "--to", "active", "--body", "Hi", "--json", "--dry-run")
+    )
+    assert counts == {
+        "sendable": 30,
+        "skipped": {reason: 1 for reason in SkipReason.values if reason != "opted_out"},
+    }
+
+
+def test_the_command_counts_match_the_preview(org, club):
+    counts = json.loads(
+        run("--org", org.slug, "--to", "all", "--body", "Hi", "--json", "--dry-run")
+    )
+    preview = broadcasts.preview(org=org, sender=club["sender"], body="Hi", kind="all")
+    assert (counts["sendable"], counts["skipped"]) == (preview.sendable, preview.skipped)
+
+
+def test_the_command_starts_the_broadcast(org, club):
+    second = make_sender(org, phone_number="+14155550999")
+    out = run("--org", org.slug, "--to", "active", "--body", "Hi", "--sender", "(415) 555-0999")
+    broadcast = Broadcast.objects.get()
+    assert f"broadcast {broadcast.pk} started from {second}" in out
+    assert (broadcast.sender, broadcast.recipient_count, broadcast.audience) == (
+        second,
+        36,
+        "active",
+    )
+    assert Message.objects.filter(broadcast=broadcast).count() == 36
+
+
+def test_the_command_defaults_to_the_first_sender(org, club):
+    make_sender(org)
+    counts = json.loads(run("--org", org.slug, "--to", "all", "--body", "Hi", "--json"))
+    assert Broadcast.objects.get(pk=counts["broadcast"]).sender == club["sender"]
+
+
+@pytest.mark.parametrize(
+    "args, reason",
+    [
+        (["--org", "nowhere", "--to", "active", "--body", "Hi"], "no organization named 'nowhere'"),
+        (["--org", "riverside-test", "--to", "active", "--body", "  "], "--body is empty"),
+        (
+            [
+                "--org",
+                "riverside-test",
+                "--to",
+                "active",
+                "--body",
+                "Hi",
+                "--sender",
+                "+19995550000",
+            ],
+            "+19995550000 is not one of Riverside Test Club's senders",
+        ),
+    ],
+)
+def test_bad_arguments_raise_a_command_error_with_status_2(org, club, args, reason):
+    with pytest.raises(CommandError) as error:
+        run(*args)
+    assert error.value.returncode == 2
+    assert str(error.value) == reason
+    assert not Broadcast.objects.exists()
+
+
+def test_an_org_without_a_sender_is_refused(other_org):
+    with pytest.raises(CommandError) as error:
+        run("--org", other_org.slug, "--to", "all", "--body", "Hi")
+    assert error.value.returncode == 2
+    assert "has no sending number" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--org", "nowhere", "--to", "active", "--body", "Hi"],
+        ["--org", "riverside-test", "--to", "everyone", "--body", "Hi"],
+        ["--org", "riverside-test", "--body", "Hi"],
+    ],
+)
+def test_from_the_shell_bad_arguments_exit_with_status_2_and_one_line(org, club, capsys, args):
+    with pytest.raises(SystemExit) as exit_:
+        BroadcastCommand().run_from_argv(["manage.py", "broadcast", *args])
+    assert exit_.value.code == 2
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .splitlines()[-1]
+        .startswith(("CommandError: ", "manage.py broadcast: error: "))
+    )
+    assert not Broadcast.objects.exists()
+
+
+def test_states_stay_untouched_by_a_dry_run(org, club):
+    before = list(NumberState.objects.order_by("pk").values())
+    run("--org", org.slug, "--to", "all", "--body", "Hi", "--dry-run")
+    assert list(NumberState.objects.order_by("pk").values()) == before
