@@ -684,7 +684,13 @@ def test_an_org_without_a_sender_is_refused(other_org):
         ["--org", "riverside-test", "--body", "Hi"],
     ],
 )
-def test_from_the_shell_bad_arguments_exit_with_status_2_and_one_line(org, club, capsys, args):
+def test_from_the_shell_bad_arguments_exit_with_status_2_and_one_line(
+    org, club, capsys, args, monkeypatch
+):
+    # run_from_argv closes every database connection when it ends, the test's own included.
+    from django.core.management import base
+
+    monkeypatch.setattr(base.connections, "close_all", lambda: None)
     with pytest.raises(SystemExit) as exit_:
         BroadcastCommand().run_from_argv(["manage.py", "broadcast", *args])
     assert exit_.value.code == 2
