@@ -18,6 +18,8 @@ from django.utils import timezone
 from config.celery import enqueue_on_commit
 from contacts.models import Contact, ContactImport, ContactImportRow
 from contacts.phones import parse_phone
+from contacts.queries import forget_counts
+from deliverability.models import AuditEvent
 
 MAX_BYTES = 10 * 1024 * 1024
 MAX_ROWS = 100_000
@@ -182,7 +184,7 @@ def _import_batch(job, org, columns, batch, seen_phones):
     by_phone_name = {
         (c.phone_e164, c.first_lower, c.last_lower): c for c in existing if c.phone_e164
     }
-    results, new_phones = [], []
+    results, new_phones, phone_changes = [], [], []
     for line, row, phone in parsed:
         first, last = _names(row, columns)
         external_id = _cell(row, columns, "external_id")[:64]
@@ -209,9 +211,24 @@ def _import_batch(job, org, columns, batch, seen_phones):
         kind = _cell(row, columns, "kind").lower()
         if kind in Contact.Kind.values:
             contact.kind = kind
-        old_e164 = contact.phone_e164
+        old_raw, old_e164 = contact.phone_raw, contact.phone_e164
         contact.set_phone(phone.raw)
         contact.save()
+        if not created and old_e164 != contact.phone_e164:
+            # The member's number changed by their member id: audited like an edit by hand.
+            phone_changes.append(
+                AuditEvent(
+                    organization=org,
+                    phone=contact.phone_e164 or old_e164,
+                    contact=contact,
+                    actor=job.created_by,
+                    action=AuditEvent.Action.PHONE_CHANGED,
+                    before={"phone_raw": old_raw, "phone_e164": old_e164},
+                    after={"phone_raw": contact.phone_raw, "phone_e164": contact.phone_e164},
+                    note=f"CSV import {job.filename}, line {line}"[:300],
+                    source_page="import",
+                )
+            )
         # Later rows of the same batch must find the contacts this one made.
         if contact.external_id:
             by_external[contact.external_id] = contact
@@ -229,6 +246,8 @@ def _import_batch(job, org, columns, batch, seen_phones):
             result.outcome = Outcome.IMPORTED if created else Outcome.UPDATED
         results.append(result)
     ContactImportRow.objects.bulk_create(results)
+    AuditEvent.objects.bulk_create(phone_changes)
     ContactImport.objects.filter(pk=job.pk).update(processed_rows=job.rows.count())
+    forget_counts(org.pk)  # new contacts, and numbers that may carry a flag
     if new_phones:
         enqueue_on_commit("deliverability.tasks.lookup_numbers", sorted(set(new_phones)))

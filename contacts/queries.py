@@ -7,9 +7,11 @@ import contextlib
 import re
 
 from django.core.cache import cache
+from django.db import transaction
 from django.db.models import Q
 
 from contacts.models import Contact
+from deliverability.models import NumberState
 from deliverability.queries import flagged
 
 FILTERS = ("active", "invalid", "opted_out", "all")
@@ -66,12 +68,45 @@ def cached_counts(org, kind, compute):
     return counts
 
 
+def _flagged_key(org_id, filter_name):
+    return f"list-flagged:{org_id}:{filter_name}"
+
+
 def forget_counts(org_id):
-    """A number's state changed: the tab counts of the org's lists are recomputed."""
-    with contextlib.suppress(Exception):
-        cache.delete_many(
-            [_counts_key(org_id, kind) for kind in ("contacts", "conversations", "health")]
-        )
+    """A number's state (or a contact's number) changed: the tab counts of the org's lists and
+    its flagged contacts are recomputed, now and again once the change is committed (a page
+    computed in between would have cached what it saw before the commit)."""
+
+    def forget():
+        with contextlib.suppress(Exception):
+            cache.delete_many(
+                [_counts_key(org_id, kind) for kind in ("contacts", "conversations", "health")]
+                + [_flagged_key(org_id, name) for name in ("invalid", "opted_out")]
+            )
+
+    forget()
+    transaction.on_commit(forget)
+
+
+def flagged_contact_ids(org, filter_name):
+    """Ids of the org's contacts whose number is Invalid (or opted out), kept like the counts.
+
+    Flagged numbers are a few per cent of a list: finding their contacts means one index probe
+    per flagged number, too slow to repeat on every page view of a 200k-contact list.
+    """
+    key = _flagged_key(org.pk, filter_name)
+    try:
+        ids = cache.get(key)
+    except Exception:  # A dead cache (Redis down) must not fail the page.
+        ids = None
+    if ids is None:
+        states = NumberState.objects.for_org(org)
+        states = states.invalid() if filter_name == "invalid" else states.opted_out()
+        contacts = Contact.objects.for_org(org).filter(phone_e164__in=states.values("phone"))
+        ids = list(contacts.values_list("id", flat=True))
+        with contextlib.suppress(Exception):
+            cache.set(key, ids, COUNTS_TTL)
+    return ids
 
 
 def tabs(counts):

@@ -351,6 +351,7 @@ def contact_change_phone(*, contact, raw, by, note="", source_page=""):
     old_raw, old_e164 = contact.phone_raw, contact.phone_e164
     parsed = contact.set_phone(raw)
     contact.save(update_fields=["phone_raw", "phone_e164", "phone_status", "phone_error"])
+    forget_counts(contact.organization_id)  # the contact may now be in another tab
     AuditEvent.objects.create(
         organization_id=contact.organization_id,
         phone=contact.phone_e164 or old_e164,  # E.164 only; the raw values are in before/after

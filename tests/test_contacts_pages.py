@@ -394,6 +394,27 @@ def test_a_small_file_is_imported_at_once_with_a_result_for_every_row(
     assert not Contact.objects.filter(first_name="Bobby").exists()
 
 
+def test_a_number_changed_by_import_is_audited_like_an_edit(owner_client, org, owner, member):
+    upload(owner_client, SMALL)
+    event = AuditEvent.objects.get(contact=member, action=AuditEvent.Action.PHONE_CHANGED)
+    assert (event.actor, event.source_page, event.phone) == (owner, "import", "+12125550111")
+    assert event.before["phone_e164"] == "+12125550101"
+    assert event.after["phone_e164"] == "+12125550111"
+    assert "members.csv, line 2" in event.note
+    assert AuditEvent.objects.filter(action=AuditEvent.Action.PHONE_CHANGED).count() == 1
+
+
+def test_an_imported_number_that_is_already_invalid_shows_under_invalid_at_once(
+    owner_client, org, owner, member
+):
+    services.number_mark_invalid(org=org, phone="+12125550112", by=owner)
+    before = owner_client.get("/contacts/?filter=invalid")
+    assert listed(before) == [] and tab_counts(before)["invalid"] == 0
+    upload(owner_client, SMALL)
+    after = owner_client.get("/contacts/?filter=invalid")  # the counts are not 30 s stale
+    assert [c.first_name for c in listed(after)] == ["Bob"] and tab_counts(after)["invalid"] == 1
+
+
 def test_the_result_page_shows_every_row_and_the_counts(owner_client, member):
     upload(owner_client, SMALL)
     job = ContactImport.objects.get()

@@ -120,6 +120,31 @@ def test_it_updates_the_counts_as_soon_as_a_state_changes(teammate_client, org, 
     assert tab_counts(teammate_client.get("/conversations/"))["invalid"] == 2
 
 
+def test_the_invalid_filter_follows_a_number_change_at_once(teammate_client, people):
+    """The flagged contacts behind the Invalid filter are kept between views, and forgotten
+    when a contact takes another number: Ann takes Bob's Invalid number, Bob a new one."""
+    assert listed(teammate_client.get("/conversations/?filter=invalid")) == [people["bob"]]
+    bobs_number = people["bob"].phone_raw
+    for contact, raw in ((people["bob"], "212-555-0177"), (people["ann"], bobs_number)):
+        teammate_client.post(f"/contacts/{contact.pk}/phone/", {"phone": raw, "note": ""})
+    assert listed(teammate_client.get("/conversations/?filter=invalid")) == [people["ann"]]
+    assert tab_counts(teammate_client.get("/conversations/"))["invalid"] == 1
+
+
+def test_the_opted_out_filter_follows_a_lifted_opt_out_at_once(teammate_client, org, owner, people):
+    assert listed(teammate_client.get("/conversations/?filter=opted_out")) == [people["cat"]]
+    services.number_opt_in(
+        org=org, phone=people["cat"].phone_e164, via=services.OptIn.STAFF, by=owner, note="ok"
+    )
+    assert listed(teammate_client.get("/conversations/?filter=opted_out")) == []
+
+
+def test_a_search_within_the_invalid_filter(teammate_client, org, owner, people):
+    services.number_mark_invalid(org=org, phone=people["ann"].phone_e164, by=owner)
+    response = teammate_client.get("/conversations/?filter=invalid&q=ray")
+    assert listed(response) == [people["bob"]]
+
+
 def test_it_lists_the_newest_conversation_first(teammate_client, people, sender):
     make_message(people["ann"], sender, body="Latest news")
     assert listed(teammate_client.get("/conversations/"))[0] == people["ann"]
