@@ -77,19 +77,20 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
-def enqueue_on_commit(task_name, *args, **kwargs):
-    """Enqueue a task by name once the current transaction commits.
+def enqueue_on_commit(task_name, *args, countdown=None, **kwargs):
+    """Enqueue a task by name once the current transaction commits (after `countdown` seconds).
 
     By name, so that a rule module can ask for follow-up work (a line-type re-lookup after
     30006, say) without importing the tasks module that itself calls the rules.
     """
     from django.db import transaction
 
-    transaction.on_commit(lambda: enqueue(task_name, *args, **kwargs))
+    transaction.on_commit(lambda: enqueue(task_name, *args, countdown=countdown, **kwargs))
 
 
-def enqueue(task_name, *args, **kwargs):
-    """Enqueue now; if the broker is unreachable, log it and go on.
+def enqueue(task_name, *args, countdown=None, **kwargs):
+    """Enqueue now (to run after `countdown` seconds); if the broker is unreachable, log it and
+    go on.
 
     Whatever was to be done is already stored (a waiting message, an unprocessed event), and
     the periodic sweepers pick it up once the broker is back: a request never fails, or hangs,
@@ -100,9 +101,10 @@ def enqueue(task_name, *args, **kwargs):
 
     task = app.tasks[task_name]
     if not settings.REDIS_URL:
-        return task.delay(*args, **kwargs)  # No broker to be down; a task's own errors show.
+        # No broker to be down; a task's own errors show.
+        return task.apply_async(args, kwargs, countdown=countdown)
     try:
-        return task.delay(*args, **kwargs)
+        return task.apply_async(args, kwargs, countdown=countdown)
     except (OperationalError, ConnectionError, OSError) as exc:
         logging.getLogger(__name__).warning("could not enqueue %s: %s", task_name, exc)
         return None

@@ -202,6 +202,8 @@ TWILIO_ACCOUNT_SID = env_str("TWILIO_ACCOUNT_SID")
 TWILIO_AUTH_TOKEN = env_str("TWILIO_AUTH_TOKEN")
 TWILIO_WEBHOOK_SIGNING_KEY = env_str("TWILIO_WEBHOOK_SIGNING_KEY")
 TWILIO_BASE_URL = env_str("TWILIO_BASE_URL")
+# Seconds a Twilio REST call may take; a send that times out is reconciled, never re-sent blind.
+TWILIO_TIMEOUT = env_int("TWILIO_TIMEOUT", 10)
 PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
 SIMULATOR_CHAOS = env_bool("SIMULATOR_CHAOS")
 # Callbacks of the simulator are signed with the auth token when there is one, else with this.

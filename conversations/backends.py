@@ -98,6 +98,9 @@ class TwilioBackend:
                 code=code,
                 http_status=exc.status,
                 transient=_is_transient(code, exc.status),
+                # A server error may come after the message was taken (a gateway timing out
+                # in front of it): it is looked for before any retry. A 429 took nothing.
+                unknown=exc.status is not None and exc.status >= 500,
             ) from exc
         except (requests.ConnectTimeout, requests.exceptions.SSLError) as exc:
             # The connection never opened: nothing reached Twilio.

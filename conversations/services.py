@@ -8,6 +8,7 @@ a status only ever moves forward.
 
 import json
 import logging
+import random
 from datetime import timedelta
 
 from django.conf import settings
@@ -30,6 +31,7 @@ from deliverability.models import OptOutReason
 log = logging.getLogger(__name__)
 
 CLAIM_TIMEOUT = timedelta(minutes=2)  # a claim older than this belonged to a dead worker
+MAX_SEND_ATTEMPTS = 7  # the first send and six retries
 RECONCILE_HORIZON = timedelta(days=3)
 Dispatch = Message.Dispatch
 
@@ -112,6 +114,11 @@ def _claim(message_id):
 def _finish(message, **fields):
     fields.setdefault("status_changed_at", timezone.now())
     Message.objects.filter(pk=message.pk).update(dispatch=Dispatch.DONE, **fields)
+
+
+def backoff(retries, base=5.0, cap=600.0):
+    """Exponential back-off with full jitter, in seconds: about 5, 10, 20 … up to 10 minutes."""
+    return random.uniform(0.5, 1.0) * min(cap, base * 2**retries)
 
 
 class RetryLater(Exception):
@@ -548,6 +555,13 @@ def reconcile_unknown_send(message_id):
     else:
         found = backend.find(to=message.to_number, from_=message.from_number, after=since)
         found = [m for m in found if m and (not m.body or m.body == message.body)]
+        # The same text to the same number a minute earlier is another message of ours.
+        taken = set(
+            Message.objects.filter(provider_sid__in=[m.sid for m in found])
+            .exclude(pk=message.pk)
+            .values_list("provider_sid", flat=True)
+        )
+        found = [m for m in found if m.sid not in taken]
     found = [m for m in found if m is not None]
     if found:
         remote = found[0]
@@ -557,11 +571,18 @@ def reconcile_unknown_send(message_id):
         message.refresh_from_db()
         _apply_remote(message, remote, "reconcile")
         return f"found as {remote.sid}"
-    # The provider has no such message: it never left, and sending it now is safe.
-    Message.objects.filter(pk=message.pk, dispatch=Dispatch.UNKNOWN).update(
+    # The provider has no such message: it never left, and sending it again is safe, after a
+    # back-off (a provider that fails every send must not be hammered).
+    if not Message.objects.filter(pk=message.pk, dispatch=Dispatch.UNKNOWN).update(
         dispatch=Dispatch.WAITING
+    ):
+        return "nothing to reconcile"
+    if message.attempts >= MAX_SEND_ATTEMPTS:
+        message_give_up(message.pk, "Gave up after retries: the provider never took it")
+        return "gave up"
+    enqueue_on_commit(
+        "conversations.tasks.send_message", message.pk, countdown=backoff(message.attempts - 1)
     )
-    enqueue_on_commit("conversations.tasks.send_message", message.pk)
     return "not found; sending again"
 
 

@@ -3,7 +3,6 @@
 import functools
 import io
 import logging
-import random
 import threading
 import time
 from urllib.parse import urlencode, urlsplit
@@ -12,7 +11,7 @@ from celery import shared_task
 from django.conf import settings
 from django.core import signals
 from django.core.wsgi import get_wsgi_application
-from django.db import close_old_connections
+from django.db import InterfaceError, OperationalError, close_old_connections
 from django.db.models import Q
 from django.utils import timezone
 from twilio.request_validator import RequestValidator
@@ -23,13 +22,11 @@ from conversations.models import Broadcast, Message
 
 log = logging.getLogger(__name__)
 
-MAX_SEND_RETRIES = 6
+MAX_SEND_RETRIES = services.MAX_SEND_ATTEMPTS - 1
 WAITING_GRACE_MINUTES = 10
 
 
-def backoff(retries, base=5.0, cap=600.0):
-    """Exponential back-off with full jitter, in seconds."""
-    return random.uniform(0.5, 1.0) * min(cap, base * 2**retries)
+backoff = services.backoff
 
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=MAX_SEND_RETRIES)
@@ -42,6 +39,11 @@ def send_message(self, message_id):
             services.message_give_up(message_id, f"Gave up after retries: {exc}")
             return "gave up"
         raise self.retry(countdown=backoff(self.request.retries), exc=exc) from exc
+    except (OperationalError, InterfaceError) as exc:
+        # The database is down or restarting. The message is still waiting (claimed, if the
+        # outage came later: the sweeper reconciles it); try again once it is back.
+        log.warning("send of message %s waits for the database: %s", message_id, exc)
+        raise self.retry(countdown=backoff(min(self.request.retries, 3)), exc=exc) from exc
 
 
 @shared_task

@@ -8,6 +8,7 @@ happens in a task. A duplicate is a success: Twilio needs a 2xx or it keeps retr
 import logging
 
 from django.conf import settings
+from django.db import InterfaceError, OperationalError, connection
 from django.http import HttpResponse, HttpResponseForbidden
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
@@ -49,16 +50,36 @@ def signature_is_valid(request):
     return RequestValidator(secret).validate(url, request.POST, signature, algorithm=algorithm)
 
 
+def _store(request, kind):
+    """Store the event; a connection the database dropped (a restart, a failover) is opened
+    again once. Storing twice is harmless: the idempotency key keeps one row."""
+    for attempt in (1, 2):
+        try:
+            return services.event_store(
+                kind=kind,
+                params=request.POST,
+                token=request.headers.get("I-Twilio-Idempotency-Token", ""),
+                query=request.GET,
+            )
+        except (OperationalError, InterfaceError):
+            connection.close()
+            if attempt == 2:
+                raise
+    return None
+
+
 def _receive(request, kind):
     if not signature_is_valid(request):
         log.warning("rejected a %s webhook with a bad or missing signature", kind)
         return HttpResponseForbidden("Invalid signature")
-    stored = services.event_store(
-        kind=kind,
-        params=request.POST,
-        token=request.headers.get("I-Twilio-Idempotency-Token", ""),
-        query=request.GET,
-    )
+    try:
+        stored = _store(request, kind)
+    except (OperationalError, InterfaceError) as exc:
+        # Not stored: Twilio must try again (it retries a 5xx), so the answer is not a 2xx.
+        log.error("could not store a %s webhook, the database is unavailable: %s", kind, exc)
+        response = HttpResponse("Temporarily unavailable", status=503)
+        response["Retry-After"] = "5"
+        return response
     if stored:
         request_event_processing()
     return None
@@ -67,12 +88,12 @@ def _receive(request, kind):
 @csrf_exempt
 @require_POST
 def status_callback(request):
-    forbidden = _receive(request, MessageEvent.Kind.STATUS)
-    return forbidden or HttpResponse(status=204)
+    refused = _receive(request, MessageEvent.Kind.STATUS)
+    return refused or HttpResponse(status=204)
 
 
 @csrf_exempt
 @require_POST
 def inbound_message(request):
-    forbidden = _receive(request, MessageEvent.Kind.INBOUND)
-    return forbidden or HttpResponse(EMPTY_TWIML, content_type="text/xml")
+    refused = _receive(request, MessageEvent.Kind.INBOUND)
+    return refused or HttpResponse(EMPTY_TWIML, content_type="text/xml")

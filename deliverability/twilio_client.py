@@ -11,8 +11,6 @@ from django.conf import settings
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-DEFAULT_TIMEOUT = 10  # seconds; a send must not hang a worker forever
-
 
 class BaseUrlHttpClient(TwilioHttpClient):
     """A TwilioHttpClient that sends every request to `base_url`, path unchanged."""
@@ -30,8 +28,10 @@ class BaseUrlHttpClient(TwilioHttpClient):
         return super().request(method, rewritten, *args, **kwargs)
 
 
-def twilio_client(timeout=DEFAULT_TIMEOUT):
-    """A twilio-python Client with the configured credentials and base URL."""
+def twilio_client(timeout=None):
+    """A twilio-python Client with the configured credentials, base URL and timeout (a send
+    must not hang a worker forever)."""
+    timeout = timeout or settings.TWILIO_TIMEOUT
     if settings.TWILIO_BASE_URL:
         http_client = BaseUrlHttpClient(settings.TWILIO_BASE_URL, timeout=timeout)
     else:

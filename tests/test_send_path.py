@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 from celery.exceptions import Retry
+from django.db import OperationalError
 from django.utils import timezone
 from twilio.base.exceptions import TwilioRestException
 
@@ -712,3 +713,21 @@ def test_without_a_broker_a_retry_waits_its_back_off(
     message.refresh_from_db()
     assert message.dispatch == Message.Dispatch.WAITING
     assert locmem.outbox == []
+
+
+def test_a_send_that_meets_a_database_outage_is_retried_later(
+    org, contact, locmem, monkeypatch, django_capture_on_commit_callbacks
+):
+    message = waiting_message(org, contact, django_capture_on_commit_callbacks)
+
+    def database_down(message_id):
+        raise OperationalError("the database system is shutting down")
+
+    monkeypatch.setattr(services, "message_send", database_down)
+    with pytest.raises(Retry):
+        tasks.send_message.delay(message.pk)
+    monkeypatch.undo()
+    message.refresh_from_db()
+    assert (message.dispatch, locmem.outbox) == (Message.Dispatch.WAITING, [])
+    tasks.send_message.apply(args=[message.pk], retries=1, throw=True)
+    assert len(locmem.outbox) == 1

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
 import pytest
+from django.db import OperationalError
 from django.test import RequestFactory
 from django.utils import timezone
 from hypothesis import HealthCheck, given
@@ -17,7 +18,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
 
-from conversations import webhooks
+from conversations import services, webhooks
 from conversations.models import Message, MessageEvent
 from deliverability.models import InvalidSource, NumberFacts, NumberState, OptOutReason
 from tests.factories import make_contact, make_message, make_sender
@@ -113,6 +114,45 @@ def test_it_stores_and_processes_a_signed_callback(client, message):
     assert message.status == Message.Status.DELIVERED
     assert message.final_at is not None
     assert message.dispatch == Message.Dispatch.DONE
+
+
+def test_a_connection_the_database_dropped_is_opened_again_and_the_callback_stored(
+    client, message, monkeypatch
+):
+    """After a database restart the first query on an old connection fails; once is forgiven."""
+    real_store, calls = services.event_store, []
+
+    def dropped_once(**kwargs):
+        calls.append(kwargs)
+        if len(calls) == 1:
+            raise OperationalError("server closed the connection unexpectedly")
+        return real_store(**kwargs)
+
+    monkeypatch.setattr(services, "event_store", dropped_once)
+    response = callback(client, message, "delivered")
+    assert response.status_code == 204
+    assert len(calls) == 2
+    assert MessageEvent.objects.get().status == "delivered"
+
+
+def test_a_database_that_stays_down_gets_a_503_for_twilio_to_retry(
+    client, message, monkeypatch, caplog
+):
+    def down(**kwargs):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(services, "event_store", down)
+    with caplog.at_level(logging.ERROR, logger="conversations.webhooks"):
+        response = callback(client, message, "delivered")
+    assert response.status_code == 503
+    assert response["Retry-After"] == "5"
+    assert "database is unavailable" in caplog.text
+    monkeypatch.undo()
+    assert not MessageEvent.objects.exists()
+    # Twilio's retry, once the database is back, is stored and processed.
+    assert callback(client, message, "delivered").status_code == 204
+    message.refresh_from_db()
+    assert message.status == Message.Status.DELIVERED
 
 
 def test_it_validates_over_the_public_url_not_the_host_django_sees(client, message):

@@ -1,0 +1,189 @@
+"""A Twilio Messages API on a loopback port that misbehaves on cue.
+
+The contract mock answers every call with the same example; fault tests need a Twilio that
+remembers what it took and fails the way the real one does: a 500 before or after it created
+the message, a 429, an answer that never comes (before or after the message was created).
+Each number gets its own list of faults, used one per create call; when the list is empty the
+create succeeds. Every create call is recorded, so a test can count the messages each number
+really received.
+
+Only what the twilio backend calls is served: create, fetch by SID, and list by To.
+"""
+
+import contextlib
+import email.utils
+import json
+import threading
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+ACCOUNT_SID = "AC" + "fa" * 16
+AUTH_TOKEN = "fake-twilio-auth-token"
+
+# What each fault does: (HTTP status or None for no answer, whether the message is created).
+FAULTS = {
+    "500": (500, False),
+    "500-after-create": (500, True),
+    "503": (503, False),
+    "429": (429, False),
+    "hang": (None, False),
+    "hang-after-create": (None, True),
+}
+ERRORS = {
+    500: {"code": 20500, "message": "Internal Server Error"},
+    503: {"code": 20503, "message": "Service Unavailable"},
+    429: {"code": 20429, "message": "Too Many Requests"},
+}
+
+
+@dataclass
+class Attempt:
+    to: str
+    body: str
+    fault: str  # "" for a create that succeeded
+    at: float = field(default_factory=time.monotonic)
+
+
+class FakeTwilio:
+    def __init__(self, hang_seconds=3.0):
+        self.hang_seconds = hang_seconds
+        self.faults = defaultdict(list)  # to -> faults still to come
+        self.messages = {}  # sid -> resource
+        self.attempts = []
+        self.lock = threading.Lock()
+        self.server = None
+
+    # Setting up and reading ------------------------------------------------------------------
+
+    def fail(self, to, *faults):
+        unknown = [f for f in faults if f not in FAULTS]
+        if unknown:
+            raise ValueError(f"unknown faults {unknown}; choose from {', '.join(FAULTS)}")
+        with self.lock:
+            self.faults[to].extend(faults)
+
+    def created_for(self, to):
+        """The messages this number really received (one per successful or faulty create)."""
+        with self.lock:
+            return [m for m in self.messages.values() if m["to"] == to]
+
+    def attempts_for(self, to):
+        with self.lock:
+            return [a for a in self.attempts if a.to == to]
+
+    @property
+    def url(self):
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self):
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # quiet
+                pass
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                form = parse_qs(self.rfile.read(length).decode(), keep_blank_values=True)
+                fake._create(self, {key: values[-1] for key, values in form.items()})
+
+            def do_GET(self):
+                fake._get(self)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self):
+        if self.server:
+            self.server.shutdown()
+            self.server.server_close()
+
+    # The API ---------------------------------------------------------------------------------
+
+    def _create(self, handler, form):
+        if not urlsplit(handler.path).path.endswith("/Messages.json"):
+            return self._answer(handler, 404, {"code": 20404, "message": "Not found"})
+        to, body = form.get("To", ""), form.get("Body", "")
+        with self.lock:
+            fault = self.faults[to].pop(0) if self.faults[to] else ""
+            self.attempts.append(Attempt(to=to, body=body, fault=fault))
+            status, creates = FAULTS.get(fault, (201, True))
+            message = self._new_message(form) if creates else None
+        if status is None:
+            time.sleep(self.hang_seconds)  # the client gives up first
+            with contextlib.suppress(OSError):
+                handler.connection.close()
+            return None
+        if status != 201:
+            error = dict(ERRORS[status], status=status, more_info="https://www.twilio.com/docs")
+            return self._answer(handler, status, error)
+        return self._answer(handler, 201, message)
+
+    def _new_message(self, form):
+        now = email.utils.formatdate(usegmt=True)
+        sid = "SM" + uuid.uuid4().hex
+        message = {
+            "sid": sid,
+            "account_sid": ACCOUNT_SID,
+            "to": form.get("To", ""),
+            "from": form.get("From") or "+14155550100",
+            "messaging_service_sid": form.get("MessagingServiceSid"),
+            "body": form.get("Body", ""),
+            "status": "queued",
+            "direction": "outbound-api",
+            "num_segments": "1",
+            "error_code": None,
+            "error_message": None,
+            "date_created": now,
+            "date_updated": now,
+            "date_sent": None,
+            "api_version": "2010-04-01",
+            "uri": f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/{sid}.json",
+        }
+        self.messages[sid] = message
+        return message
+
+    def _get(self, handler):
+        parts = urlsplit(handler.path)
+        if parts.path.endswith("/Messages.json"):
+            to = (parse_qs(parts.query).get("To") or [""])[0]
+            with self.lock:
+                listed = [m for m in self.messages.values() if not to or m["to"] == to]
+            page = {
+                "messages": list(reversed(listed))[:50],
+                "page": 0,
+                "page_size": 50,
+                "first_page_uri": parts.path,
+                "next_page_uri": None,
+                "previous_page_uri": None,
+                "uri": handler.path,
+                "start": 0,
+                "end": len(listed),
+            }
+            return self._answer(handler, 200, page)
+        sid = parts.path.rsplit("/", 1)[-1].removesuffix(".json")
+        with self.lock:
+            message = self.messages.get(sid)
+        if message is None:
+            missing = {"code": 20404, "message": "Not found", "status": 404}
+            return self._answer(handler, 404, missing)
+        return self._answer(handler, 200, message)
+
+    @staticmethod
+    def _answer(handler, status, payload):
+        body = json.dumps(payload).encode()
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+        return None
