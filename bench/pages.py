@@ -38,6 +38,7 @@ def manager_client(org):
     Membership.objects.get_or_create(user=user, organization=org, defaults={"role": "manager"})
     client = Client()
     client.force_login(user)
+    client.bench_user = user
     return client
 
 
@@ -61,11 +62,38 @@ def measure(client, url):
     return percentile(durations, 0.5), percentile(durations, 0.95), len(queries)
 
 
+def fill_a_page_of_invalid(org, user):
+    """Flatness compares the same work at two sizes: the small org's Invalid filter must fill
+    a page too (2% of 2k contacts is about 40 rows, 1M's page has 50). Numbers are marked
+    invalid by hand, as staff would, until a page and one more row are flagged."""
+    from contacts.models import Contact
+    from conversations.views import PAGE_SIZE
+    from deliverability import services
+    from deliverability.models import NumberState
+
+    invalid = NumberState.objects.for_org(org).invalid().values("phone")
+    flagged = Contact.objects.for_org(org).filter(phone_e164__in=invalid).count()
+    if flagged > PAGE_SIZE:
+        return
+    candidates = (
+        Contact.objects.for_org(org)
+        .exclude(phone_e164__in=NumberState.objects.for_org(org).values("phone"))
+        .filter(conversation__isnull=False)
+        .exclude(phone_e164="")
+        .order_by("id")[: PAGE_SIZE + 1 - flagged]
+    )
+    for contact in candidates:
+        services.number_mark_invalid(
+            org=org, phone=contact.phone_e164, by=user, note="bench: a page of Invalid rows"
+        )
+
+
 def run():
     ensure_database()
     small = ensure_seeded(SMALL_ORG, *SMALL_SIZE)
     big = ensure_seeded(BIG_ORG, *BIG_SIZE)
     clients = {"10k": manager_client(small), "1M": manager_client(big)}
+    fill_a_page_of_invalid(small, clients["10k"].bench_user)
     figures = []
     for label, url in PAGES:
         results = {size: measure(client, url) for size, client in clients.items()}

@@ -23,16 +23,23 @@ def conversation_counts(org):
     )
 
 
-def conversation_list(org, *, filter_name="active", search=""):
+def conversation_list(org, *, filter_name="active", search="", reach=51):
+    """The org's conversations under a filter, newest first; `reach` is how far from the top
+    the caller reads (the end of its page)."""
     conversations = Conversation.objects.for_org(org).select_related("contact")
     if filter_name in ("invalid", "opted_out"):
         # Flagged numbers are few: the conversations of their contacts' ids (kept like the
-        # counts, forgotten at every change of a state or of a contact's number), newest first.
+        # counts, forgotten at every change of a state or of a contact's number). Two ways to
+        # the newest of them: walk the newest-first index skipping the others (about
+        # reach × total / flagged rows), or fetch every flagged one and sort (flagged rows).
+        ids = flagged_contact_ids(org, filter_name)
+        total = conversation_counts(org)["all"]
         # The contacts come in a second query: with a join here the planner walks the whole
         # newest-first index in parallel workers, several times slower.
         conversations = _with_contact_in(
             Conversation.objects.for_org(org).prefetch_related("contact"),
-            flagged_contact_ids(org, filter_name),
+            ids,
+            walk=len(ids) * len(ids) > reach * total,
         )
     else:
         conversations = conversations.filter(state_filter(org, filter_name, prefix="contact__"))
@@ -41,10 +48,13 @@ def conversation_list(org, *, filter_name="active", search=""):
     return conversations.order_by("-last_message_at", "-id")
 
 
-def _with_contact_in(conversations, ids):
+def _with_contact_in(conversations, ids, walk):
     """contact_id among `ids`: one array parameter on PostgreSQL (thousands of IN parameters
-    cost more to send and plan than the walk itself)."""
+    cost more to send and plan than the query itself). With `walk`, "+ 0" keeps the planner
+    off the contact index, so that it walks the newest-first index and stops at the page."""
     if connection.vendor == "postgresql":
-        table = Conversation._meta.db_table
-        return conversations.extra(where=[f'"{table}"."contact_id" = ANY(%s)'], params=[ids])
+        column = f'"{Conversation._meta.db_table}"."contact_id"'
+        if walk:
+            column = f"({column} + 0)"
+        return conversations.extra(where=[f"{column} = ANY(%s::bigint[])"], params=[ids])
     return conversations.filter(contact_id__in=ids)

@@ -35,8 +35,15 @@ def _list_context(request):
     if filter_name not in queries.FILTERS:
         filter_name = "active"
     search = request.GET.get("q", "").strip()[:100]
+    try:
+        page_number = max(1, int(request.GET.get("page", 1)))
+    except ValueError:
+        page_number = 1
     conversations = queries.conversation_list(
-        request.organization, filter_name=filter_name, search=search
+        request.organization,
+        filter_name=filter_name,
+        search=search,
+        reach=page_number * PAGE_SIZE + 1,
     )
     page = LazyPaginator(conversations, PAGE_SIZE).get_page(request.GET.get("page"))
     rows = list(page.object_list)

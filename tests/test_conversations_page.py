@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.utils.formats import date_format
 
 from conversations.models import Message
+from conversations.queries import conversation_list
 from deliverability import services
 from deliverability.models import NumberState
 from tests.factories import make_contact, make_conversation, make_message, make_sender
@@ -143,6 +144,21 @@ def test_a_search_within_the_invalid_filter(teammate_client, org, owner, people)
     services.number_mark_invalid(org=org, phone=people["ann"].phone_e164, by=owner)
     response = teammate_client.get("/conversations/?filter=invalid&q=ray")
     assert listed(response) == [people["bob"]]
+
+
+def test_both_ways_to_the_flagged_conversations_list_the_same_rows(org, owner, people, sender):
+    """Walking the newest-first index (many flagged, a short reach) and sorting every flagged
+    conversation (few flagged, or a deep page) give the same rows in the same order."""
+    for name in ("ann", "dan"):
+        services.number_mark_invalid(org=org, phone=people[name].phone_e164, by=owner)
+    make_message(people["dan"], sender, body="Newest")
+
+    def rows(reach):
+        return list(conversation_list(org, filter_name="invalid", reach=reach))
+
+    walked, sorted_ = rows(reach=1), rows(reach=51)  # 3 flagged of 4: 3² > 1 × 4, not 51 × 4
+    assert [c.contact for c in walked] == [people["dan"], people["bob"], people["ann"]]
+    assert walked == sorted_
 
 
 def test_it_lists_the_newest_conversation_first(teammate_client, people, sender):
