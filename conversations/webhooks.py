@@ -62,9 +62,9 @@ def _store(request, kind):
                 query=request.GET,
             )
         except (OperationalError, InterfaceError):
+            if attempt == 2 or connection.in_atomic_block:
+                raise  # inside a transaction there is nothing to open again
             connection.close()
-            if attempt == 2:
-                raise
     return None
 
 

@@ -116,6 +116,8 @@ def test_it_stores_and_processes_a_signed_callback(client, message):
     assert message.dispatch == Message.Dispatch.DONE
 
 
+# In autocommit, as in production: closing the connection ends no test transaction.
+@pytest.mark.django_db(transaction=True)
 def test_a_connection_the_database_dropped_is_opened_again_and_the_callback_stored(
     client, message, monkeypatch
 ):
@@ -135,6 +137,7 @@ def test_a_connection_the_database_dropped_is_opened_again_and_the_callback_stor
     assert MessageEvent.objects.get().status == "delivered"
 
 
+@pytest.mark.django_db(transaction=True)
 def test_a_database_that_stays_down_gets_a_503_for_twilio_to_retry(
     client, message, monkeypatch, caplog
 ):
