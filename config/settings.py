@@ -73,7 +73,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "csp.middleware.CSPMiddleware",
+    "config.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "contacts.middleware.CurrentOrganizationMiddleware",
     # Last, as django-axes asks: it turns a lockout into its answer.

@@ -242,14 +242,27 @@ class MessageEvent(models.Model):
         SEND_ERROR = "send_error", "Error from the send call"
 
     kind = models.CharField(max_length=10, choices=Kind.choices)
-    idempotency_key = models.CharField(max_length=200, unique=True)
+    idempotency_key = models.CharField(max_length=200)
+    # Indexes are declared in Meta: every webhook inserts a row, and each index is work on
+    # that path. The message and organization are set by processing, so their indexes hold
+    # only the rows that have them; no pattern-matching twins of the text indexes.
     message = models.ForeignKey(
-        Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
+        Message,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="events",
+        db_index=False,
     )
     organization = models.ForeignKey(
-        Organization, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        Organization,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
     )
-    provider_sid = models.CharField(max_length=34, blank=True, db_index=True)
+    provider_sid = models.CharField(max_length=34, blank=True)
     status = models.CharField(max_length=20, blank=True)
     error_code = models.PositiveIntegerField(null=True, blank=True)
     payload = models.JSONField(default=dict)
@@ -259,11 +272,23 @@ class MessageEvent(models.Model):
 
     class Meta:
         ordering = ["-received_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["idempotency_key"], name="event_idempotency_key"),
+        ]
         indexes = [
             models.Index(
                 fields=["received_at"],
                 condition=Q(processed_at__isnull=True),
                 name="event_unprocessed",
+            ),
+            models.Index(fields=["provider_sid"], name="event_provider_sid"),
+            models.Index(
+                fields=["message"], condition=Q(message__isnull=False), name="event_message"
+            ),
+            models.Index(
+                fields=["organization"],
+                condition=Q(organization__isnull=False),
+                name="event_organization",
             ),
         ]
 
