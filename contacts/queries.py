@@ -53,19 +53,24 @@ def _counts_key(org_id, kind):
     return f"list-counts:{org_id}:{kind}"
 
 
-def cached_counts(org, kind, compute):
-    """The tab counts of a list, kept for COUNTS_TTL: counting 200k rows on every page view
-    would make the pages slower as the list grows. The cache is optional."""
-    key = _counts_key(org.pk, kind)
+def _kept(key, compute):
+    """What `compute()` returns, kept for COUNTS_TTL. The cache is optional: a dead cache
+    (Redis down) must not fail the page."""
     try:
-        counts = cache.get(key)
-    except Exception:  # A dead cache (Redis down) must not fail the page.
-        counts = None
-    if counts is None:
-        counts = compute()
+        value = cache.get(key)
+    except Exception:
+        value = None
+    if value is None:
+        value = compute()
         with contextlib.suppress(Exception):
-            cache.set(key, counts, COUNTS_TTL)
-    return counts
+            cache.set(key, value, COUNTS_TTL)
+    return value
+
+
+def cached_counts(org, kind, compute):
+    """The tab counts of a list, kept: counting 200k rows on every page view would make the
+    pages slower as the list grows."""
+    return _kept(_counts_key(org.pk, kind), compute)
 
 
 def _flagged_key(org_id, filter_name):
@@ -94,19 +99,14 @@ def flagged_contact_ids(org, filter_name):
     Flagged numbers are a few per cent of a list: finding their contacts means one index probe
     per flagged number, too slow to repeat on every page view of a 200k-contact list.
     """
-    key = _flagged_key(org.pk, filter_name)
-    try:
-        ids = cache.get(key)
-    except Exception:  # A dead cache (Redis down) must not fail the page.
-        ids = None
-    if ids is None:
+
+    def compute():
         states = NumberState.objects.for_org(org)
         states = states.invalid() if filter_name == "invalid" else states.opted_out()
         contacts = Contact.objects.for_org(org).filter(phone_e164__in=states.values("phone"))
-        ids = list(contacts.values_list("id", flat=True))
-        with contextlib.suppress(Exception):
-            cache.set(key, ids, COUNTS_TTL)
-    return ids
+        return list(contacts.values_list("id", flat=True))
+
+    return _kept(_flagged_key(org.pk, filter_name), compute)
 
 
 def tabs(counts):

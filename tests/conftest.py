@@ -106,6 +106,17 @@ def _tasks_run_at_once(settings):
 
 
 @pytest.fixture
+def private_redis(tmp_path):
+    """A redis-server of the test's own on a loopback port (tests.stack), stopped after it."""
+    from tests.stack import PrivateRedis
+
+    server = PrivateRedis(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def org(db):
     return factories.make_org("Riverside Test Club", slug="riverside-test")
 

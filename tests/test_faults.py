@@ -29,7 +29,6 @@ from tests.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 from tests.stack import (
     PostgresMissing,
     PrivatePostgres,
-    PrivateRedis,
     Web,
     Worker,
     base_env,
@@ -57,14 +56,6 @@ def postgres():
         yield server
     finally:
         server.destroy()
-
-
-@pytest.fixture
-def private_redis(tmp_path):
-    server = PrivateRedis(tmp_path)
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from config.celery import app as celery_app
 from conversations import services, tasks
 from conversations.models import Message, MessageEvent
 from tests.factories import make_contact, make_org, make_sender
-from tests.stack import PrivateRedis, Worker, base_env, wait_until
+from tests.stack import Worker, base_env, wait_until
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -46,14 +46,6 @@ def _point_celery_at(url):
     celery_app._pool = None
     celery_app.amqp._producer_pool = None
     celery_app.conf.broker_url = url
-
-
-@pytest.fixture
-def private_redis(tmp_path):
-    server = PrivateRedis(tmp_path)
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
