@@ -55,6 +55,18 @@ class Organization(models.Model):
     def __str__(self):
         return self.name
 
+    def clean(self):
+        super().clean()
+        start, end = self.quiet_hours_start, self.quiet_hours_end
+        if start is not None and end is not None and end <= start:
+            # A window past midnight would send at night; 00:00 would never open at all.
+            raise ValidationError(
+                {
+                    "quiet_hours_end": "Broadcasts must stop later the same day than they "
+                    "start (for example 08:00 to 21:00); to send until midnight, use 23:59:59."
+                }
+            )
+
     @property
     def tzinfo(self):
         return zoneinfo.ZoneInfo(self.time_zone)

@@ -8,7 +8,7 @@ import pytest
 from django.apps import apps
 from django.urls import reverse
 
-from contacts.models import Contact, ContactImport, ContactImportRow
+from contacts.models import Contact, ContactImport, ContactImportRow, Organization
 from conversations.models import Broadcast, Message, MessageEvent
 from deliverability import services
 from deliverability.models import (
@@ -152,3 +152,33 @@ def test_the_message_list_does_not_query_per_row(
     with django_assert_max_num_queries(12):
         page = admin_client.get(admin_url(Message, "changelist"))
     assert len(page.context["cl"].result_list) == 62
+
+
+@pytest.mark.parametrize(
+    ("start", "end"), [("08:00", "00:00"), ("22:00", "06:00"), ("09:00", "09:00")]
+)
+def test_quiet_hours_that_never_open_or_run_past_midnight_are_refused(
+    admin_client, data, start, end
+):
+    """A sending window must end later the same day: 00:00 would never open, 22:00 to 06:00
+    would send at night."""
+    org = Organization.objects.get(slug="riverside-test")
+    form = {
+        "name": org.name,
+        "slug": org.slug,
+        "default_region": "US",
+        "time_zone": "America/New_York",
+        "help_reply": org.help_reply,
+        "quiet_hours_start": start,
+        "quiet_hours_end": end,
+        "circuit_breaker_errors": 20,
+        "circuit_breaker_minutes": 10,
+    }
+    response = admin_client.post(f"/admin/contacts/organization/{org.pk}/change/", form)
+    assert response.status_code == 200  # the form again, with the message
+    assert "to send until midnight, use 23:59:59" in response.content.decode()
+    org.refresh_from_db()
+    assert (org.quiet_hours_start, org.quiet_hours_end) == (
+        datetime.time(8, 0),
+        datetime.time(21, 0),
+    )
