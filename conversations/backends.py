@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import requests
 from django.conf import settings
+from django.core.cache import cache
 from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 
 from contacts.phones import mask
@@ -182,10 +183,13 @@ class SimulatorBackend:
 
     Callbacks are scheduled as tasks with realistic delays and posted through the real webhook
     (signature check included). With SIMULATOR_CHAOS=1 they come out of order and twice.
+    What it accepted is also kept in the cache (Redis, when there is one), so that a worker
+    reconciling a send another worker made finds it, as it would at Twilio.
     """
 
     SENT_AFTER = 2.0
     FINAL_AFTER = 6.0
+    KEEP = 3 * 24 * 3600  # seconds, as long as reconciliation looks back
 
     def __init__(self):
         self._lock = threading.Lock()
@@ -207,7 +211,7 @@ class SimulatorBackend:
         final, error = entry.final_status, entry.final_error
         if entry.flaky and self._attempt_number(to) % 2 == 0:
             final, error = "undelivered", 30003
-        self.remote[sid] = RemoteMessage(sid=sid, status=final, error_code=error, to=to, body=body)
+        self._remember(RemoteMessage(sid=sid, status=final, error_code=error, to=to, body=body))
         steps = [("sent", None, self.SENT_AFTER), (final, error, self.FINAL_AFTER)]
         if settings.SIMULATOR_CHAOS:
             steps = [(status, code, random.uniform(0.2, 3.0)) for status, code, _ in steps]
@@ -221,11 +225,33 @@ class SimulatorBackend:
         log.info("simulator accepted a message to %s as %s", mask(to), sid)
         return SendResult(sid=sid, status="queued")
 
+    def _remember(self, remote):
+        self.remote[remote.sid] = remote
+        try:
+            sids = cache.get(f"simulator:to:{remote.to}") or []
+            cache.set_many(
+                {
+                    f"simulator:sid:{remote.sid}": remote,
+                    f"simulator:to:{remote.to}": [*sids[-49:], remote.sid],
+                },
+                self.KEEP,
+            )
+        except Exception as exc:  # A dead cache: this process still remembers.
+            log.warning("the simulator could not share message %s: %s", remote.sid, exc)
+
+    def _shared(self, key):
+        try:
+            return cache.get(key)
+        except Exception:  # A dead cache: what this process remembers is all there is.
+            return None
+
     def fetch(self, sid):
-        return self.remote.get(sid)
+        return self.remote.get(sid) or self._shared(f"simulator:sid:{sid}")
 
     def find(self, *, to, from_, after):
-        return [m for m in self.remote.values() if m.to == to]
+        sids = set(self._shared(f"simulator:to:{to}") or [])
+        sids |= {sid for sid, m in self.remote.items() if m.to == to}
+        return [m for m in (self.fetch(sid) for sid in sids) if m is not None]
 
 
 _backends = {}

@@ -14,7 +14,7 @@ from twilio.base.exceptions import TwilioRestException
 
 from config import inprocess
 from conversations import services, status, tasks
-from conversations.backends import RemoteMessage, SendError, get_backend
+from conversations.backends import RemoteMessage, SendError, SimulatorBackend, get_backend
 from conversations.models import Message, MessageEvent
 from conversations.segments import segment
 from deliverability import services as number_services
@@ -731,3 +731,18 @@ def test_a_send_that_meets_a_database_outage_is_retried_later(
     assert (message.dispatch, locmem.outbox) == (Message.Dispatch.WAITING, [])
     tasks.send_message.apply(args=[message.pk], retries=1, throw=True)
     assert len(locmem.outbox) == 1
+
+
+def test_a_send_another_worker_made_through_the_simulator_is_found_by_reconciliation(
+    org, sender, simulator, django_capture_on_commit_callbacks
+):
+    """Workers are separate processes: the simulator keeps what it accepted in the cache too,
+    so a worker reconciling an unknown outcome finds the message instead of sending it again."""
+    message, _state = simulate(org, "+12125550101", django_capture_on_commit_callbacks)
+    another_worker = SimulatorBackend()  # nothing in its own memory
+    assert another_worker.fetch(message.provider_sid).status == "delivered"
+    found = another_worker.find(to="+12125550101", from_=sender.address, after=message.created_at)
+    assert [m.sid for m in found] == [message.provider_sid]
+    assert (
+        another_worker.find(to="+12125550102", from_=sender.address, after=message.created_at) == []
+    )
