@@ -117,6 +117,19 @@ def private_redis(tmp_path):
 
 
 @pytest.fixture
+def sender(org):
+    """The org's long code, fast enough that pacing never makes a test wait (pacing has its
+    own tests). Modules that need another sender define their own."""
+    return factories.make_sender(org, phone_number="+14155550100", throughput=100)
+
+
+@pytest.fixture
+def contact(org, sender):
+    """A member on +12125550123, the number the send-path tests text."""
+    return factories.make_contact(org, "+12125550123")
+
+
+@pytest.fixture
 def org(db):
     return factories.make_org("Riverside Test Club", slug="riverside-test")
 

@@ -19,7 +19,7 @@ from conversations.models import Message, MessageEvent
 from conversations.segments import segment
 from deliverability import services as number_services
 from deliverability.models import InvalidSource, NumberFacts, NumberState, OptOutReason
-from tests.factories import make_contact, make_message, make_sender
+from tests.factories import make_contact, make_message
 from tests.twilio_requests import PUBLIC_BASE_URL, new_sid
 
 PHONE = "+12125550123"
@@ -33,17 +33,6 @@ def _public_url(settings):
 @pytest.fixture
 def locmem():
     return get_backend("locmem")
-
-
-@pytest.fixture
-def sender(org):
-    # Fast enough that pacing never makes a test wait; pacing has its own tests.
-    return make_sender(org, phone_number="+14155550100", throughput=100)
-
-
-@pytest.fixture
-def contact(org, sender):
-    return make_contact(org, PHONE)
 
 
 def create(org, contact, capture, body="See you at the 6pm class!", **kwargs):

@@ -64,16 +64,6 @@ def _twilio_settings(settings, twilio_mock_url):
     settings.PUBLIC_BASE_URL = "https://reachable.example.com"
 
 
-@pytest.fixture
-def sender(org):
-    return make_sender(org, phone_number="+14155550100", throughput=100)
-
-
-@pytest.fixture
-def contact(org, sender):
-    return make_contact(org, PHONE)
-
-
 def test_a_send_goes_end_to_end_through_the_contract(
     org, contact, django_capture_on_commit_callbacks
 ):

@@ -13,7 +13,7 @@ from django.utils import timezone
 from conversations import services, tasks
 from conversations.backends import SendError, TwilioBackend
 from conversations.models import Message, MessageEvent
-from tests.factories import make_contact, make_message, make_sender
+from tests.factories import make_message
 from tests.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 
 PHONE = "+12125550123"
@@ -30,16 +30,6 @@ def twilio(settings):
     settings.PUBLIC_BASE_URL = "https://reachable.example.com"
     yield fake
     fake.stop()
-
-
-@pytest.fixture
-def sender(org):
-    return make_sender(org, phone_number="+14155550100", throughput=100)
-
-
-@pytest.fixture
-def contact(org, sender):
-    return make_contact(org, PHONE)
 
 
 @pytest.fixture(autouse=True)
