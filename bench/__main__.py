@@ -20,6 +20,7 @@ BENCHMARKS = {
     "reports": "bench.reports",
     "broadcast": "bench.broadcast",
     "callbacks": "bench.callbacks",
+    "events": "bench.events",
     "pacing": "bench.pacing",
 }
 

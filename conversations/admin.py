@@ -4,10 +4,12 @@ Messages and their events are records of what the provider was asked and answere
 viewed, never edited (a status moves only forward, through callbacks; see SPEC §6).
 """
 
-from django.contrib import admin
+from django.contrib import admin, messages
 
 from contacts.admin import PhoneSearchMixin
+from conversations import events
 from conversations.models import Broadcast, Conversation, Message, MessageEvent, Sender
+from conversations.tasks import request_event_processing
 from deliverability.admin import ReadOnlyAdmin
 
 
@@ -87,14 +89,34 @@ class MessageEventAdmin(ReadOnlyAdmin):
         "status",
         "error_code",
         "processed_at",
+        "attempts",
+        "not_applied",
         "outcome",
     ]
     # No filter on status: it has no choices, and listing its values would scan the table.
-    list_filter = ["kind", ("processed_at", admin.EmptyFieldListFilter)]
+    # "Not applied" lists what processing gave up on (a partial index keeps it quick).
+    list_filter = ["not_applied", "kind", ("processed_at", admin.EmptyFieldListFilter)]
     search_fields = ["provider_sid", "idempotency_key"]
     ordering = ["-received_at", "-id"]
     raw_id_fields = ["message", "organization"]
     show_full_result_count = False
+    actions = ["retry"]
+
+    def has_retry_permission(self, request):
+        return request.user.is_superuser
+
+    @admin.action(description="Retry the selected events that did not apply", permissions=["retry"])
+    def retry(self, request, queryset):
+        queued = events.events_retry(list(queryset.values_list("pk", flat=True)))
+        if queued:
+            request_event_processing()
+        self.message_user(
+            request,
+            f"{queued} event(s) queued to be applied again."
+            if queued
+            else "None of the selected events was given up on: nothing to retry.",
+            messages.SUCCESS if queued else messages.WARNING,
+        )
 
 
 @admin.register(Broadcast)

@@ -269,6 +269,16 @@ class MessageEvent(models.Model):
     received_at = models.DateTimeField(auto_now_add=True)
     processed_at = models.DateTimeField(null=True, blank=True)
     outcome = models.CharField(max_length=200, blank=True, help_text="What processing did.")
+    # A transient failure (a deadlock, a lost connection) leaves the event unprocessed: it is
+    # tried again at next_attempt_at. Defaults in the database too: the webhook inserts rows by
+    # hand-written statements that name only the columns it fills.
+    attempts = models.PositiveIntegerField(default=0, db_default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    not_applied = models.BooleanField(
+        default=False,
+        db_default=False,
+        help_text="Processed without effect: malformed, or about a message never found.",
+    )
 
     class Meta:
         ordering = ["-received_at", "-id"]
@@ -282,6 +292,9 @@ class MessageEvent(models.Model):
                 name="event_unprocessed",
             ),
             models.Index(fields=["provider_sid"], name="event_provider_sid"),
+            models.Index(
+                fields=["-received_at"], condition=Q(not_applied=True), name="event_not_applied"
+            ),
             models.Index(
                 fields=["message"], condition=Q(message__isnull=False), name="event_message"
             ),

@@ -6,6 +6,7 @@ inbound messages are stored as MessageEvents before anything else, then processe
 a status only ever moves forward.
 """
 
+import hashlib
 import json
 import logging
 import random
@@ -268,36 +269,67 @@ def _text(value):
     return text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
 
 
-def status_event_key(params, token):
-    """Twilio's I-Twilio-Idempotency-Token, or SID + status + error code."""
-    if token:
-        return f"status:{token}"
-    return "status:{}:{}:{}".format(
-        params.get("MessageSid") or params.get("SmsSid", ""),
-        params.get("MessageStatus") or params.get("SmsStatus", ""),
-        params.get("ErrorCode", ""),
-    )
+class MalformedWebhook(ValueError):
+    """An inbound message without MessageSid (Twilio always sends one): refused with a 400."""
 
 
-def event_store(*, kind, params, token="", query=None):
-    """Store a webhook's payload as it came, once per idempotency key; False for a duplicate."""
+MAX_KEY = 200  # MessageEvent.idempotency_key
+
+
+def event_key(kind, payload):
+    """What makes two webhooks the same event (SPEC §6), from signed parameters only.
+
+    Twilio's I-Twilio-Idempotency-Token header is not covered by the signature: a replayed
+    callback with a fresh token is still a duplicate. A status callback is the same event when
+    its (MessageSid, MessageStatus, ErrorCode) is; an inbound message when its MessageSid is.
+    """
+    sid = payload.get("MessageSid") or payload.get("SmsSid") or ""
+    if kind == MessageEvent.Kind.STATUS:
+        status = payload.get("MessageStatus") or payload.get("SmsStatus") or ""
+        # Without a SID (never from Twilio's Messages API) it is stored, to be listed as
+        # malformed: the same signed parameters are the same event.
+        sid = sid or "nosid-" + _digest(json.dumps(payload, sort_keys=True))
+        key = f"status:{sid}:{status}:{payload.get('ErrorCode', '')}"
+    elif not sid:
+        raise MalformedWebhook("MessageSid is missing")
+    else:
+        key = f"inbound:{sid}"
+    if len(key) > MAX_KEY:  # only a forged or broken request has such a key
+        key = f"{key[:120]}:sha256:{_digest(key)}"
+    return key
+
+
+def _digest(text):
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _error_code_column(value):
+    """ErrorCode as the integer column takes it; None when it is not a plausible code (the
+    payload keeps what came)."""
+    code = _int_or_none(value)
+    return code if code is not None and 0 <= code < 2**31 else None
+
+
+def event_store(*, kind, params, query=None):
+    """Store a webhook's payload as it came, once per event (event_key); False for a duplicate.
+
+    Raises MalformedWebhook for an inbound message without MessageSid.
+    """
     payload = {_text(key): _text(params.get(key)) for key in params}
     if query:
         payload["_query"] = {_text(key): _text(query.get(key)) for key in query}
-    token = _text(token)
+    key = event_key(kind, payload)
     sid = payload.get("MessageSid") or payload.get("SmsSid") or ""
     if kind == MessageEvent.Kind.STATUS:
-        key = status_event_key(payload, token)
         status = payload.get("MessageStatus") or payload.get("SmsStatus") or ""
     else:
-        key = f"inbound:{sid or token}"
         status = "received"
     values = [
         kind,
-        key[:200],
-        sid[:34],
+        key,
+        sid if len(sid) <= 34 else "",
         status[:20],
-        _int_or_none(payload.get("ErrorCode")),
+        _error_code_column(payload.get("ErrorCode")),
         json.dumps(payload),
         timezone.now(),
     ]
@@ -321,79 +353,6 @@ _EVENT_INSERT = (
     "error_code, payload, received_at, outcome) VALUES (%s, %s, %s, %s, %s, %s, %s, '') "
     "ON CONFLICT (idempotency_key) DO NOTHING"
 )
-
-
-def events_process_pending(limit=500):
-    """Process stored events not yet processed, oldest first. Returns how many."""
-    done = 0
-    while done < limit:
-        with transaction.atomic():
-            batch = list(
-                MessageEvent.objects.filter(processed_at__isnull=True)
-                .order_by("received_at", "id")
-                .select_for_update(skip_locked=True)[: min(100, limit - done)]
-            )
-            if not batch:
-                break
-            for event in batch:
-                event_process(event)
-            done += len(batch)
-    return done
-
-
-def event_process(event):
-    """Apply one stored event (inside the caller's transaction) and mark it processed."""
-    linked = (event.message_id, event.organization_id, event.status)
-    try:
-        with transaction.atomic():
-            if event.kind == MessageEvent.Kind.STATUS:
-                outcome = _process_status(event)
-            elif event.kind == MessageEvent.Kind.INBOUND:
-                outcome = _process_inbound(event)
-            else:
-                outcome = "nothing to do"
-    except Exception as exc:
-        # One bad event must not block the others; it is kept with its error to look at.
-        log.exception("event %s could not be processed", event.pk)
-        outcome = f"error: {exc.__class__.__name__}: {exc}"[:200]
-        # Its links went with the rollback: a message it created no longer exists, and a
-        # reference to it would fail the whole batch's commit, again at every retry.
-        event.message_id, event.organization_id, event.status = linked
-    event.processed_at = timezone.now()
-    event.outcome = outcome[:200]
-    event.save(update_fields=["processed_at", "outcome", "message", "organization", "status"])
-    return outcome
-
-
-def _message_for_status(event):
-    params = event.payload
-    sid = params.get("MessageSid") or params.get("SmsSid") or ""
-    our_id = _int_or_none((params.get("_query") or {}).get("m"))
-    message = None
-    if our_id is not None:
-        message = Message.objects.filter(pk=our_id).first()
-        if message and message.provider_sid and sid and message.provider_sid != sid:
-            message = None  # Our id with another SID: not ours to trust.
-    if message is None and sid:
-        message = Message.objects.filter(provider_sid=sid).first()
-    return message, sid
-
-
-def _process_status(event):
-    message, sid = _message_for_status(event)
-    if message is None:
-        log.info("status callback for unknown message %s (%s)", sid, event.status)
-        return "unknown message"
-    event.message = message
-    event.organization_id = message.organization_id
-    params = event.payload
-    return message_apply_status(
-        message,
-        status=event.status,
-        error_code=_int_or_none(params.get("ErrorCode")),
-        sid=sid,
-        done_at=lifecycle.parse_dlr_done_date(params.get("RawDlrDoneDate")),
-    )
 
 
 def message_apply_status(message, *, status, error_code=None, sid="", done_at=None):
@@ -438,7 +397,15 @@ def message_apply_status(message, *, status, error_code=None, sid="", done_at=No
     return f"now {status}"
 
 
-def _process_inbound(event):
+NOT_OUR_NUMBER = "unknown recipient number"
+
+
+def inbound_apply(event):
+    """Apply one stored inbound message (inside the caller's transaction); returns the outcome.
+
+    Locks follow conversations.events' order: the number's state, then its facts, before the
+    contact, conversation and message are written.
+    """
     params = event.payload
     to, sender_number = params.get("To") or "", params.get("From") or ""
     senders = Sender.objects.select_related("organization")
@@ -448,10 +415,12 @@ def _process_inbound(event):
         sender = senders.filter(messaging_service_sid=params["MessagingServiceSid"]).first()
     if sender is None:
         log.info("inbound message to %s, which is none of our senders", mask(to))
-        return "unknown recipient number"
+        return NOT_OUR_NUMBER
     org = sender.organization
     event.organization_id = org.pk
     phone = parse_phone(sender_number, org.default_region).e164 or sender_number
+    if phone.startswith("+"):
+        services.number_lock(org=org, phone=phone)
     same_number = Q(phone_e164=phone) if phone.startswith("+") else Q(phone_raw=sender_number)
     contact = Contact.objects.filter(same_number, organization=org).order_by("id").first()
     if contact is None:
@@ -471,11 +440,17 @@ def _process_inbound(event):
         body=body,
         status=Message.Status.RECEIVED,
         provider_sid=(params.get("MessageSid") or params.get("SmsSid") or None),
-        segments=_int_or_none(params.get("NumSegments")) or 1,
+        segments=_segments(params.get("NumSegments"), body),
         blocked=state.is_invalid,
         final_at=timezone.now(),
     )
     event.message = message
+    if event.attempts and _replied_since(conversation, event.received_at, message):
+        # Applied late (a retry): it takes its place in the thread, and a later reply from the
+        # number, already applied, has the last word (a late STOP never undoes a START).
+        Message.objects.filter(pk=message.pk).update(created_at=event.received_at)
+        Conversation.objects.filter(pk=conversation.pk).update(unread_count=F("unread_count") + 1)
+        return "stored (a later reply from the number was already applied)"
     _touch_conversation(conversation, message, unread=True)
     if not phone.startswith("+"):
         # Not a phone number (an alphanumeric sender, a short code): stored, and nothing to
@@ -497,6 +472,23 @@ def _process_inbound(event):
         return "stored as blocked (number marked invalid)"
     services.record_heartbeat(phone=phone, at=message.created_at)
     return _act_on_keywords(org, contact, sender, message, params.get("OptOutType"))
+
+
+def _replied_since(conversation, moment, message):
+    """Whether the number wrote again after `moment` (other than `message` itself)."""
+    return (
+        conversation.messages.filter(direction=Message.Direction.INBOUND, created_at__gt=moment)
+        .exclude(pk=message.pk)
+        .exists()
+    )
+
+
+def _segments(value, body):
+    """Twilio's NumSegments when it is plausible, else counted from the body."""
+    count = _int_or_none(value)
+    if count is not None and 1 <= count <= 100:
+        return count
+    return max(segment(body).segments, 1)
 
 
 def _act_on_keywords(org, contact, sender, message, opt_out_type):

@@ -17,7 +17,7 @@ from django.utils import timezone
 from twilio.request_validator import RequestValidator
 
 from config.celery import enqueue
-from conversations import broadcasts, services
+from conversations import broadcasts, events, services
 from conversations.models import Broadcast, Message
 
 log = logging.getLogger(__name__)
@@ -53,9 +53,17 @@ def reconcile_unknown_send(message_id):
 
 @shared_task
 def process_events():
-    """Process stored callbacks and inbound messages (also the periodic sweeper)."""
+    """Apply stored callbacks and inbound messages (also the periodic sweeper).
+
+    Events postponed by a transient failure are due later: a run that leaves some asks for
+    another when the first of them is due, so they never wait for the sweeper alone.
+    """
     _processing_requested.clear()
-    return services.events_process_pending(limit=5000)
+    applied = events.events_apply_pending(limit=5000)
+    due_in = events.next_retry_in()
+    if due_in is not None:
+        request_event_processing(delay=max(due_in, PROCESS_DEBOUNCE_MS / 1000))
+    return applied
 
 
 @shared_task
@@ -103,12 +111,16 @@ def _redis():
     return _redis_client
 
 
-def request_event_processing():
+def request_event_processing(delay=None):
     """Have stored events processed soon: at most one processing task per 200 ms.
 
-    Never raises: if Redis is down, the events stay stored and the periodic sweeper runs them.
+    `delay`: seconds from now (a follow-up for postponed events). Never raises: if Redis is
+    down, the events stay stored and the periodic sweeper runs them.
     """
     global _last_request
+    if delay is not None:
+        _request_follow_up(min(delay, 600.0))
+        return
     if not settings.REDIS_URL:
         if settings.TASKS_IN_PROCESS == "sync":
             process_events.delay()
@@ -127,6 +139,20 @@ def request_event_processing():
             process_events.apply_async(countdown=PROCESS_DEBOUNCE_MS / 1000)
     except Exception as exc:  # Redis down: the sweeper will process what is stored.
         log.warning("could not request event processing: %s", exc)
+
+
+def _request_follow_up(delay):
+    """One processing run `delay` seconds from now for postponed events, however many runs
+    ask for it meanwhile."""
+    if not settings.REDIS_URL:
+        if settings.TASKS_IN_PROCESS != "sync":  # in tests, retries are run by the test
+            process_events.apply_async(countdown=delay)
+        return
+    try:
+        if _redis().set("reachable:events:follow-up", 1, nx=True, px=int(delay * 1000) + 1):
+            process_events.apply_async(countdown=delay)
+    except Exception as exc:  # Redis down: the sweeper will process what is stored.
+        log.warning("could not ask for a later event processing run: %s", exc)
 
 
 # The simulator's callbacks ----------------------------------------------------------------------

@@ -27,11 +27,16 @@ from django.utils import timezone
 
 from contacts.models import Contact, Organization
 from contacts.phones import parse_phone
-from deliverability.models import NOT_SMS_CAPABLE, NumberFacts, NumberState, SkipReason
+from deliverability.models import (
+    NOT_SMS_CAPABLE,
+    RECENT_ERRORS_THRESHOLD,
+    NumberFacts,
+    NumberState,
+    SkipReason,
+)
 
 ERROR_WINDOW = timedelta(days=80)  # recent_errors counts errors within it
 RETRY_AFTER = timedelta(days=80)  # a number not attempted for this long gets one new attempt
-RECENT_ERRORS_THRESHOLD = 5  # 5 or more consecutive errors in the org
 GLOBAL_ERRORS_THRESHOLD = 5  # more than 5 errors across orgs since the latest heartbeat
 
 

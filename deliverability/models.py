@@ -5,6 +5,8 @@ Both are keyed by the E.164 number, not by contact: two contacts sharing a numbe
 state, and a contact that changes number takes the state of its new number.
 """
 
+from datetime import datetime
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -64,6 +66,10 @@ NOT_SMS_CAPABLE = frozenset(
         LineType.UAN,
     }
 )
+
+
+# The recent_errors rule (SPEC §5): this many consecutive number-attributable errors skip.
+RECENT_ERRORS_THRESHOLD = 5
 
 
 class NumberStateQuerySet(models.QuerySet):
@@ -165,6 +171,23 @@ class NumberState(models.Model):
     def is_paused(self, now):
         return self.paused_until is not None and self.paused_until > now
 
+    def record_success(self, at):
+        """A sent (final) or delivered outcome of a send attempted at `at` ends the streak of
+        errors before it; errors of later attempts still count (callbacks arrive out of order).
+        Returns whether anything changed (the caller saves)."""
+        if self.last_success_at is not None and at <= self.last_success_at:
+            return False
+        self.last_success_at = at
+        kept = [t for t in self.error_streak_times if datetime.fromisoformat(t) > at]
+        self.error_streak = len(kept)
+        self.error_streak_times = kept
+        self.streak_fifth_error_at = (
+            datetime.fromisoformat(kept[RECENT_ERRORS_THRESHOLD - 1])
+            if len(kept) >= RECENT_ERRORS_THRESHOLD
+            else None
+        )
+        return True
+
 
 class NumberFacts(models.Model):
     """What is known about a number everywhere: its line type, deactivation, heartbeats, errors."""
@@ -199,6 +222,19 @@ class NumberFacts(models.Model):
 
     def __str__(self):
         return self.phone
+
+    def record_heartbeat(self, at):
+        """A sign of life from the number (a delivery, an inbound reply, a click) at `at`.
+
+        Errors after it still count: it may be reported late. Returns whether anything changed
+        (the caller saves)."""
+        if self.last_heartbeat_at is not None and at <= self.last_heartbeat_at:
+            return False
+        self.last_heartbeat_at = at
+        self.errors_since_heartbeat = sum(
+            1 for t in self.recent_error_times if datetime.fromisoformat(t) > at
+        )
+        return True
 
     @property
     def is_sms_capable(self):
@@ -271,6 +307,7 @@ class OrgAlert(models.Model):
     class Kind(models.TextChoices):
         SENDER_ERROR = "sender_error", "Sender configuration error"
         CIRCUIT_BREAKER = "circuit_breaker", "Broadcasts paused by the circuit breaker"
+        EVENT_NOT_APPLIED = "event_not_applied", "A message from Twilio could not be applied"
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="alerts")
     kind = models.CharField(max_length=20, choices=Kind.choices)

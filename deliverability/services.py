@@ -18,6 +18,7 @@ from contacts.queries import forget_counts
 from deliverability import catalogue
 from deliverability.catalogue import Effect
 from deliverability.models import (
+    RECENT_ERRORS_THRESHOLD,
     AuditEvent,
     InvalidSource,
     NumberFacts,
@@ -28,7 +29,6 @@ from deliverability.models import (
 
 MAX_PAUSE = timedelta(days=30)
 ERROR_WINDOW = timedelta(days=80)
-RECENT_ERRORS_THRESHOLD = 5
 STREAK_TIMES_KEPT = RECENT_ERRORS_THRESHOLD
 GLOBAL_TIMES_KEPT = 10  # the global rule compares with 5: more than enough
 
@@ -76,6 +76,12 @@ def _locked_facts(phone):
     except IntegrityError:
         pass
     return NumberFacts.objects.select_for_update().get(phone=phone)
+
+
+def number_lock(*, org, phone):
+    """Lock the number's state in `org`, then its global facts (the lock order of
+    conversations.events), creating them if missing. Returns (state, facts)."""
+    return _locked_state(org, phone), _locked_facts(phone)
 
 
 @dataclass(frozen=True)
@@ -412,7 +418,7 @@ def record_number_error(*, org, phone, at, code):
         state.error_streak += 1
         if len(state.error_streak_times) >= RECENT_ERRORS_THRESHOLD:
             fifth = state.error_streak_times[RECENT_ERRORS_THRESHOLD - 1]
-            state.streak_fifth_error_at = _parse(fifth)
+            state.streak_fifth_error_at = datetime.fromisoformat(fifth)
     state.last_error_at = max(filter(None, [state.last_error_at, at]))
     state.save()
     facts = _locked_facts(phone)
@@ -426,10 +432,6 @@ def record_number_error(*, org, phone, at, code):
     facts.save()
 
 
-def _parse(value):
-    return datetime.fromisoformat(value)
-
-
 @transaction.atomic
 def record_success(*, org, phone, at, delivered):
     """A sent (final) or delivered outcome of a send attempted at `at` ends the org's streak.
@@ -437,35 +439,18 @@ def record_success(*, org, phone, at, delivered):
     A delivery is also a heartbeat: the global error count starts again.
     """
     state = _locked_state(org, phone)
-    if state.last_success_at is None or at > state.last_success_at:
-        state.last_success_at = at
-        kept = [t for t in state.error_streak_times if _parse(t) > at]
-        state.error_streak = len(kept)
-        state.error_streak_times = kept
-        state.streak_fifth_error_at = (
-            _parse(kept[RECENT_ERRORS_THRESHOLD - 1])
-            if len(kept) >= RECENT_ERRORS_THRESHOLD
-            else None
-        )
+    if state.record_success(at):
         state.save()
     if delivered:
         record_heartbeat(phone=phone, at=at)
 
 
+@transaction.atomic
 def record_heartbeat(*, phone, at):
     """A sign of life from the number (a delivery, an inbound reply, a click)."""
-    facts = NumberFacts.objects.filter(phone=phone).first()
-    if facts is None:
-        NumberFacts.objects.get_or_create(
-            phone=phone, defaults={"last_heartbeat_at": at, "errors_since_heartbeat": 0}
-        )
-        return
-    if facts.last_heartbeat_at is None or at > facts.last_heartbeat_at:
-        # Errors after this heartbeat still count: it may be reported late.
-        later = sum(1 for t in facts.recent_error_times if _parse(t) > at)
-        NumberFacts.objects.filter(pk=facts.pk).update(
-            last_heartbeat_at=at, errors_since_heartbeat=later
-        )
+    facts = _locked_facts(phone)
+    if facts.record_heartbeat(at):
+        facts.save(update_fields=["last_heartbeat_at", "errors_since_heartbeat", "updated_at"])
 
 
 # Catalogue effects (SPEC §4) -----------------------------------------------------------------

@@ -22,6 +22,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import quote
 
 import redis
 
@@ -48,6 +49,17 @@ def _tool(name):
     """A program of the project's virtualenv, else `python -m name`."""
     path = ROOT / ".venv" / "bin" / name
     return [str(path)] if path.exists() else [sys.executable, "-m", name]
+
+
+def database_url(connection):
+    """The URL of a Django connection's database (pytest-django's test database), for a
+    product process started by a test."""
+    db = connection.settings_dict
+    user = quote(db.get("USER") or "", safe="")
+    password = f":{quote(db['PASSWORD'], safe='')}" if db.get("PASSWORD") else ""
+    credentials = f"{user}{password}@" if user else ""
+    host = db.get("HOST") or "127.0.0.1"
+    return f"postgres://{credentials}{host}:{db.get('PORT') or 5432}/{db['NAME']}"
 
 
 def base_env(**settings):

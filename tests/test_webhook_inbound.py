@@ -10,11 +10,12 @@ import pytest
 from django.utils import timezone
 
 from contacts.models import Contact
+from conversations import events
 from conversations import services as conversation_services
 from conversations.backends import get_backend
 from conversations.models import Conversation, Message, MessageEvent
 from deliverability import services
-from deliverability.models import AuditEvent, NumberFacts, NumberState, OptOutReason
+from deliverability.models import AuditEvent, NumberFacts, NumberState, OptOutReason, OrgAlert
 from tests.factories import make_contact, make_org, make_sender
 from tests.twilio_requests import (
     ACCOUNT_SID,
@@ -363,8 +364,10 @@ def test_an_inbound_to_a_messaging_service_number_goes_to_the_services_org(clien
 
 
 @pytest.mark.django_db(transaction=True)
-def test_an_inbound_that_fails_to_process_does_not_block_the_others(client, monkeypatch):
-    # Real commits here: a broken event must not fail the commit of the batch it is in.
+def test_an_inbound_that_fails_to_process_is_retried_and_holds_back_only_its_number(
+    client, monkeypatch
+):
+    # Real commits here: a broken event must not fail the commit of another.
     org = make_org()
     make_sender(org, phone_number=OUR_NUMBER)
     act_on_keywords = conversation_services._act_on_keywords
@@ -377,12 +380,26 @@ def test_an_inbound_that_fails_to_process_does_not_block_the_others(client, monk
     monkeypatch.setattr(conversation_services, "_act_on_keywords", fails_on_boom)
 
     broken = inbound(client, "boom")
-    fine = inbound(client, "STOP")
+    later_same_number = inbound(client, "STOP")
+    other_number = inbound(client, "STOP", from_="+12125550177")
 
-    assert broken.status_code == fine.status_code == 200
+    assert broken.status_code == later_same_number.status_code == other_number.status_code == 200
     failed_event = MessageEvent.objects.get(payload__Body="boom")
-    assert failed_event.processed_at is not None
+    assert failed_event.processed_at is None  # to be tried again, after a back-off
+    assert failed_event.attempts == 1 and failed_event.next_attempt_at is not None
     assert failed_event.outcome == "error: RuntimeError: processing failed"
     assert failed_event.payload["From"] == THEIR_NUMBER  # Kept as it came, to look at.
-    assert Message.objects.get().body == "STOP"
+    # Another number's STOP is applied; this number's later STOP waits for its turn.
+    assert NumberState.objects.get(phone="+12125550177").opt_out_reason == "stop_keyword"
+    assert opted_out_reason(org) == ""
+
+    for _ in range(events.MAX_FAILED_ATTEMPTS):
+        MessageEvent.objects.update(next_attempt_at=None)  # due now
+        events.events_apply_pending()
+
+    failed_event.refresh_from_db()
+    assert failed_event.not_applied and failed_event.processed_at is not None
+    assert failed_event.outcome == "error: RuntimeError: processing failed"
     assert opted_out_reason(org) == OptOutReason.STOP_KEYWORD
+    # The org is told that a message could not be applied.
+    assert OrgAlert.objects.filter(organization=org, kind="event_not_applied").exists()

@@ -371,7 +371,7 @@ def test_a_duplicate_without_a_token_is_recorded_once_by_sid_status_and_code(cli
 
 
 def test_an_unknown_sid_gets_a_2xx_and_is_logged(db, client, caplog):
-    caplog.set_level(logging.INFO, logger="conversations.services")
+    caplog.set_level(logging.INFO, logger="conversations.events")
     sid = new_sid()
 
     response = post_signed(client, STATUS_PATH, status_params(sid=sid, status="delivered"))
@@ -379,7 +379,10 @@ def test_an_unknown_sid_gets_a_2xx_and_is_logged(db, client, caplog):
     assert response.status_code == 204
     event = MessageEvent.objects.get()
     assert event.message is None
-    assert event.outcome == "unknown message"
+    # Our save of the SID may still come: it is looked for again later, for up to 72 hours.
+    assert event.processed_at is None
+    assert event.outcome == "unknown message (looking again)"
+    assert event.attempts == 1 and event.next_attempt_at > event.received_at
     assert any(sid in record.getMessage() for record in caplog.records)
 
 
@@ -411,7 +414,8 @@ def test_our_id_with_a_different_sid_is_not_trusted(client, contact, sender, mes
     assert response.status_code == 204
     message.refresh_from_db()
     assert message.status == Message.Status.SENT
-    assert MessageEvent.objects.get().outcome == "unknown message"
+    event = MessageEvent.objects.get()
+    assert event.message is None and event.outcome == "unknown message (looking again)"
 
 
 # What a status means ----------------------------------------------------------------------------

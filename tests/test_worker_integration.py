@@ -7,8 +7,6 @@ signed callbacks through the webhook. The same stack under faults (a worker kill
 Redis stopped or frozen, PostgreSQL crashing, Twilio failing) is in test_faults.py.
 """
 
-from urllib.parse import quote
-
 import pytest
 from django.db import connection
 
@@ -16,7 +14,7 @@ from config.celery import app as celery_app
 from conversations import services, tasks
 from conversations.models import Message, MessageEvent
 from tests.factories import make_contact, make_org, make_sender
-from tests.stack import Worker, base_env, wait_until
+from tests.stack import Worker, base_env, database_url, wait_until
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -24,19 +22,6 @@ AUTH_TOKEN = "worker-integration-auth-token"
 PUBLIC_BASE_URL = "http://127.0.0.1:8000"
 # The simulator's plan: 555-0100…0149 are mobiles that get "sent", then "delivered".
 MOBILE = "+12125550100"
-
-
-def test_database_url():
-    """The URL of pytest-django's test database, for a worker in another process."""
-    db = connection.settings_dict
-    user = quote(db.get("USER") or "", safe="")
-    password = f":{quote(db['PASSWORD'], safe='')}" if db.get("PASSWORD") else ""
-    credentials = f"{user}{password}@" if user else ""
-    host = db.get("HOST") or "127.0.0.1"
-    return f"postgres://{credentials}{host}:{db.get('PORT') or 5432}/{db['NAME']}"
-
-
-test_database_url.__test__ = False  # a helper, not a test
 
 
 def _point_celery_at(url):
@@ -74,7 +59,7 @@ def workers(transactional_db, pipeline, tmp_path):
 
         def start(self):
             env = base_env(
-                DATABASE_URL=test_database_url(),
+                DATABASE_URL=database_url(connection),
                 REDIS_URL=pipeline.url,
                 SMS_BACKEND="simulator",
                 TWILIO_AUTH_TOKEN=AUTH_TOKEN,
