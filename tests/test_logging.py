@@ -1,11 +1,24 @@
-"""No log line carries a whole phone number: what the mask catches and what it leaves alone."""
+"""No log line of any process carries a whole phone number, and workers never stop logging.
+
+The first tests pin what the mask catches and what it leaves alone. The stack test runs the
+real processes (a Celery worker, gunicorn) on the test database and a private Redis, makes them
+log numbers the ways they really do (twilio's request log of a Lookup, a staff search, a task
+that fails with a number in its exception) and reads everything they printed.
+"""
 
 import logging
+import re
 import sys
 
 import pytest
+import requests
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
 from config.logfilters import MaskingFormatter, mask_numbers
+from tests.factories import make_member, make_org
+from tests.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
+from tests.stack import Web, Worker, base_env, manage, wait_until
+from tests.test_worker_integration import test_database_url
 
 
 @pytest.mark.parametrize(
@@ -66,3 +79,132 @@ def test_the_formatter_masks_the_exception_and_its_traceback():
     assert line.startswith("ERROR import of (•••) •••-••02 failed\nTraceback")
     assert "ValueError: row 7: could not parse +1••••••••01" in line
     assert "6175550101" not in line and "555-0102" not in line
+
+
+# The real processes --------------------------------------------------------------------------
+
+
+def whole_numbers_in(log, numbers):
+    """The `numbers` (ten digits each) that `log` spells out whole, in whatever shape.
+
+    Separators and percent-escapes between digits are dropped first, so that "(617) 555-0101"
+    and "%2B16175550101" are found too; a masked number keeps only its last two digits.
+    """
+    digits_only = re.sub(r"%(?:25)?[0-9A-Fa-f]{2}|[^0-9A-Za-z]", "", log)
+    return [number for number in numbers if number in digits_only]
+
+
+def e164_in(log):
+    return re.findall(r"(?:\+|%2B)\d{10,}", log, flags=re.IGNORECASE)
+
+
+@pytest.fixture
+def fake_twilio():
+    twilio = FakeTwilio().start()
+    yield twilio
+    twilio.stop()
+
+
+@pytest.fixture
+def processes():
+    """Starts product processes on demand; every one is stopped at the end."""
+    started = []
+
+    def start(process):
+        started.append(process)
+        return process.start()
+
+    yield start
+    for process in reversed(started):
+        process.stop()
+
+
+def stack_env(private_redis, **settings):
+    # DEBUG on: pages need no collected static files, and Django's defaults then add a console
+    # handler of their own to the "django" logger, which must not print anything either.
+    return base_env(
+        DATABASE_URL=test_database_url(), REDIS_URL=private_redis.url, DEBUG="1", **settings
+    )
+
+
+def enqueue(env, calls):
+    """Enqueue `calls` ((task path, argument) pairs) from another process; their task ids."""
+    code = (
+        "import importlib, json\n"
+        f"calls = {calls!r}\n"
+        "ids = []\n"
+        "for path, argument in calls:\n"
+        "    module, name = path.rsplit('.', 1)\n"
+        "    ids.append(getattr(importlib.import_module(module), name).delay(argument).id)\n"
+        "print(json.dumps(ids))\n"
+    )
+    return manage(env, code=code)
+
+
+def finished(worker, task_ids):
+    """Whether the worker logged the outcome of every task (in the pool process that ran it)."""
+    log = worker.log()
+    ends = (" succeeded in ", " raised unexpected: ")
+    return all(any(f"[{tid}]{end}" in log for end in ends) for tid in task_ids)
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_no_process_logs_a_whole_phone_number(private_redis, fake_twilio, processes, tmp_path):
+    env = stack_env(
+        private_redis,
+        SMS_BACKEND="twilio",
+        TWILIO_BASE_URL=fake_twilio.url,
+        TWILIO_ACCOUNT_SID=ACCOUNT_SID,
+        TWILIO_AUTH_TOKEN=AUTH_TOKEN,
+    )
+    org = make_org()
+    staff_user = make_member(org, username="frontdesk")
+    # Hashed for gunicorn's settings (the tests' own fast hasher is not among them).
+    staff_user.password = PBKDF2PasswordHasher().encode("pw", "logging", iterations=1000)
+    staff_user.save(update_fields=["password"])
+    worker = processes(Worker(env, tmp_path / "worker.log"))
+    web = processes(Web(env, tmp_path / "web.log"))
+
+    # A Lookup through twilio's client, which logs its request URL at INFO; a task that fails
+    # with a number in its exception (a number where a message id belongs), E.164 and national.
+    task_ids = enqueue(
+        env,
+        [
+            ("deliverability.tasks.lookup_number", "+16175550101"),
+            ("conversations.tasks.send_message", ["+16175550102"]),
+            ("conversations.tasks.send_message", "(617) 555-0103"),
+        ],
+    )
+    # Staff search for a number the ways it is typed and encoded, signed in or not.
+    staff = requests.Session()
+    login = staff.get(f"{web.url}/accounts/login/", timeout=10)
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login.text).group(1)
+    signed_in = staff.post(
+        f"{web.url}/accounts/login/",
+        {"username": "frontdesk", "password": "pw", "csrfmiddlewaretoken": token},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert signed_in.status_code == 302
+    for query in ["%2B16175550104", "6175550105", "(617)%20555-0106", "%28617%29+555-0107"]:
+        assert staff.get(f"{web.url}/contacts/?q={query}", timeout=10).status_code == 200
+    assert staff.get(f"{web.url}/conversations/?q=%2B16175550108", timeout=10).status_code == 200
+    # Signed out, the search goes on to the login page, encoded once more in ?next=.
+    for query in ["%2B16175550109", "%28617%29+555-0100"]:
+        requests.get(f"{web.url}/contacts/?q={query}", timeout=10)
+
+    assert wait_until(lambda: finished(worker, task_ids), timeout=30), worker.log()
+    assert wait_until(lambda: "%2B1••••••••09" in web.log(), timeout=10), web.log()
+    worker_log, web_log = worker.log(), web.log()
+    # The lines are there, masked: the test would pass on silence otherwise.
+    assert re.search(r"/v2/PhoneNumbers/(\+|%2B)1••••••••01", worker_log)  # twilio, INFO
+    assert "Traceback" in worker_log and "['+1••••••••02']" in worker_log
+    assert "(•••) •••-••03" in worker_log
+    assert "/contacts/?q=(•••)%20•••-••06" in web_log  # gunicorn's access log
+    assert "/contacts/?q=%28•••%29+•••-••07" in web_log
+    numbers = [f"617555010{n}" for n in range(10)]
+    assert whole_numbers_in(worker_log, numbers) == [], worker_log
+    assert whole_numbers_in(web_log, numbers) == [], web_log
+    assert e164_in(worker_log + web_log) == []
