@@ -1,9 +1,9 @@
 """No log line of any process carries a whole phone number, and workers never stop logging.
 
-The first tests pin what the mask catches and what it leaves alone. The stack test runs the
-real processes (a Celery worker, gunicorn) on the test database and a private Redis, makes them
+The first tests pin what the mask catches and what it leaves alone. The stack tests run the
+real processes (a Celery worker, gunicorn) on the test database and a private Redis, make them
 log numbers the ways they really do (twilio's request log of a Lookup, a staff search, a task
-that fails with a number in its exception) and reads everything they printed.
+that fails with a number in its exception) and read everything they printed.
 """
 
 import logging
@@ -15,7 +15,9 @@ import requests
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
 from config.logfilters import MaskingFormatter, mask_numbers
-from tests.factories import make_member, make_org
+from conversations import tasks
+from conversations.models import Message
+from tests.factories import make_contact, make_member, make_org, make_sender
 from tests.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 from tests.stack import Web, Worker, base_env, manage, wait_until
 from tests.test_worker_integration import test_database_url
@@ -79,6 +81,24 @@ def test_the_formatter_masks_the_exception_and_its_traceback():
     assert line.startswith("ERROR import of (•••) •••-••02 failed\nTraceback")
     assert "ValueError: row 7: could not parse +1••••••••01" in line
     assert "6175550101" not in line and "555-0102" not in line
+
+
+def test_a_simulated_callback_leaves_the_logging_configuration_alone(db, settings):
+    """The simulator posts its callbacks through this process's own WSGI application; building
+    it must not configure Django, and its logging, a second time in the middle of a task."""
+    settings.PUBLIC_BASE_URL = "http://127.0.0.1:8000"
+    tasks._application.cache_clear()
+    handler = logging.NullHandler()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        status = tasks.post_in_process(
+            "http://127.0.0.1:8000/webhooks/twilio/status/", {"MessageSid": "SM0"}, {}
+        )
+        assert status == 403  # unsigned: the whole stack ran
+        assert handler in root.handlers
+    finally:
+        root.removeHandler(handler)
 
 
 # The real processes --------------------------------------------------------------------------
@@ -208,3 +228,53 @@ def test_no_process_logs_a_whole_phone_number(private_redis, fake_twilio, proces
     assert whole_numbers_in(worker_log, numbers) == [], worker_log
     assert whole_numbers_in(web_log, numbers) == [], web_log
     assert e164_in(worker_log + web_log) == []
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_keeps_logging_after_a_simulated_callback(private_redis, processes, tmp_path):
+    env = stack_env(
+        private_redis,
+        SMS_BACKEND="simulator",
+        TWILIO_AUTH_TOKEN="logging-tests-auth-token",
+        PUBLIC_BASE_URL="http://127.0.0.1:8000",
+        SIMULATOR_CHAOS="0",
+    )
+    org = make_org()
+    make_sender(org, phone_number="+14155550100", throughput=10)
+    contacts = [make_contact(org, f"+1212555010{n}") for n in range(3)]
+    worker = processes(Worker(env, tmp_path / "worker.log"))
+
+    # The simulator posts its "sent" and "delivered" callbacks through the webhook inside the
+    # pool processes (three messages, six callbacks, spread over both of them).
+    code = (
+        "import json\n"
+        "from contacts.models import Contact\n"
+        "from conversations import services\n"
+        "ids = []\n"
+        f"for contact in Contact.objects.filter(pk__in={[c.pk for c in contacts]}):\n"
+        "    message = services.message_create_outbound(\n"
+        "        org=contact.organization, contact=contact, body='See you at 6pm')\n"
+        "    ids.append(message.pk)\n"
+        "print(json.dumps(ids))\n"
+    )
+    message_ids = manage(env, code=code)
+
+    def all_delivered():
+        statuses = Message.objects.filter(pk__in=message_ids).values_list("status", flat=True)
+        return len(statuses) == 3 and set(statuses) == {Message.Status.DELIVERED}
+
+    assert wait_until(all_delivered, timeout=40), worker.log()
+
+    # Each pool process that took a callback used to fall silent for good: tasks it ran next
+    # failed without a line in the log.
+    task_ids = enqueue(
+        env, [("conversations.tasks.send_message", [f"+1617555011{n}"]) for n in range(8)]
+    )
+
+    assert wait_until(lambda: finished(worker, task_ids), timeout=30), worker.log()
+    log = worker.log()
+    assert all(f"+1••••••••1{n}" in log for n in range(8)), log
+    assert whole_numbers_in(log, [f"617555011{n}" for n in range(8)]) == [], log
+    assert e164_in(log) == [], log
