@@ -10,6 +10,7 @@ import logging
 import os
 
 from celery import Celery, Task
+from celery.signals import setup_logging
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -75,6 +76,20 @@ def _countdown(options):
 app = Celery("reachable", task_cls=ReachableTask)
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@setup_logging.connect
+def _log_through_django(**kwargs):
+    """Workers and beat log through settings.LOGGING, as the web processes do.
+
+    Left alone, Celery replaces the root logger's handlers with its own (so phone numbers went
+    unmasked) and redirects stdout and stderr into logging, where a later configuration of
+    Django's writing to stderr loops back into itself and is dropped.
+    """
+    from django.conf import settings
+    from django.utils.log import configure_logging
+
+    configure_logging(settings.LOGGING_CONFIG, settings.LOGGING)
 
 
 def enqueue_on_commit(task_name, *args, countdown=None, **kwargs):

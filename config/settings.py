@@ -282,18 +282,33 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# One console handler whose formatter masks phone numbers in the whole line, traceback included
+# (config/logfilters.py). Web processes, Celery workers (config/celery.py keeps Celery from
+# installing handlers of its own) and runserver all log through it.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "filters": {"mask_phones": {"()": "config.logfilters.MaskPhoneNumbers"}},
+    "formatters": {
+        "plain": {
+            "class": "config.logfilters.MaskingFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        },
+        "server": {
+            "class": "config.logfilters.MaskingFormatter",
+            "format": "%(asctime)s %(message)s",
+        },
+    },
     "handlers": {
-        "console": {
-            "class": "logging.StreamHandler",
-            "formatter": "plain",
-            "filters": ["mask_phones"],
-        }
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "server": {"class": "logging.StreamHandler", "formatter": "server"},
     },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {
+        # Django's defaults give "django" a console handler of its own when DEBUG is on: every
+        # line twice, once unmasked. Its records go to the root handler only.
+        "django": {"handlers": [], "level": "INFO"},
+        # runserver's request lines carry query strings (a staff search for a number).
+        "django.server": {"handlers": ["server"], "level": "INFO", "propagate": False},
+        "django.db.backends": {"level": "INFO"},
+    },
 }

@@ -10,7 +10,7 @@ from urllib.parse import urlencode, urlsplit
 from celery import shared_task
 from django.conf import settings
 from django.core import signals
-from django.core.wsgi import get_wsgi_application
+from django.core.handlers.wsgi import WSGIHandler
 from django.db import InterfaceError, OperationalError, close_old_connections
 from django.db.models import Q
 from django.utils import timezone
@@ -234,7 +234,9 @@ def post_in_process(url, params, headers):
 
 @functools.cache
 def _application():
-    return get_wsgi_application()
+    # Django is set up already in a worker: get_wsgi_application() would run setup() again,
+    # and with it the whole logging configuration, in the middle of a task.
+    return WSGIHandler()
 
 
 @shared_task

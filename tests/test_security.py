@@ -1,6 +1,5 @@
 """Hostile input and the headers every page carries (SPEC §8)."""
 
-import logging
 import re
 import subprocess
 import sys
@@ -102,17 +101,6 @@ def test_normal_use_never_locks_anyone_out(client, db, django_user_model):
         ok = client.post("/accounts/login/", {"username": "front", "password": "right-password"})
         assert ok.status_code == 302
         client.post("/accounts/logout/")
-
-
-def test_phone_numbers_are_masked_in_logs(caplog):
-    from config.logfilters import MaskPhoneNumbers
-
-    record = logging.LogRecord(
-        "x", logging.INFO, __file__, 1, "sent to %s", ("+12125550123",), None
-    )
-    MaskPhoneNumbers().filter(record)
-    assert "+12125550123" not in record.getMessage()
-    assert record.getMessage().endswith("23")
 
 
 # Fuzzed input: never a 500 ------------------------------------------------------------------------
