@@ -1,7 +1,7 @@
 import csv
 
 from django.contrib import messages
-from django.http import Http404, StreamingHttpResponse
+from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
 from django.urls import reverse
@@ -75,8 +75,6 @@ def conversation_list(request, conversation_id=None):
         )
         context |= _thread_context(request, conversation)
         context |= actions.card_context(request, conversation.contact, "conversations")
-        if conversation.unread_count:
-            Conversation.objects.filter(pk=conversation.pk).update(unread_count=0)
     if request.htmx and request.htmx.target == "conversation-list":
         return render(request, "conversations/list_panel.html", context)
     return render(request, "conversations/conversations.html", context)
@@ -89,6 +87,20 @@ def thread(request, conversation_id):
         Conversation, pk=conversation_id, organization=request.organization
     )
     return render(request, "conversations/thread.html", _thread_context(request, conversation))
+
+
+@require_POST
+@org_member_required
+def mark_read(request, conversation_id):
+    """The page marks a conversation read once it has opened it, by this POST: a GET never
+    writes, so a link or an image on another site cannot mark conversations read."""
+    conversation = get_object_or_404(
+        Conversation, pk=conversation_id, organization=request.organization
+    )
+    Conversation.objects.filter(pk=conversation.pk, unread_count__gt=0).update(unread_count=0)
+    if request.htmx:
+        return HttpResponse(status=204)
+    return redirect("conversations:detail", conversation.pk)
 
 
 @require_POST
