@@ -11,6 +11,7 @@ from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
 from django_tables2 import LazyPaginator, RequestConfig
 
 from contacts.access import manager_required, org_member_required, safe_next
+from contacts.exports import export_rows
 from contacts.queries import tabs
 from conversations import queries
 from conversations import services as pipeline
@@ -274,6 +275,19 @@ class _Echo:
         return value
 
 
+FAILED_EXPORT_HEADER = [
+    "Date",
+    "Contact",
+    "Phone number",
+    "Status",
+    "Failed reason",
+    "Error code",
+    "Skip reason",
+    "Sender",
+    "Message",
+]
+
+
 @require_GET
 @manager_required
 def failed_export(request):
@@ -284,37 +298,27 @@ def failed_export(request):
     rows = filterset.qs.order_by("-created_at", "-id")
     writer = csv.writer(_Echo())
     tz = request.organization.tzinfo
-
-    def lines():
-        yield writer.writerow(
-            [
-                "Date",
-                "Contact",
-                "Phone number",
-                "Status",
-                "Failed reason",
-                "Error code",
-                "Skip reason",
-                "Sender",
-                "Message",
-            ]
+    cells = (
+        [
+            timezone.localtime(message.created_at, tz).strftime("%Y-%m-%d %H:%M"),
+            str(message.conversation.contact),
+            message.to_number,
+            staff_status(message),
+            failed_reason(message),
+            message.error_code or "",
+            message.skip_reason,
+            message.sender.address if message.sender else "",
+            message.body,
+        ]
+        for message in rows.iterator(chunk_size=2000)
+    )
+    lines = (
+        writer.writerow(row)
+        for row in export_rows(
+            FAILED_EXPORT_HEADER, cells, phone_columns=("Phone number", "Sender")
         )
-        for message in rows.iterator(chunk_size=2000):
-            yield writer.writerow(
-                [
-                    timezone.localtime(message.created_at, tz).strftime("%Y-%m-%d %H:%M"),
-                    str(message.conversation.contact),
-                    message.to_number,
-                    staff_status(message),
-                    failed_reason(message),
-                    message.error_code or "",
-                    message.skip_reason,
-                    message.sender.address if message.sender else "",
-                    message.body,
-                ]
-            )
-
-    response = StreamingHttpResponse(lines(), content_type="text/csv")
+    )
+    response = StreamingHttpResponse(lines, content_type="text/csv")
     stamp = timezone.localtime(timezone.now(), tz).strftime("%Y%m%d-%H%M")
     response["Content-Disposition"] = f'attachment; filename="failed-messages-{stamp}.csv"'
     return response

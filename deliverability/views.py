@@ -10,6 +10,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import trigger_client_event
 
 from contacts.access import manager_required, org_member_required, safe_next
+from contacts.exports import export_rows
 from contacts.models import Contact, Membership
 from deliverability import actions, charts, reports
 from deliverability.services import StateChangeRefused
@@ -63,12 +64,10 @@ REPORTS = [
 ]
 
 
-def _csv_response(filename, header, rows):
+def _csv_response(filename, header, rows, phone_columns=()):
     response = HttpResponse(content_type="text/csv")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    writer = csv.writer(response)
-    writer.writerow(header)
-    writer.writerows(rows)
+    csv.writer(response).writerows(export_rows(header, rows, phone_columns=phone_columns))
     return response
 
 
@@ -155,7 +154,7 @@ def _staff(request, org, period, stamp, as_csv):
             for e in events.iterator(chunk_size=2000)
         )
         header = ["When", "Staff member", "Action", "Number", "Contact", "Page", "Note"]
-        return _csv_response(f"staff-activity-{stamp}.csv", header, rows)
+        return _csv_response(f"staff-activity-{stamp}.csv", header, rows, phone_columns=("Number",))
     return {
         "page": Paginator(events, 100).get_page(request.GET.get("page")),
         "members": Membership.objects.filter(organization=org).select_related("user"),

@@ -476,6 +476,46 @@ def test_the_staff_csv_has_the_same_rows(owner_client, org, teammate, activity):
     assert rows[1][0] == noon(org, 1).strftime("%Y-%m-%d %H:%M")
 
 
+@pytest.fixture
+def hostile(org, owner):
+    """Staff activity whose free text a spreadsheet would run as formulas."""
+    contact = make_contact(
+        org, "+16175550101", first_name='=HYPERLINK("http://x","y")', last_name=""
+    )
+    services.number_mark_invalid(
+        org=org, phone=contact.phone_e164, by=owner, note="@SUM(A1)", contact=contact
+    )
+    services.number_mark_valid(
+        org=org, phone=contact.phone_e164, by=owner, note="+1+1", contact=contact
+    )
+    owner.first_name = "-Robin"
+    owner.save(update_fields=["first_name"])
+    return contact
+
+
+def test_the_staff_csv_neutralises_formulas_and_keeps_the_number(owner_client, org, hostile):
+    rows = read_csv(get(owner_client, "staff", "period=7&format=csv"))
+    assert [row[1:] for row in rows[1:]] == [
+        ["'-Robin", "Marked valid", "+16175550101", '\'=HYPERLINK("http://x","y")', "", "'+1+1"],
+        [
+            "'-Robin",
+            "Marked invalid",
+            "+16175550101",
+            '\'=HYPERLINK("http://x","y")',
+            "",
+            "'@SUM(A1)",
+        ],
+    ]
+
+
+@pytest.mark.parametrize("name", REPORTS)
+def test_no_report_export_writes_a_cell_a_spreadsheet_would_run(owner_client, org, hostile, name):
+    rows = read_csv(get(owner_client, name, "period=7&format=csv"))
+    phone_columns = {rows[0].index(h) for h in ("Number",) if h in rows[0]}
+    cells = [cell for row in rows for i, cell in enumerate(row) if i not in phone_columns]
+    assert not [cell for cell in cells if cell[:1] in ("=", "+", "-", "@", "\t", "\r")]
+
+
 def test_the_staff_report_records_actions_made_on_the_pages(owner_client, teammate_client, org):
     contact = make_contact(org, "+12125550111", first_name="Cy", last_name="Young")
     teammate_client.post(
