@@ -8,11 +8,12 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
-from django_tables2 import LazyPaginator, RequestConfig
+from django_tables2 import RequestConfig
 
 from contacts.access import manager_required, org_member_required, safe_next
 from contacts.exports import export_rows
 from contacts.queries import tabs
+from contacts.urlparams import MAX_OFFSET, LastPageLazyPaginator, id_param, page_number
 from conversations import queries
 from conversations import services as pipeline
 from conversations.content import compose_check
@@ -36,17 +37,14 @@ def _list_context(request):
     if filter_name not in queries.FILTERS:
         filter_name = "active"
     search = request.GET.get("q", "").strip()[:100]
-    try:
-        page_number = max(1, int(request.GET.get("page", 1)))
-    except ValueError:
-        page_number = 1
+    number = page_number(request)
     conversations = queries.conversation_list(
         request.organization,
         filter_name=filter_name,
         search=search,
-        reach=page_number * PAGE_SIZE + 1,
+        reach=min(number * PAGE_SIZE, MAX_OFFSET) + 1,
     )
-    page = LazyPaginator(conversations, PAGE_SIZE).get_page(request.GET.get("page"))
+    page = LastPageLazyPaginator(conversations, PAGE_SIZE).page(number)
     rows = list(page.object_list)
     states = states_by_phone(request.organization, [c.contact.phone_e164 for c in rows])
     return {
@@ -155,9 +153,13 @@ def failed_log(request):
         request.GET or None, queryset=_failed_messages(request), organization=request.organization
     )
     table = FailedMessageTable(filterset.qs, request=request)
-    RequestConfig(
-        request, paginate={"per_page": PAGE_SIZE, "paginator_class": LazyPaginator}
-    ).configure(table)
+    paginate = {
+        "per_page": PAGE_SIZE,
+        "paginator_class": LastPageLazyPaginator,
+        "page": page_number(request),
+        "silent": False,
+    }
+    RequestConfig(request, paginate=paginate).configure(table)
     context = {
         "filter": filterset,
         "table": table,
@@ -238,7 +240,7 @@ BULK_LIMIT = 500
 @manager_required
 def failed_bulk(request):
     action = request.POST.get("action", "")
-    ids = [int(pk) for pk in request.POST.getlist("message") if pk.isdigit()][:BULK_LIMIT]
+    ids = [pk for pk in map(id_param, request.POST.getlist("message")) if pk][:BULK_LIMIT]
     selected = list(_failed_messages(request).filter(pk__in=ids))
     if not selected:
         text, level = "Select at least one message first.", "warning"

@@ -148,16 +148,23 @@ def test_an_empty_period_draws_no_bar(owner_client, org):
     assert all(width == 0 for _label, _text, width in bars(page))
 
 
-def test_a_bad_custom_range_falls_back_to_30_days(owner_client, org, opt_outs):
-    response = get(owner_client, "opt_outs", "period=custom&from=yesterday&to=")
+def test_a_bad_custom_range_says_so_above_the_last_30_days(owner_client, org, opt_outs):
+    response = owner_client.get("/reports/opt_outs/?period=custom&from=yesterday&to=")
+    assert response.status_code == 400
+    assert "Enter both dates of a custom period (YYYY-MM-DD)." in response.content.decode()
     assert response.context["period"].key == "30"
     assert response.context["data"]["total"] == 4
 
 
-def test_a_reversed_custom_range_is_read_the_right_way_round(owner_client, org, opt_outs):
+def test_a_reversed_custom_range_is_a_form_error(owner_client, org, opt_outs):
     first, last = today(org) - timedelta(days=55), today(org) - timedelta(days=65)
-    response = get(owner_client, "opt_outs", f"period=custom&from={first}&to={last}")
-    assert response.context["data"]["total"] == 1
+    response = owner_client.get(f"/reports/opt_outs/?period=custom&from={first}&to={last}")
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert "The start date must be on or before the end date." in page
+    # The form keeps what was typed, so that it can be corrected.
+    assert f'name="from" value="{first}"' in page and f'name="to" value="{last}"' in page
+    assert '<option value="custom" selected>' in page
 
 
 def test_the_reports_index_is_the_opt_out_report(owner_client, org, opt_outs):
