@@ -1,9 +1,9 @@
-"""Numbers read from a URL, which anyone can edit in the address bar: never a 500.
+"""Values read from a URL, which anyone can edit in the address bar: never a 500.
 
 `?page=` is read in one way on every list: absent is the first page; something that is not a
 page number at all (abc, 0, -1) is a 404; a page past the end (a bookmark to page 3 of a list
 that has since shrunk, or 99999999999999999999) is the last page. An id is a whole number that
-fits the database's bigint, or no id at all.
+fits the database's bigint, or no id at all. A search is text PostgreSQL can hold.
 """
 
 import inspect
@@ -28,6 +28,12 @@ def page_number(request, name="page"):
     if not (value.isascii() and value.isdigit()) or int(value) < 1:
         raise Http404("No such page.")
     return int(value)
+
+
+def search_param(request, name="q"):
+    """The search typed in a list's box: at most 100 characters, without NUL (which
+    PostgreSQL refuses in a query parameter, failing the page)."""
+    return request.GET.get(name, "").replace("\x00", "").strip()[:100]
 
 
 def id_param(value):

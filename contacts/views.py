@@ -14,7 +14,7 @@ from contacts.access import manager_required, org_member_required
 from contacts.forms import PhoneForm
 from contacts.middleware import SESSION_KEY, user_memberships
 from contacts.models import Contact, ContactImport, ContactImportRow
-from contacts.urlparams import page_of
+from contacts.urlparams import page_of, search_param
 from deliverability import actions, services
 from deliverability.models import AuditEvent
 from deliverability.queries import list_health, states_by_phone
@@ -59,7 +59,7 @@ def contact_list(request):
     filter_name = request.GET.get("filter", "active")
     if filter_name not in queries.FILTERS:
         filter_name = "active"
-    search = request.GET.get("q", "").strip()[:100]
+    search = search_param(request)
     contacts = queries.contact_list(request.organization, filter_name=filter_name, search=search)
     page = page_of(request, contacts, 50, lazy=True)
     rows = list(page.object_list)

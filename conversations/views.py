@@ -13,7 +13,13 @@ from django_tables2 import RequestConfig
 from contacts.access import manager_required, org_member_required, safe_next
 from contacts.exports import export_rows
 from contacts.queries import tabs
-from contacts.urlparams import MAX_OFFSET, LastPageLazyPaginator, id_param, page_number
+from contacts.urlparams import (
+    MAX_OFFSET,
+    LastPageLazyPaginator,
+    id_param,
+    page_number,
+    search_param,
+)
 from conversations import queries
 from conversations import services as pipeline
 from conversations.content import compose_check
@@ -36,7 +42,7 @@ def _list_context(request):
     filter_name = request.GET.get("filter", "active")
     if filter_name not in queries.FILTERS:
         filter_name = "active"
-    search = request.GET.get("q", "").strip()[:100]
+    search = search_param(request)
     number = page_number(request)
     conversations = queries.conversation_list(
         request.organization,

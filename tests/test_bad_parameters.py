@@ -252,6 +252,17 @@ def test_bulk_actions_skip_ids_that_cannot_exist(owner_client, sixty):
     assert messages == ["Select at least one message first."]
 
 
+# Search ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", ["/conversations/", "/contacts/"])
+def test_a_search_with_a_nul_character_searches_without_it(owner_client, sixty, url):
+    response = owner_client.get(url, {"q": "Member0\x007"})
+    assert response.status_code == 200
+    assert response.context["q"] == "Member07"
+    assert rows_shown(response) == 1
+
+
 # Ids in the path ----------------------------------------------------------------------------------
 
 
