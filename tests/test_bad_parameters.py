@@ -76,6 +76,13 @@ def test_something_that_is_not_a_page_number_is_not_found(owner_client, sixty, u
     assert owner_client.get(url, {"page": page}).status_code == 404
 
 
+@pytest.mark.parametrize("per_page", ["0", "-1", "100000", HUGE])
+def test_the_failed_log_pages_by_50_whatever_per_page_says(owner_client, sixty, per_page):
+    response = owner_client.get("/conversations/failed/", {"per_page": per_page})
+    assert response.status_code == 200
+    assert (page_shown(response), rows_shown(response)) == (1, 50)
+
+
 def test_the_htmx_list_panel_reads_the_page_the_same_way(owner_client, sixty):
     headers = {"HX-Request": "true", "HX-Target": "conversation-list"}
     response = owner_client.get("/conversations/", {"page": HUGE}, headers=headers)
