@@ -120,7 +120,7 @@ def send(request, conversation_id):
         message_create_outbound(
             org=request.organization,
             contact=conversation.contact,
-            body=request.POST.get("body", ""),
+            body=request.POST.get("body", "").replace("\x00", ""),  # PostgreSQL refuses NUL
             by=request.user,
         )
         text, level = "Message queued.", "success"

@@ -132,7 +132,8 @@ def perform(action, *, org, contact, user, data, source_page, phone=None):
     KeyError for an unknown action."""
     phone = phone or contact.phone_e164
     common = {"org": org, "phone": phone, "by": user, "source_page": source_page}
-    note = (data.get("note") or "").strip()[:1000]
+    # PostgreSQL cannot store a NUL in text: it would fail the action, not just the note.
+    note = (data.get("note") or "").replace("\x00", "").strip()[:1000]
     if action == "mark-invalid":
         services.number_mark_invalid(**common, note=note, contact=contact)
         return "Success: the phone number is marked as invalid."

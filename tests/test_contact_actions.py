@@ -233,6 +233,13 @@ def test_a_manager_lifts_a_staff_opt_out_with_a_note(owner_client, org, owner, a
     )
 
 
+@pytest.mark.parametrize("action", ["mark-invalid", "opt-out", "pause"])
+def test_a_note_with_a_nul_character_is_kept_without_it(teammate_client, org, ann, action):
+    response = act(teammate_client, ann, action, note="Asked\x00 at the desk", days=3)
+    assert toast(response)["level"] == "success"
+    assert AuditEvent.objects.latest("id").note == "Asked at the desk"
+
+
 @pytest.mark.parametrize("note", ["", "   "])
 def test_lifting_an_opt_out_needs_a_note(owner_client, org, owner, ann, note):
     services.number_opt_out(org=org, phone=ann.phone_e164, reason="staff", by=owner)

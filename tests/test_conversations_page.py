@@ -468,6 +468,13 @@ def test_a_sent_message_goes_out_after_commit(
     assert Message.objects.get(body="On its way").status == "queued"
 
 
+def test_a_nul_character_is_left_out_of_a_sent_message(teammate_client, people):
+    url = f"/conversations/{people['ann'].conversation.pk}/send/"
+    response = teammate_client.post(url, {"body": "See\x00 you"}, headers=HTMX)
+    assert toast(response) == {"message": "Message queued.", "level": "success"}
+    assert Message.objects.filter(body="See you").exists()
+
+
 def test_an_empty_message_is_refused_with_a_danger_toast(teammate_client, people):
     before = Message.objects.count()
     response = teammate_client.post(
