@@ -1,7 +1,7 @@
 import csv
 
 from django.contrib import messages
-from django.http import Http404, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
 from django.urls import reverse
@@ -300,6 +300,14 @@ def failed_export(request):
     filterset = FailedMessageFilter(
         request.GET or None, queryset=_failed_messages(request), organization=request.organization
     )
+    if filterset.errors:
+        # Without the filter that was asked for, the file would hold rows nobody asked for.
+        errors = [
+            f"{filterset.form[name].label}: {e}"
+            for name, es in filterset.errors.items()
+            for e in es
+        ]
+        return HttpResponseBadRequest(" ".join(errors), content_type="text/plain")
     rows = filterset.qs.order_by("-created_at", "-id")
     writer = csv.writer(_Echo())
     tz = request.organization.tzinfo

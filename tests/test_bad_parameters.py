@@ -241,6 +241,28 @@ def test_the_failed_log_takes_any_date_range(owner_client, sixty, path):
         assert rows_shown(response) == 50
 
 
+@pytest.mark.parametrize(
+    "query, error",
+    [
+        ({"date_from": "abc"}, "From: Enter a valid date."),
+        ({"date_to": "2026-13-45"}, "To: Enter a valid date."),
+        ({"date_from": "9" * 500}, "From: Enter a valid date."),
+        ({"status": "lost"}, "Select a valid choice. lost is not one of the available choices."),
+        ({"sender": HUGE}, "Sender: Select a valid choice."),
+    ],
+)
+def test_a_filter_that_cannot_apply_is_shown_and_not_exported(owner_client, sixty, query, error):
+    response = owner_client.get("/conversations/failed/", query)
+    assert response.status_code == 200
+    page = response.content.decode().replace("&#x27;", "'")
+    assert error in page and "The list is shown without this filter." in page
+    assert rows_shown(response) == 50
+    export = owner_client.get("/conversations/failed/export.csv", query)
+    assert export.status_code == 400
+    assert export["Content-Type"].startswith("text/plain")
+    assert error in export.content.decode()
+
+
 @pytest.mark.parametrize("path", ["", "export.csv"])
 @pytest.mark.parametrize("broadcast", [HUGE, "abc", "-1", "1.5"])
 def test_the_failed_log_ignores_a_broadcast_that_cannot_exist(owner_client, sixty, path, broadcast):
