@@ -281,6 +281,53 @@ def test_bulk_actions_skip_ids_that_cannot_exist(owner_client, sixty):
     assert messages == ["Select at least one message first."]
 
 
+# Every list and report, every bad parameter ------------------------------------------------------
+
+EVERY_PAGE = [
+    "/conversations/",
+    "/contacts/",
+    "/conversations/failed/",
+    "/conversations/failed/export.csv",
+    "/conversations/review/",
+    "/broadcasts/",
+    "/contacts/import/",
+    *REPORTS,
+]
+BAD_QUERIES = [
+    "page=3",
+    f"page={HUGE}",
+    "page=abc",
+    "page=-1",
+    "page=0",
+    "per_page=0",
+    f"per_page={HUGE}",
+    "period=custom&from=0001-01-01&to=2026-01-01",
+    "period=custom&from=2026-01-01&to=9999-12-31",
+    "period=custom&from=2026-05-01&to=2026-01-01",
+    "period=custom&from=x&to=2026-02-30",
+    "date_from=0001-01-01&date_to=9999-12-31",
+    "date_from=abc&date_to=-1",
+    f"actor={HUGE}&broadcast={HUGE}&sender={HUGE}",
+    "q=%00&filter=%00&sort=%00",
+    "format=csv&period=custom&from=0001-01-01&to=9999-12-31",
+]
+
+
+@pytest.fixture
+def a_few(org, owner):
+    sender = make_sender(org, throughput=100)
+    for n in range(3):
+        contact = make_contact(org, f"+1212555{n:04d}")
+        make_message(contact, sender, status=Message.Status.FAILED, error_code=30003)
+        services.number_opt_out(org=org, phone=contact.phone_e164, reason="staff", by=owner)
+
+
+@pytest.mark.parametrize("query", BAD_QUERIES)
+@pytest.mark.parametrize("url", EVERY_PAGE)
+def test_every_page_answers_a_bad_query_without_a_500(owner_client, a_few, url, query):
+    assert owner_client.get(f"{url}?{query}").status_code in (200, 400, 404)
+
+
 # Search ------------------------------------------------------------------------------------------
 
 
