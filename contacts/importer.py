@@ -63,6 +63,12 @@ def column_map(headers):
     return found
 
 
+def _csv_rows(text):
+    """The rows of a CSV text whatever its line endings: LF, CR LF or a classic Mac's CR alone
+    (newline="" hands the line endings to the csv module, as its documentation asks)."""
+    return csv.reader(io.StringIO(text, newline=""))
+
+
 def read_upload(uploaded):
     """Decode and check an uploaded file; nothing is stored when it is refused."""
     if uploaded is None:
@@ -70,10 +76,14 @@ def read_upload(uploaded):
     if uploaded.size > MAX_BYTES:
         raise ImportRefused("The file is larger than 10 MB: split it into several files.")
     data = uploaded.read()
-    if b"\x00" in data[:65536]:
+    # Anywhere in the file, not only near the top: PostgreSQL cannot store a NUL in text, and
+    # a spreadsheet's export never writes one.
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        line = len(data[: nul + 1].splitlines())
         raise ImportRefused(
-            "This is not a CSV text file (it contains binary data). Export it as CSV from "
-            "your spreadsheet and try again."
+            f"This is not a CSV text file (it contains binary data, on line {line:,}). Export "
+            "it as CSV from your spreadsheet and try again."
         )
     try:
         text = data.decode("utf-8-sig")
@@ -83,7 +93,7 @@ def read_upload(uploaded):
             "then upload it again."
         ) from exc
     try:
-        reader = csv.reader(io.StringIO(text))
+        reader = _csv_rows(text)
         headers = next(reader, None)
         rows = sum(1 for _ in reader)
     except csv.Error as exc:
@@ -133,7 +143,7 @@ def run_import(import_id):
         return job
     org = job.organization
     ContactImport.objects.filter(pk=job.pk).update(state=ContactImport.State.RUNNING)
-    reader = csv.reader(io.StringIO(job.content))
+    reader = _csv_rows(job.content)
     columns = column_map(next(reader))
     done_lines = set(job.rows.values_list("line", flat=True))
     seen_phones = set(job.rows.exclude(contact=None).values_list("contact__phone_e164", flat=True))

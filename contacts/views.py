@@ -1,5 +1,4 @@
 from django.contrib import messages
-from django.core.paginator import Paginator
 from django.db import connection
 from django.db.models import Q
 from django.http import Http404, HttpResponse, JsonResponse
@@ -8,7 +7,6 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRefresh
-from django_tables2.paginators import LazyPaginator
 
 from config.celery import enqueue_on_commit
 from contacts import importer, queries
@@ -16,6 +14,7 @@ from contacts.access import manager_required, org_member_required
 from contacts.forms import PhoneForm
 from contacts.middleware import SESSION_KEY, user_memberships
 from contacts.models import Contact, ContactImport, ContactImportRow
+from contacts.urlparams import page_of, search_param
 from deliverability import actions, services
 from deliverability.models import AuditEvent
 from deliverability.queries import list_health, states_by_phone
@@ -60,9 +59,9 @@ def contact_list(request):
     filter_name = request.GET.get("filter", "active")
     if filter_name not in queries.FILTERS:
         filter_name = "active"
-    search = request.GET.get("q", "").strip()[:100]
+    search = search_param(request)
     contacts = queries.contact_list(request.organization, filter_name=filter_name, search=search)
-    page = LazyPaginator(contacts, 50).get_page(request.GET.get("page"))
+    page = page_of(request, contacts, 50, lazy=True)
     rows = list(page.object_list)
     states = states_by_phone(request.organization, [c.phone_e164 for c in rows])
     context = {
@@ -170,7 +169,7 @@ def contact_import_result(request, import_id):
     rows = job.rows.select_related("contact")
     if outcome in ContactImportRow.Outcome.values:
         rows = rows.filter(outcome=outcome)
-    page = Paginator(rows, 200).get_page(request.GET.get("page"))
+    page = page_of(request, rows, 200)
     counts = job.counts or {}
     context = {
         "job": job,

@@ -2,6 +2,7 @@ import django_filters
 from django import forms
 from django.db.models import Q
 
+from contacts.urlparams import id_param
 from conversations.models import Message, Sender
 from deliverability import catalogue
 from deliverability.models import SkipReason
@@ -49,7 +50,7 @@ class FailedMessageFilter(django_filters.FilterSet):
     sender = django_filters.ModelChoiceFilter(
         queryset=Sender.objects.none(), empty_label="Any sender"
     )
-    broadcast = django_filters.NumberFilter(widget=forms.HiddenInput)
+    broadcast = django_filters.CharFilter(widget=forms.HiddenInput, method="filter_broadcast")
 
     class Meta:
         model = Message
@@ -73,6 +74,10 @@ class FailedMessageFilter(django_filters.FilterSet):
         if kind == "code" and key.isdigit():
             return queryset.filter(error_code=int(key))
         return queryset
+
+    def filter_broadcast(self, queryset, name, value):
+        broadcast_id = id_param(value)
+        return queryset if broadcast_id is None else queryset.filter(broadcast_id=broadcast_id)
 
     def filter_category(self, queryset, name, value):
         if value == catalogue.Category.UNREACHABLE:

@@ -58,12 +58,16 @@ class BroadcastForm(forms.Form):
                 "The list must be UTF-8 text (CSV or one number a line)."
             ) from exc
         phones = set()
-        for row in csv.reader(io.StringIO(text)):
-            for cell in row:
-                parsed = parse_phone(cell, self.organization.default_region)
-                if parsed.is_valid:
-                    phones.add(parsed.e164)
-                    break
+        try:
+            # newline="": the csv module reads every line ending, a classic Mac's CR included.
+            for row in csv.reader(io.StringIO(text, newline="")):
+                for cell in row:
+                    parsed = parse_phone(cell, self.organization.default_region)
+                    if parsed.is_valid:
+                        phones.add(parsed.e164)
+                        break
+        except csv.Error as exc:
+            raise forms.ValidationError(f"The list could not be read as CSV: {exc}.") from exc
         if not phones:
             raise forms.ValidationError("No phone numbers found in the list.")
         return sorted(phones)

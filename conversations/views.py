@@ -1,17 +1,25 @@
 import csv
 
 from django.contrib import messages
-from django.http import Http404, StreamingHttpResponse
+from django.http import Http404, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
-from django_tables2 import LazyPaginator, RequestConfig
+from django_tables2 import RequestConfig
 
 from contacts.access import manager_required, org_member_required, safe_next
+from contacts.exports import export_rows
 from contacts.queries import tabs
+from contacts.urlparams import (
+    MAX_OFFSET,
+    LastPageLazyPaginator,
+    id_param,
+    page_number,
+    search_param,
+)
 from conversations import queries
 from conversations import services as pipeline
 from conversations.content import compose_check
@@ -34,18 +42,15 @@ def _list_context(request):
     filter_name = request.GET.get("filter", "active")
     if filter_name not in queries.FILTERS:
         filter_name = "active"
-    search = request.GET.get("q", "").strip()[:100]
-    try:
-        page_number = max(1, int(request.GET.get("page", 1)))
-    except ValueError:
-        page_number = 1
+    search = search_param(request)
+    number = page_number(request)
     conversations = queries.conversation_list(
         request.organization,
         filter_name=filter_name,
         search=search,
-        reach=page_number * PAGE_SIZE + 1,
+        reach=min(number * PAGE_SIZE, MAX_OFFSET) + 1,
     )
-    page = LazyPaginator(conversations, PAGE_SIZE).get_page(request.GET.get("page"))
+    page = LastPageLazyPaginator(conversations, PAGE_SIZE).page(number)
     rows = list(page.object_list)
     states = states_by_phone(request.organization, [c.contact.phone_e164 for c in rows])
     return {
@@ -75,8 +80,6 @@ def conversation_list(request, conversation_id=None):
         )
         context |= _thread_context(request, conversation)
         context |= actions.card_context(request, conversation.contact, "conversations")
-        if conversation.unread_count:
-            Conversation.objects.filter(pk=conversation.pk).update(unread_count=0)
     if request.htmx and request.htmx.target == "conversation-list":
         return render(request, "conversations/list_panel.html", context)
     return render(request, "conversations/conversations.html", context)
@@ -93,6 +96,20 @@ def thread(request, conversation_id):
 
 @require_POST
 @org_member_required
+def mark_read(request, conversation_id):
+    """The page marks a conversation read once it has opened it, by this POST: a GET never
+    writes, so a link or an image on another site cannot mark conversations read."""
+    conversation = get_object_or_404(
+        Conversation, pk=conversation_id, organization=request.organization
+    )
+    Conversation.objects.filter(pk=conversation.pk, unread_count__gt=0).update(unread_count=0)
+    if request.htmx:
+        return HttpResponse(status=204)
+    return redirect("conversations:detail", conversation.pk)
+
+
+@require_POST
+@org_member_required
 def send(request, conversation_id):
     conversation = get_object_or_404(
         Conversation.objects.select_related("contact"),
@@ -103,7 +120,7 @@ def send(request, conversation_id):
         message_create_outbound(
             org=request.organization,
             contact=conversation.contact,
-            body=request.POST.get("body", ""),
+            body=request.POST.get("body", "").replace("\x00", ""),  # PostgreSQL refuses NUL
             by=request.user,
         )
         text, level = "Message queued.", "success"
@@ -142,9 +159,10 @@ def failed_log(request):
         request.GET or None, queryset=_failed_messages(request), organization=request.organization
     )
     table = FailedMessageTable(filterset.qs, request=request)
-    RequestConfig(
-        request, paginate={"per_page": PAGE_SIZE, "paginator_class": LazyPaginator}
-    ).configure(table)
+    # Sorting from the request; pages of PAGE_SIZE whatever ?per_page= says (a page of a
+    # million rows, or one too big for the database, is not a page).
+    RequestConfig(request, paginate=False).configure(table)
+    table.paginate(LastPageLazyPaginator, per_page=PAGE_SIZE, page=page_number(request))
     context = {
         "filter": filterset,
         "table": table,
@@ -225,7 +243,7 @@ BULK_LIMIT = 500
 @manager_required
 def failed_bulk(request):
     action = request.POST.get("action", "")
-    ids = [int(pk) for pk in request.POST.getlist("message") if pk.isdigit()][:BULK_LIMIT]
+    ids = [pk for pk in map(id_param, request.POST.getlist("message")) if pk][:BULK_LIMIT]
     selected = list(_failed_messages(request).filter(pk__in=ids))
     if not selected:
         text, level = "Select at least one message first.", "warning"
@@ -262,6 +280,19 @@ class _Echo:
         return value
 
 
+FAILED_EXPORT_HEADER = [
+    "Date",
+    "Contact",
+    "Phone number",
+    "Status",
+    "Failed reason",
+    "Error code",
+    "Skip reason",
+    "Sender",
+    "Message",
+]
+
+
 @require_GET
 @manager_required
 def failed_export(request):
@@ -269,40 +300,38 @@ def failed_export(request):
     filterset = FailedMessageFilter(
         request.GET or None, queryset=_failed_messages(request), organization=request.organization
     )
+    if filterset.errors:
+        # Without the filter that was asked for, the file would hold rows nobody asked for.
+        errors = [
+            f"{filterset.form[name].label}: {e}"
+            for name, es in filterset.errors.items()
+            for e in es
+        ]
+        return HttpResponseBadRequest(" ".join(errors), content_type="text/plain")
     rows = filterset.qs.order_by("-created_at", "-id")
     writer = csv.writer(_Echo())
     tz = request.organization.tzinfo
-
-    def lines():
-        yield writer.writerow(
-            [
-                "Date",
-                "Contact",
-                "Phone number",
-                "Status",
-                "Failed reason",
-                "Error code",
-                "Skip reason",
-                "Sender",
-                "Message",
-            ]
+    cells = (
+        [
+            timezone.localtime(message.created_at, tz).strftime("%Y-%m-%d %H:%M"),
+            str(message.conversation.contact),
+            message.to_number,
+            staff_status(message),
+            failed_reason(message),
+            message.error_code or "",
+            message.skip_reason,
+            message.sender.address if message.sender else "",
+            message.body,
+        ]
+        for message in rows.iterator(chunk_size=2000)
+    )
+    lines = (
+        writer.writerow(row)
+        for row in export_rows(
+            FAILED_EXPORT_HEADER, cells, phone_columns=("Phone number", "Sender")
         )
-        for message in rows.iterator(chunk_size=2000):
-            yield writer.writerow(
-                [
-                    timezone.localtime(message.created_at, tz).strftime("%Y-%m-%d %H:%M"),
-                    str(message.conversation.contact),
-                    message.to_number,
-                    staff_status(message),
-                    failed_reason(message),
-                    message.error_code or "",
-                    message.skip_reason,
-                    message.sender.address if message.sender else "",
-                    message.body,
-                ]
-            )
-
-    response = StreamingHttpResponse(lines(), content_type="text/csv")
+    )
+    response = StreamingHttpResponse(lines, content_type="text/csv")
     stamp = timezone.localtime(timezone.now(), tz).strftime("%Y%m%d-%H%M")
     response["Content-Disposition"] = f'attachment; filename="failed-messages-{stamp}.csv"'
     return response

@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.utils.formats import date_format
 
 from deliverability import services
+from deliverability.forms import PauseForm
 from deliverability.lookups import lookup_line_type
 from deliverability.models import NOT_SMS_CAPABLE, InvalidSource, NumberFacts, OptOutReason
 
@@ -114,13 +115,11 @@ def card_context(request, contact, source_page):
 
 
 def _pause_days(data):
-    try:
-        days = int(data.get("days", 7))
-    except (TypeError, ValueError):
-        days = 0
-    if days < 1:
-        raise services.StateChangeRefused("Choose how long to pause messaging.")
-    return days
+    """The pause form's days, or its error as a refusal staff read."""
+    form = PauseForm(data)
+    if not form.is_valid():
+        raise services.StateChangeRefused(form.errors["days"][0])
+    return form.cleaned_data["days"]
 
 
 def _when(value):
@@ -133,7 +132,8 @@ def perform(action, *, org, contact, user, data, source_page, phone=None):
     KeyError for an unknown action."""
     phone = phone or contact.phone_e164
     common = {"org": org, "phone": phone, "by": user, "source_page": source_page}
-    note = (data.get("note") or "").strip()[:1000]
+    # PostgreSQL cannot store a NUL in text: it would fail the action, not just the note.
+    note = (data.get("note") or "").replace("\x00", "").strip()[:1000]
     if action == "mark-invalid":
         services.number_mark_invalid(**common, note=note, contact=contact)
         return "Success: the phone number is marked as invalid."

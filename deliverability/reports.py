@@ -51,25 +51,12 @@ class Period:
         return [self.first_day + timedelta(days=n) for n in range(self.days)]
 
 
-def period_from(params, org, today=None):
-    """7, 30 or 90 days up to today, or a custom range (from/to), in the org's time zone."""
+def report_period(org, key, first=None, last=None, today=None):
+    """7, 30 or 90 days up to today, or the custom range first–last (as ReportPeriodForm
+    checked it), in the org's time zone."""
     tz = org.tzinfo
-    today = today or timezone.localtime(timezone.now(), tz).date()
-    key = params.get("period", "30")
-    first = last = None
-    if key == "custom":
-        try:
-            first = date.fromisoformat(params.get("from", ""))
-            last = date.fromisoformat(params.get("to", ""))
-        except ValueError:
-            key = "30"
-        else:
-            if last < first:
-                first, last = last, first
-            first = max(first, last - timedelta(days=366))
-    if key not in PERIODS and key != "custom":
-        key = "30"
-    if key in PERIODS:
+    if key != "custom":
+        today = today or timezone.localtime(timezone.now(), tz).date()
         last = today
         first = today - timedelta(days=PERIODS[key] - 1)
     start = datetime.combine(first, time.min, tzinfo=tz)

@@ -2,16 +2,18 @@ import csv
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import trigger_client_event
 
 from contacts.access import manager_required, org_member_required, safe_next
+from contacts.exports import export_rows
 from contacts.models import Contact, Membership
+from contacts.urlparams import id_param, page_of
 from deliverability import actions, charts, reports
+from deliverability.forms import ReportPeriodForm
 from deliverability.services import StateChangeRefused
 
 SOURCE_PAGES = {"conversations", "contact", "failed", "contacts"}
@@ -63,22 +65,23 @@ REPORTS = [
 ]
 
 
-def _csv_response(filename, header, rows):
+def _csv_response(filename, header, rows, phone_columns=()):
     response = HttpResponse(content_type="text/csv")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    writer = csv.writer(response)
-    writer.writerow(header)
-    writer.writerows(rows)
+    csv.writer(response).writerows(export_rows(header, rows, phone_columns=phone_columns))
     return response
 
 
-def _report_context(request, name, period):
+def _report_context(request, name, period, form):
     query = request.GET.copy()
     query.pop("format", None)
     return {
         "report": name,
         "reports": REPORTS,
         "period": period,
+        "period_form": form,
+        # After an error the form shows what was asked for, so that it can be corrected.
+        "shown_period": form.data.get("period", "") if form.errors else period.key,
         "query": query.urlencode(),
         "periods": [("7", "7 days"), ("30", "30 days"), ("90", "90 days"), ("custom", "Custom")],
     }
@@ -139,7 +142,7 @@ def _delivery(request, org, period, stamp, as_csv):
 def _staff(request, org, period, stamp, as_csv):
     actor = request.GET.get("actor", "")
     action = request.GET.get("action", "")
-    actor_id = int(actor) if actor.isdigit() else None
+    actor_id = id_param(actor)
     events = reports.staff_activity(org, period, actor_id=actor_id, action=action)
     if as_csv:
         rows = (
@@ -155,9 +158,9 @@ def _staff(request, org, period, stamp, as_csv):
             for e in events.iterator(chunk_size=2000)
         )
         header = ["When", "Staff member", "Action", "Number", "Contact", "Page", "Note"]
-        return _csv_response(f"staff-activity-{stamp}.csv", header, rows)
+        return _csv_response(f"staff-activity-{stamp}.csv", header, rows, phone_columns=("Number",))
     return {
-        "page": Paginator(events, 100).get_page(request.GET.get("page")),
+        "page": page_of(request, events, 100),
         "members": Membership.objects.filter(organization=org).select_related("user"),
         "actions": [(a.value, a.label) for a in reports.STAFF_ACTIONS],
         "actor": actor,
@@ -175,11 +178,16 @@ def report(request, name="opt_outs"):
     if name not in REPORT_VIEWS:
         raise Http404("No such report.")
     org = request.organization
-    period = reports.period_from(request.GET, org)
+    form = ReportPeriodForm(request.GET, org=org)
+    period = reports.report_period(org, *form.choice)
     stamp = f"{period.first_day}_{period.last_day}"
     as_csv = request.GET.get("format") == "csv"
+    if as_csv and form.errors:
+        # An export of another period than the one asked for would mislead: say why instead.
+        return HttpResponseBadRequest(" ".join(form.error_texts), content_type="text/plain")
     result = REPORT_VIEWS[name](request, org, period, stamp, as_csv)
     if isinstance(result, HttpResponse):
         return result
-    context = _report_context(request, name, period) | result
-    return render(request, f"deliverability/report_{name}.html", context)
+    context = _report_context(request, name, period, form) | result
+    status = 400 if form.errors else 200
+    return render(request, f"deliverability/report_{name}.html", context, status=status)

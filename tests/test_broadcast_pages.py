@@ -134,6 +134,28 @@ def test_the_preview_of_an_uploaded_list_counts_only_the_listed_numbers(owner_cl
     assert (preview.total, preview.sendable, preview.skipped) == (2, 1, {"opted_out": 1})
 
 
+def test_a_list_with_classic_mac_line_endings_is_read_line_by_line(owner_client, org, club):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    listing = SimpleUploadedFile("list.csv", b"212-400-0001\r+12125550101\r(212) 555-0199\r")
+    data = form(club, audience="upload", numbers=listing)
+    response = owner_client.post("/broadcasts/preview/", data, headers=HTMX)
+    assert response.status_code == 200
+    preview = response.context["preview"]
+    assert (preview.total, preview.sendable, preview.skipped) == (2, 1, {"opted_out": 1})
+
+
+def test_a_list_the_csv_reader_cannot_read_is_a_form_error(owner_client, club):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    listing = SimpleUploadedFile("list.csv", b"+12125550101\n" + b"x" * 200_000 + b"\n")
+    data = form(club, audience="upload", numbers=listing)
+    response = owner_client.post("/broadcasts/preview/", data, headers=HTMX)
+    assert response.status_code == 200
+    assert "The list could not be read as CSV" in response.content.decode()
+    assert "preview" not in response.context
+
+
 def test_a_preview_with_a_missing_body_shows_the_error(owner_client, club):
     response = owner_client.post("/broadcasts/preview/", form(club, body=""), headers=HTMX)
     assert "This field is required." in response.content.decode()

@@ -233,6 +233,13 @@ def test_a_manager_lifts_a_staff_opt_out_with_a_note(owner_client, org, owner, a
     )
 
 
+@pytest.mark.parametrize("action", ["mark-invalid", "opt-out", "pause"])
+def test_a_note_with_a_nul_character_is_kept_without_it(teammate_client, org, ann, action):
+    response = act(teammate_client, ann, action, note="Asked\x00 at the desk", days=3)
+    assert toast(response)["level"] == "success"
+    assert AuditEvent.objects.latest("id").note == "Asked at the desk"
+
+
 @pytest.mark.parametrize("note", ["", "   "])
 def test_lifting_an_opt_out_needs_a_note(owner_client, org, owner, ann, note):
     services.number_opt_out(org=org, phone=ann.phone_e164, reason="staff", by=owner)
@@ -276,14 +283,46 @@ def test_pausing_shows_until_when(teammate_client, org, ann, days):
     "days, refusal",
     [
         (31, "A pause can last at most 30 days."),
+        (100000000, "A pause can last at most 30 days."),
+        ("9" * 400, "A pause can last at most 30 days."),
         (0, "Choose how long to pause messaging."),
         (-3, "Choose how long to pause messaging."),
+        (-100000000, "Choose how long to pause messaging."),
         ("a week", "Choose how long to pause messaging."),
+        ("7.5", "Choose how long to pause messaging."),
+        ("1e3", "Choose how long to pause messaging."),
+        ("", "Choose how long to pause messaging."),
     ],
 )
 def test_a_pause_outside_1_to_30_days_is_refused(teammate_client, org, ann, days, refusal):
     response = act(teammate_client, ann, "pause", days=days)
+    assert response.status_code == 200
     assert toast(response) == {"message": refusal, "level": "danger"}
+    assert "Pause messaging" in menu(card(response))  # the form is offered again
+    assert state(org) is None or state(org).paused_until is None
+
+
+@pytest.mark.parametrize(
+    "days, refusal",
+    [
+        (100000000, "A pause can last at most 30 days."),
+        (-5, "Choose how long to pause messaging."),
+        ("abc", "Choose how long to pause messaging."),
+    ],
+)
+def test_a_refused_pause_without_javascript_says_why(teammate_client, org, ann, days, refusal):
+    response = act(teammate_client, ann, "pause", htmx=False, days=days)
+    assert response.status_code == 302
+    assert response["Location"] == f"/conversations/{ann.conversation.pk}/"
+    assert refusal in teammate_client.get(response["Location"]).content.decode()
+    assert state(org) is None or state(org).paused_until is None
+
+
+def test_a_pause_without_a_length_is_refused(teammate_client, org, ann):
+    response = teammate_client.post(
+        f"/numbers/{ann.pk}/pause/", {"page": "conversations"}, headers=HTMX
+    )
+    assert toast(response) == {"message": "Choose how long to pause messaging.", "level": "danger"}
     assert state(org) is None or state(org).paused_until is None
 
 

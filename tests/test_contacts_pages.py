@@ -519,6 +519,36 @@ def test_a_malformed_file_is_refused_and_changes_nothing(owner_client, org, memb
     assert error.replace("'", "&#x27;") in page
 
 
+def test_a_nul_byte_deep_in_the_file_refuses_the_whole_file(owner_client, org, member):
+    good_rows = "".join(f"212555{n:04d},Member {n}\n" for n in range(5000))
+    assert len(good_rows) > 100 * 1024
+    content = f"phone,first_name\n{good_rows}2125559999,Nu\x00ll\n2125559998,After\n".encode()
+    before = list(Contact.objects.values())
+    response = upload(owner_client, content)
+    assert response.status_code == 302 and response["Location"] == IMPORT_URL
+    [(level, text)] = flash(response)
+    assert level == "error"
+    assert "not a CSV text file (it contains binary data, on line 5,002)" in text
+    assert not ContactImport.objects.exists()
+    assert list(Contact.objects.values()) == before
+    assert "binary data, on line 5,002" in owner_client.get(IMPORT_URL).content.decode()
+
+
+def test_a_file_with_classic_mac_line_endings_is_read_line_by_line(owner_client, org):
+    content = "first_name,last_name,phone\rAnn,Lee,212-555-0111\rBob,Ray,212-555-0112\r"
+    content += "Cat,Ng,212-555-0113\r"
+    response = upload(owner_client, content)
+    job = ContactImport.objects.get()
+    assert response["Location"] == f"/contacts/import/{job.pk}/"
+    assert (job.total_rows, job.counts) == (3, {"imported": 3})
+    imported = Contact.objects.filter(organization=org).order_by("first_name")
+    assert [(c.first_name, c.last_name, c.phone_e164) for c in imported] == [
+        ("Ann", "Lee", "+12125550111"),
+        ("Bob", "Ray", "+12125550112"),
+        ("Cat", "Ng", "+12125550113"),
+    ]
+
+
 def test_uploading_without_a_file_says_so(owner_client):
     response = owner_client.post(IMPORT_URL, {})
     assert flash(response) == [("error", "Choose a CSV file to upload.")]

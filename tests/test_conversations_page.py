@@ -331,13 +331,82 @@ def test_the_thread_lists_messages_oldest_first(teammate_client, people, thread)
     assert ids == sorted(ids)
 
 
-def test_opening_a_conversation_marks_it_read(teammate_client, people):
-    conversation = people["ann"].conversation
-    conversation.unread_count = 2
-    conversation.save()
-    teammate_client.get(detail_url(people["ann"]))
+def unread(contact, count=2):
+    conversation = contact.conversation
+    conversation.unread_count = count
+    conversation.save(update_fields=["unread_count"])
+    return conversation
+
+
+def test_opening_a_conversation_writes_nothing(teammate_client, people):
+    conversation = unread(people["ann"])
+    assert teammate_client.get(detail_url(people["ann"])).status_code == 200
+    assert teammate_client.get(f"{detail_url(people['ann'])}thread/").status_code == 200
+    conversation.refresh_from_db()
+    assert conversation.unread_count == 2
+
+
+def test_the_opened_conversation_asks_to_be_marked_read(teammate_client, people):
+    page = teammate_client.get(detail_url(people["ann"])).content.decode()
+    read_url = f"{detail_url(people['ann'])}read/"
+    [tag] = re.findall(rf'<div[^>]*hx-post="{re.escape(read_url)}"[^>]*>', page)
+    assert 'hx-trigger="load"' in tag
+    # The CSRF token travels in the body's hx-headers, as for every htmx request.
+    assert re.search(r"<body hx-headers='\{\"X-CSRFToken\": \"\w+\"\}'>", page)
+
+
+def test_marking_a_conversation_read_clears_its_unread_count(teammate_client, people):
+    conversation = unread(people["ann"])
+    response = teammate_client.post(f"{detail_url(people['ann'])}read/", headers=HTMX)
+    assert response.status_code == 204
     conversation.refresh_from_db()
     assert conversation.unread_count == 0
+    listed_badges = teammate_client.get("/conversations/").content.decode()
+    assert "2 new" not in listed_badges
+
+
+def test_marking_read_without_javascript_returns_to_the_conversation(teammate_client, people):
+    conversation = unread(people["ann"])
+    response = teammate_client.post(f"{detail_url(people['ann'])}read/")
+    assert response.status_code == 302
+    assert response["Location"] == detail_url(people["ann"])
+    conversation.refresh_from_db()
+    assert conversation.unread_count == 0
+
+
+def test_marking_read_is_a_post(teammate_client, people):
+    conversation = unread(people["ann"])
+    assert teammate_client.get(f"{detail_url(people['ann'])}read/").status_code == 405
+    conversation.refresh_from_db()
+    assert conversation.unread_count == 2
+
+
+def test_marking_read_needs_the_csrf_token(teammate, people):
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(teammate)
+    conversation = unread(people["ann"])
+    assert client.post(f"{detail_url(people['ann'])}read/").status_code == 403
+    conversation.refresh_from_db()
+    assert conversation.unread_count == 2
+
+
+def test_another_organizations_conversation_cannot_be_marked_read(outsider_client, people):
+    conversation = unread(people["ann"])
+    response = outsider_client.post(f"{detail_url(people['ann'])}read/", headers=HTMX)
+    assert response.status_code == 404
+    conversation.refresh_from_db()
+    assert conversation.unread_count == 2
+
+
+def test_marking_read_requires_a_login(client, people):
+    conversation = unread(people["ann"])
+    response = client.post(f"{detail_url(people['ann'])}read/")
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/")
+    conversation.refresh_from_db()
+    assert conversation.unread_count == 2
 
 
 def test_another_organizations_conversation_is_not_found(outsider_client, people):
@@ -397,6 +466,13 @@ def test_a_sent_message_goes_out_after_commit(
         )
     assert [m["body"] for m in get_backend("locmem").outbox] == ["On its way"]
     assert Message.objects.get(body="On its way").status == "queued"
+
+
+def test_a_nul_character_is_left_out_of_a_sent_message(teammate_client, people):
+    url = f"/conversations/{people['ann'].conversation.pk}/send/"
+    response = teammate_client.post(url, {"body": "See\x00 you"}, headers=HTMX)
+    assert toast(response) == {"message": "Message queued.", "level": "success"}
+    assert Message.objects.filter(body="See you").exists()
 
 
 def test_an_empty_message_is_refused_with_a_danger_toast(teammate_client, people):

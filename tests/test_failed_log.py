@@ -571,6 +571,37 @@ def test_the_export_follows_the_filters(owner_client, log):
     assert by_phone["+12125550104"][4] == "Landline; not SMS-capable"
 
 
+def test_the_export_neutralises_formulas_and_keeps_phone_numbers(owner_client, org):
+    sender = make_sender(org, phone_number="+14155550199", throughput=100)
+    hostile = make_contact(
+        org, "+16175550101", first_name='=HYPERLINK("http://x","y")', last_name=""
+    )
+    bodies = ["+1+1", "@SUM(A1)", "-1+2", "\t=1+1", "\r=1+1", "=2*3", "See you at 5"]
+    for body in bodies:
+        make_message(hostile, sender, status=Message.Status.FAILED, error_code=30003, body=body)
+    table = export(owner_client)
+    assert len(table) == 1 + len(bodies)
+    for row in table[1:]:
+        assert row[1] == '\'=HYPERLINK("http://x","y")'
+        assert (row[2], row[7]) == ("+16175550101", "+14155550199")
+    shown = {row[8] for row in table[1:]}
+    assert shown == {"'+1+1", "'@SUM(A1)", "'-1+2", "'\t=1+1", "'\r=1+1", "'=2*3", "See you at 5"}
+
+
+def test_a_phone_column_that_holds_typed_text_is_neutralised(owner_client, org):
+    sender = make_sender(org, throughput=100)
+    typed = make_contact(org, "=1+1", first_name="Ann", last_name="Lee")
+    make_message(
+        typed,
+        sender,
+        status=Message.Status.SKIPPED,
+        skip_reason="invalid_number",
+        to_number="=1+1",
+    )
+    [row] = export(owner_client)[1:]
+    assert row[1:3] == ["Ann Lee", "'=1+1"]
+
+
 def test_the_export_is_for_managers_only(teammate_client, owner_client, log):
     assert teammate_client.get(f"{URL}export.csv").status_code == 403
     assert "Export CSV" not in teammate_client.get(URL).content.decode()

@@ -148,16 +148,23 @@ def test_an_empty_period_draws_no_bar(owner_client, org):
     assert all(width == 0 for _label, _text, width in bars(page))
 
 
-def test_a_bad_custom_range_falls_back_to_30_days(owner_client, org, opt_outs):
-    response = get(owner_client, "opt_outs", "period=custom&from=yesterday&to=")
+def test_a_bad_custom_range_says_so_above_the_last_30_days(owner_client, org, opt_outs):
+    response = owner_client.get("/reports/opt_outs/?period=custom&from=yesterday&to=")
+    assert response.status_code == 400
+    assert "Enter both dates of a custom period (YYYY-MM-DD)." in response.content.decode()
     assert response.context["period"].key == "30"
     assert response.context["data"]["total"] == 4
 
 
-def test_a_reversed_custom_range_is_read_the_right_way_round(owner_client, org, opt_outs):
+def test_a_reversed_custom_range_is_a_form_error(owner_client, org, opt_outs):
     first, last = today(org) - timedelta(days=55), today(org) - timedelta(days=65)
-    response = get(owner_client, "opt_outs", f"period=custom&from={first}&to={last}")
-    assert response.context["data"]["total"] == 1
+    response = owner_client.get(f"/reports/opt_outs/?period=custom&from={first}&to={last}")
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert "The start date must be on or before the end date." in page
+    # The form keeps what was typed, so that it can be corrected.
+    assert f'name="from" value="{first}"' in page and f'name="to" value="{last}"' in page
+    assert '<option value="custom" selected>' in page
 
 
 def test_the_reports_index_is_the_opt_out_report(owner_client, org, opt_outs):
@@ -474,6 +481,46 @@ def test_the_staff_csv_has_the_same_rows(owner_client, org, teammate, activity):
         ["teammate", "Paused", "+12125550101", "Ann Lee", "contact", "Travelling"],
     ]
     assert rows[1][0] == noon(org, 1).strftime("%Y-%m-%d %H:%M")
+
+
+@pytest.fixture
+def hostile(org, owner):
+    """Staff activity whose free text a spreadsheet would run as formulas."""
+    contact = make_contact(
+        org, "+16175550101", first_name='=HYPERLINK("http://x","y")', last_name=""
+    )
+    services.number_mark_invalid(
+        org=org, phone=contact.phone_e164, by=owner, note="@SUM(A1)", contact=contact
+    )
+    services.number_mark_valid(
+        org=org, phone=contact.phone_e164, by=owner, note="+1+1", contact=contact
+    )
+    owner.first_name = "-Robin"
+    owner.save(update_fields=["first_name"])
+    return contact
+
+
+def test_the_staff_csv_neutralises_formulas_and_keeps_the_number(owner_client, org, hostile):
+    rows = read_csv(get(owner_client, "staff", "period=7&format=csv"))
+    assert [row[1:] for row in rows[1:]] == [
+        ["'-Robin", "Marked valid", "+16175550101", '\'=HYPERLINK("http://x","y")', "", "'+1+1"],
+        [
+            "'-Robin",
+            "Marked invalid",
+            "+16175550101",
+            '\'=HYPERLINK("http://x","y")',
+            "",
+            "'@SUM(A1)",
+        ],
+    ]
+
+
+@pytest.mark.parametrize("name", REPORTS)
+def test_no_report_export_writes_a_cell_a_spreadsheet_would_run(owner_client, org, hostile, name):
+    rows = read_csv(get(owner_client, name, "period=7&format=csv"))
+    phone_columns = {rows[0].index(h) for h in ("Number",) if h in rows[0]}
+    cells = [cell for row in rows for i, cell in enumerate(row) if i not in phone_columns]
+    assert not [cell for cell in cells if cell[:1] in ("=", "+", "-", "@", "\t", "\r")]
 
 
 def test_the_staff_report_records_actions_made_on_the_pages(owner_client, teammate_client, org):
