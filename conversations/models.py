@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.db.models.fields.json import KT
 from django.utils import timezone
 
 from contacts.models import Contact, Organization
@@ -294,6 +295,14 @@ class MessageEvent(models.Model):
             models.Index(fields=["provider_sid"], name="event_provider_sid"),
             models.Index(
                 fields=["-received_at"], condition=Q(not_applied=True), name="event_not_applied"
+            ),
+            # Inbound messages from one number are applied in the order received: the pending
+            # ones are looked up by sender.
+            models.Index(
+                KT("payload__From"),
+                "received_at",
+                condition=Q(kind="inbound", processed_at__isnull=True),
+                name="event_inbound_pending",
             ),
             models.Index(
                 fields=["message"], condition=Q(message__isnull=False), name="event_message"

@@ -61,21 +61,23 @@ def number_state(*, org, phone):
 
 def _locked_state(org, phone):
     """The state row of (org, phone), created if missing and locked for this transaction."""
-    try:
-        with transaction.atomic():
-            NumberState.objects.get_or_create(organization=org, phone=phone)
-    except IntegrityError:  # Another transaction created it first; it exists now.
-        pass
-    return NumberState.objects.select_for_update().get(organization=org, phone=phone)
+    state = NumberState.objects.select_for_update().filter(organization=org, phone=phone).first()
+    if state is None:
+        # INSERT … ON CONFLICT DO NOTHING: another transaction may be creating it right now.
+        NumberState.objects.bulk_create(
+            [NumberState(organization=org, phone=phone)], ignore_conflicts=True
+        )
+        state = NumberState.objects.select_for_update().get(organization=org, phone=phone)
+    return state
 
 
 def _locked_facts(phone):
-    try:
-        with transaction.atomic():
-            NumberFacts.objects.get_or_create(phone=phone)
-    except IntegrityError:
-        pass
-    return NumberFacts.objects.select_for_update().get(phone=phone)
+    """The global facts row of `phone`, created if missing and locked for this transaction."""
+    facts = NumberFacts.objects.select_for_update().filter(phone=phone).first()
+    if facts is None:
+        NumberFacts.objects.bulk_create([NumberFacts(phone=phone)], ignore_conflicts=True)
+        facts = NumberFacts.objects.select_for_update().get(phone=phone)
+    return facts
 
 
 def number_lock(*, org, phone):

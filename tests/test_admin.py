@@ -138,8 +138,13 @@ def test_read_only_models_offer_no_add_change_or_bulk_action(admin_client, data,
     assert admin_client.get(admin_url(model, "add")).status_code == 403
     assert admin_client.post(admin_url(model, "change", row.pk), {}).status_code == 403
     changelist = admin_client.get(admin_url(model, "changelist"))
-    # No action at all, so not even "Delete selected" can change a number's state.
-    assert changelist.context["action_form"] is None
+    # No action that changes a row: not even "Delete selected". Stored events have one,
+    # Retry, which only puts an event that did not apply back into the queue.
+    actions = changelist.context["action_form"]
+    if model is MessageEvent:
+        assert [name for name, _ in actions.fields["action"].choices if name] == ["retry"]
+    else:
+        assert actions is None
 
 
 def test_the_message_list_does_not_query_per_row(
