@@ -13,7 +13,6 @@ from django_tables2 import LazyPaginator, RequestConfig
 from contacts.access import manager_required, org_member_required, safe_next
 from contacts.queries import tabs
 from conversations import queries
-from conversations import services as pipeline
 from conversations.content import compose_check
 from conversations.filters import FailedMessageFilter
 from conversations.models import Conversation, Message
@@ -308,38 +307,7 @@ def failed_export(request):
     return response
 
 
-# Review queue and alerts --------------------------------------------------------------------------
-
-
-@require_GET
-@org_member_required
-def review_queue(request):
-    pending = (
-        Message.objects.for_org(request.organization)
-        .filter(review=Message.Review.PENDING)
-        .select_related("conversation__contact")
-        .order_by("created_at")[:200]
-    )
-    return render(request, "conversations/review.html", {"pending": pending})
-
-
-@require_POST
-@org_member_required
-def review_resolve(request, message_id):
-    message = get_object_or_404(
-        Message.objects.select_related("conversation__contact", "organization"),
-        pk=message_id,
-        organization=request.organization,
-        direction=Message.Direction.INBOUND,
-    )
-    confirm = request.POST.get("decision") == "confirm"
-    try:
-        pipeline.review_resolve(message=message, confirm=confirm, by=request.user)
-        text = "Success: the contact is opted out." if confirm else "Dismissed: no opt-out."
-        messages.success(request, text)
-    except StateChangeRefused as refusal:
-        messages.error(request, str(refusal))
-    return redirect(safe_next(request, reverse("conversations:review")))
+# Alerts ------------------------------------------------------------------------------------------
 
 
 @require_POST

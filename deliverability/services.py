@@ -59,8 +59,12 @@ def number_state(*, org, phone):
     )
 
 
-def _locked_state(org, phone):
+def locked_state(org, phone):
     """The state row of (org, phone), created if missing and locked for this transaction."""
+    return _locked_state(org, phone)
+
+
+def _locked_state(org, phone):
     try:
         with transaction.atomic():
             NumberState.objects.get_or_create(organization=org, phone=phone)
@@ -87,6 +91,11 @@ class Actor:
     note: str = ""
     source_page: str = ""
     contact: Contact | None = None
+
+
+def audit_only(state, action, actor):
+    """Record a decision that leaves the number's state as it is (a review dismissed)."""
+    return _audit(state, action, snapshot(state), actor)
 
 
 def _audit(state, action, before, actor):
@@ -205,16 +214,22 @@ def number_opt_out(*, org, phone, reason, by=None, cause="", note="", source_pag
 
 
 class OptIn:
-    """How an opt-in reaches us; decides which opt-outs it may lift (SPEC §2)."""
+    """How an opt-in reaches us; decides which opt-outs it may lift (SPEC §2, §3)."""
 
-    KEYWORD = "keyword"  # START, YES, UNSTOP from the number itself: lifts every reason.
+    START = "start"  # START (or COMENZAR) from the number itself: lifts every reason.
+    KEYWORD = "keyword"  # YES, UNSTOP: every reason but a wrong number.
     ANY_INBOUND = "any_inbound"  # Any message, when the org enables it: lifts a STOP keyword.
+    REVIEW = "review"  # Resubscribe wording, taken by staff in the Review queue.
+    UNDO = "undo"  # Staff undo their own "Opt out" review decision within minutes.
     STAFF = "staff"  # A manager, with a note: lifts only a staff-made opt-out.
 
 
 LIFTABLE = {
-    OptIn.KEYWORD: set(OptOutReason.values),
+    OptIn.START: set(OptOutReason.values),
+    OptIn.KEYWORD: set(OptOutReason.values) - {OptOutReason.WRONG_NUMBER},
     OptIn.ANY_INBOUND: {OptOutReason.STOP_KEYWORD},
+    OptIn.REVIEW: {OptOutReason.STOP_KEYWORD, OptOutReason.STAFF},
+    OptIn.UNDO: {OptOutReason.STOP_KEYWORD},
     OptIn.STAFF: {OptOutReason.STAFF},
 }
 
@@ -610,19 +625,3 @@ def deactivation_apply(*, phones, list_date):
         number_opt_out(org=org, phone=phone, reason=OptOutReason.DEACTIVATED, cause=cause)
         opted_out += 1
     return opted_out
-
-
-def review_dismissed(*, org, phone, by, note="", contact=None):
-    """Staff decided a flagged message was not an opt-out request: recorded, nothing changes."""
-    state = number_state(org=org, phone=phone)
-    AuditEvent.objects.create(
-        organization=org,
-        phone=phone,
-        contact=contact,
-        actor=by,
-        action=Action.REVIEW_DISMISSED,
-        before=snapshot(state),
-        after=snapshot(state),
-        note=note,
-        source_page="review",
-    )
