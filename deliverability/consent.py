@@ -162,7 +162,7 @@ def review_decide(*, item, decision, by, note=""):
                 )
                 changed = True
             else:  # Opted out meanwhile (a later STOP): the decision is still on record.
-                services.audit_only(state, Action.OPT_OUT, actor)
+                services.audit_only(state, Action.REVIEW_CONFIRMED, actor)
         elif decision == Decision.RESUBSCRIBE:
             if not services.may_lift_opt_out(state, services.OptIn.REVIEW):
                 raise ReviewRefused(

@@ -225,6 +225,7 @@ class AuditEvent(models.Model):
         RECHECK = "recheck", "Re-checked"
         PHONE_CHANGED = "phone_changed", "Phone number changed"
         REVIEW_DISMISSED = "review_dismissed", "Opt-out request dismissed"
+        REVIEW_CONFIRMED = "review_confirmed", "Opt-out request confirmed (already opted out)"
         REVIEW_KEPT_OPTED_OUT = "review_kept", "Resubscribe request declined"
         REVIEW_UNDONE = "review_undone", "Review decision undone"
 

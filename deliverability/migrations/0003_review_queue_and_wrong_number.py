@@ -30,6 +30,7 @@ class Migration(migrations.Migration):
                     ("recheck", "Re-checked"),
                     ("phone_changed", "Phone number changed"),
                     ("review_dismissed", "Opt-out request dismissed"),
+                    ("review_confirmed", "Opt-out request confirmed (already opted out)"),
                     ("review_kept", "Resubscribe request declined"),
                     ("review_undone", "Review decision undone"),
                 ],
