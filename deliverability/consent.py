@@ -271,7 +271,9 @@ def review_deadlines_apply(now=None):
             )
             ReviewItem.objects.filter(pk=item.pk).update(changed_state=True)
             opted_out += 1
-    org_ids = set(ReviewItem.objects.pending().values_list("organization_id", flat=True))
+    org_ids = set(
+        ReviewItem.objects.pending().order_by().values_list("organization_id", flat=True).distinct()
+    )
     org_ids |= set(
         OrgAlert.objects.filter(
             kind=OrgAlert.Kind.REVIEW_OVERDUE, resolved_at__isnull=True

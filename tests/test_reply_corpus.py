@@ -57,11 +57,15 @@ def test_the_classifier_meets_its_targets_on_the_corpus():
     assert results["other resubscribe wording opted in or in review"][0] >= 0.95
 
 
+# Every whitespace, control, punctuation mark and symbol (emoji included) of Unicode, except
+# the few whose NFKC form holds a letter or digit ("℀" is "a/c") and the apostrophes, which
+# join words.
 _SEPARATORS = [
     chr(c)
     for c in range(0x110000)
-    if unicodedata.category(chr(c)) in {"Zs", "Zl", "Zp", "Cc", "Po", "Ps", "Pe", "Pd", "Pi", "Pf"}
-    and not unicodedata.normalize("NFKC", chr(c)).strip("'’ʼ").isalnum()
+    if unicodedata.category(chr(c))
+    in {"Zs", "Zl", "Zp", "Cc", "Pc", "Pd", "Ps", "Pe", "Pi", "Pf", "Po", "Sm", "Sc", "Sk", "So"}
+    and not any(ch.isalnum() for ch in unicodedata.normalize("NFKC", chr(c)))
     and chr(c) not in "'’ʼ`´"
 ]
 _EMOJI = ["🛑", "😡", "🙏", "👋", "❤️", "🚫", "👍🏽", "‼️"]
