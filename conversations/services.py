@@ -496,7 +496,10 @@ def _process_inbound(event):
         # honoured (and a possible one queued for review), so that clearing the flag later
         # never texts someone who asked to stop. Nothing is sent back.
         reply = replies.from_opt_out_type(params.get("OptOutType")) or replies.classify(body)
-        if reply.intent in (replies.Intent.OPT_OUT, replies.Intent.REVIEW):
+        if (
+            reply.intent == replies.Intent.OPT_OUT
+            or reply.review_kind == replies.ReviewKind.OPT_OUT
+        ):
             result = consent.reply_apply(org=org, contact=contact, message=message, reply=reply)
             return f"stored as blocked; {result.outcome}"
         return "stored as blocked (number marked invalid)"

@@ -490,6 +490,19 @@ def test_a_stop_from_an_invalid_number_is_blocked_but_still_honoured_without_a_r
     assert not outbound().exists()
 
 
+def test_an_unclear_reply_from_an_invalid_number_is_queued_but_a_resubscribe_is_not(
+    client, org, owner, contact
+):
+    services.number_mark_invalid(org=org, phone=THEIR_NUMBER, by=owner)
+
+    inbound(client, "I want to cancel my membership", MessageSid="SM" + "5" * 32)
+    opt_out(org, OptOutReason.STOP_KEYWORD)
+    inbound(client, "please text me again", MessageSid="SM" + "6" * 32)
+
+    assert list(ReviewItem.objects.values_list("kind", flat=True)) == ["opt_out"]
+    assert state_of(org).opt_out_reason == OptOutReason.STOP_KEYWORD
+
+
 # Organization settings ------------------------------------------------------------------------
 
 
