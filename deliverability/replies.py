@@ -30,6 +30,7 @@ class Rule(StrEnum):
 
     KEYWORD = "keyword"
     KEYWORD_WITH_FILLER = "keyword_with_filler"
+    KEYWORD_SENTENCE = "keyword_sentence"  # "Who is this? Stop."
     MISSPELLING = "misspelling"
     PHRASE = "phrase"
     SPANISH = "spanish"
@@ -47,6 +48,7 @@ class Rule(StrEnum):
 RULE_LABELS = {
     Rule.KEYWORD: "Opt-out keyword",
     Rule.KEYWORD_WITH_FILLER: "Opt-out keyword with filler words",
+    Rule.KEYWORD_SENTENCE: "Ends with an opt-out keyword as a sentence of its own",
     Rule.MISSPELLING: "Misspelt opt-out keyword",
     Rule.PHRASE: "Asks in plain words to stop texting",
     Rule.SPANISH: "Spanish opt-out",
@@ -89,7 +91,7 @@ OPT_IN_KEYWORDS = frozenset({"start", "unstop", "yes", "comenzar"})
 START_KEYWORDS = frozenset({"start", "comenzar"})
 HELP_KEYWORDS = frozenset({"help", "info", "ayuda"})
 # Not keywords of the rule, but as clear when they are the whole message: "No more", "unsub".
-OPT_OUT_WORDS = OPT_OUT_KEYWORDS | SPANISH_OPT_OUT_KEYWORDS | {"nomas", "nomore", "unsub"}
+OPT_OUT_WORDS = OPT_OUT_KEYWORDS | SPANISH_OPT_OUT_KEYWORDS | {"nomas", "nomore", "unsub", "remove"}
 ALL_KEYWORDS = OPT_OUT_KEYWORDS | SPANISH_OPT_OUT_KEYWORDS | OPT_IN_KEYWORDS | HELP_KEYWORDS
 
 
@@ -152,18 +154,22 @@ OPT_OUT_PHRASES = _pattern(
         \ (?:me|us|this\ number|here|to\ this\ number)\b""",
     r"""\b(?:dont|do\ not|never)\ (?:ever\ )?(?:text|txt|message|contact)\ (?:me\ )?
         (?:again|anymore|any\ more)\b""",
-    r"""\bi\ (?:dont|do\ not)\ want\ (?:(?:any\ more|anymore|any|these|your|the)[ ]
+    r"""\b(?:dont|do\ not|no\ longer)\ (?:want|need|wish\ to\ receive)
+        \ (?:(?:any\ more|anymore|any|these|your|the)[ ]
         |to\ (?:get|receive)\ (?:any\ |these\ |your\ )?)?
         (?:texts|messages|msgs|text\ messages)\b""",
     r"\bno\ (?:more|longer\ want)\ (?:texts|messages|msgs|text\ messages|sms)\b",
     r"\bleave\ me\ alone\b|\blose\ my\ number\b",
+    rf"\benough\ (?:with\ )?(?:the\ |your\ |these\ |all\ the\ )?{_MSG}\b",
+    r"""\b(?:dont|do\ not|never|please\ dont|pls\ dont)\ (?:text|txt|message|msg|contact)
+        (?:\ (?:me|us|please|anymore|again|ever))*$""",
     r"\bnot\ interested\ in\ (?:these|your|the)\ (?:texts|messages)\b",
     # Spanish.
-    r"\bno\ (?:mas|quiero)\ (?:mensajes|textos)\b",
+    r"\bno\ (?:quiero\ )?(?:mas\ )?(?:mensajes|textos)\b",
     r"\bno\ me\ (?:manden|mande|envien|envies|escriban|escribas|mandes|textee|texteen|contacten)\b",
     r"\bya\ no\ (?:quiero|deseo)\ (?:recibir\ )?(?:mas\ )?(?:mensajes|textos)\b",
     r"\bno\ (?:quiero|deseo)\ recibir\ (?:mas\ )?(?:mensajes|textos)\b",
-    r"\bdejen?\ de\ (?:enviar|mandar|escribir|textear)\w*\b",
+    r"\bde(?:ja|je|jen|jes)\ de\ (?:enviar|mandar|escribir|textear)\w*\b",
     r"\b(?:borren?me|sacar?me|saquenme|quitenme|eliminenme|borrar?me)\b(?:\ \w+){0,3}\ lista\b",
     r"\b(?:darme|dar|denme|me\ doy)\ de\ baja\b",
     r"\bcancelar\ (?:la\ )?(?:suscripcion|subscripcion|mensajes)\b",
@@ -212,7 +218,8 @@ RESUBSCRIBE = _pattern(
 RESUBSCRIBE_WHOLE = frozenset({"si", "yes please text me", "yeah", "yep", "sure", "ok resume"})
 # Look-alikes that use a keyword in its everyday sense: "can you stop by at 5?".
 _BOOKED = r"""(?:appointment|appt|class|session|booking|reservation|visit|lesson|training|pt
-    |spot|slot|sub|plans?|trip)\w*"""
+    |spot|slot|plans?|trip|monday|tuesday|wednesday|thursday|friday|saturday|sunday|today
+    |tomorrow|tonight)\w*"""
 BENIGN = _pattern(
     r"\bstop\w*\ (?:by|in|at|over|off|sign|light|and|on)\b|\bbus\ stop\b|\bnon\ ?stop\b",
     r"\b(?:dont|do\ not|cant|wont|never|couldnt|didnt|not)\ (?:\w+\ )?stop\b",
@@ -222,6 +229,10 @@ BENIGN = _pattern(
     rf"""\b(?:could|can|may|should|will|would)\ (?:i|we|you)\ (?:cancel|quit|stop|end)\b
         .*\b{_BOOKED}\b""",
     r"\bquit\ (?:smoking|drinking|my\ job|sugar|caffeine)\b",
+)
+# Not a request in so many words, but a reasonable person might read one: staff decide.
+REVIEW_PHRASES = _pattern(
+    r"\bnot\ interested\b|\bwant\ out\b|\bno\ longer\ in\ service\b|\bno\ me\ interesa\b"
 )
 MENTIONS = frozenset({"stop", "cancel", "unsubscribe", "quit", "revoke", "optout", "stopall"})
 MENTIONS |= {"parar", "baja", "cancelar", "unsub", "spam", "spamming", "stops", "stopped"}
@@ -340,6 +351,8 @@ def classify(body):
         return Reply(Intent.OPT_OUT, Rule.WRONG_NUMBER)
     if _only_filler(corrected, OPT_OUT_WORDS):
         return Reply(Intent.OPT_OUT, _keyword_rule(tokens, slipped))
+    if _only_filler(_last_sentence(body), OPT_OUT_WORDS):
+        return Reply(Intent.OPT_OUT, Rule.KEYWORD_SENTENCE)
     if _only_filler(tokens, OPT_IN_KEYWORDS):
         rule = Rule.START if set(tokens) & START_KEYWORDS else Rule.OPT_IN_KEYWORD
         return Reply(Intent.OPT_IN, rule)
@@ -356,9 +369,18 @@ def classify(body):
         return Reply(Intent.REVIEW, Rule.RESUBSCRIBE_WORDING, ReviewKind.RESUBSCRIBE)
     if BENIGN.search(fixed):
         return NOTHING
-    if set(corrected) & MENTIONS:
+    if set(corrected) & MENTIONS or REVIEW_PHRASES.search(fixed):
         return Reply(Intent.REVIEW, Rule.MENTIONS_STOP, ReviewKind.OPT_OUT)
     return NOTHING
+
+
+_SENTENCE_END = re.compile(r"[.!?;,:\n\r\u2028\u2029\u3002\uff01\uff1f\u2026—]+")
+
+
+def _last_sentence(body):
+    """The words of the message's last sentence or clause: "Who is this? Stop." is "stop"."""
+    parts = [p for p in _SENTENCE_END.split(unicodedata.normalize("NFKC", body or "")) if words(p)]
+    return _join_opt_out(words(parts[-1])) if len(parts) > 1 else []
 
 
 def _keyword_rule(tokens, slipped):

@@ -5,7 +5,8 @@ not), "resubscribe" (asks to be texted again). kind narrows the label: for opt-o
 (a keyword of the rule alone, however it is typed), "filler" (a keyword with filler words),
 "phrase", "misspelling", "spanish", "wrong_number"; for resubscribe "keyword" (START, YES,
 UNSTOP, COMENZAR, alone or with filler) or "wording". Written from how members of clinics and
-gyms answer texts, not from the classifier's rules.
+gyms answer texts, not from the classifier's rules. Entries of kind "later" were written
+after the rules were tuned on the rest, as a check on over-fitting.
 """
 
 KEYWORDS = [
@@ -257,6 +258,37 @@ OPT_OUT = [(body, "opt_out", "keyword") for body in KEYWORDS] + [
     ("I want to cancel my membership", "opt_out", "phrase"),
     ("who is this? stop", "opt_out", "phrase"),
     ("This is spam", "opt_out", "phrase"),
+    # Written after the rules above were tuned, and kept whatever the classifier makes of them.
+    ("Please take me off", "opt_out", "later"),
+    ("Unsubscribe pls", "opt_out", "later"),
+    ("stop messaging this number", "opt_out", "later"),
+    ("I no longer want these messages", "opt_out", "later"),
+    ("Please stop the texts, I moved", "opt_out", "later"),
+    ("Quit", "opt_out", "later"),
+    ("No more texts please I cancelled", "opt_out", "later"),
+    ("Remove", "opt_out", "later"),
+    ("please remove my number from your system", "opt_out", "later"),
+    ("Do not text", "opt_out", "later"),
+    ("stop txting me", "opt_out", "later"),
+    ("I dont go there anymore please stop", "opt_out", "later"),
+    ("Enough with the texts", "opt_out", "later"),
+    ("Stop!! Stop!!", "opt_out", "later"),
+    ("opt-out please", "opt_out", "later"),
+    ("STOP SENDING", "opt_out", "later"),
+    ("Unsubscribe me now", "opt_out", "later"),
+    ("cancel all messages", "opt_out", "later"),
+    ("I want out", "opt_out", "later"),
+    ("Please don't contact me again", "opt_out", "later"),
+    ("deja de mandarme mensajes", "opt_out", "later"),
+    ("ya no me manden mensajes", "opt_out", "later"),
+    ("no quiero más mensajes", "opt_out", "later"),
+    ("BAJA!!", "opt_out", "later"),
+    ("Stop texting. I am not a member", "opt_out", "later"),
+    ("Who is this? Please stop texting", "opt_out", "later"),
+    ("This number is no longer in service for Mike", "opt_out", "later"),
+    ("not interested", "opt_out", "later"),
+    ("stop 🛑🛑", "opt_out", "later"),
+    ("Cancel subscription", "opt_out", "later"),
 ]
 
 RESUBSCRIBE = [
@@ -415,6 +447,27 @@ BENIGN = [
     ("Stopped by but you were closed", "benign", ""),
     ("I canceled my appointment online already", "benign", ""),
     ("Can we end the session early tomorrow?", "benign", ""),
+    # Written after the rules above were tuned, and kept whatever the classifier makes of them.
+    ("What time is the spin class?", "benign", "later"),
+    ("Can I stop my membership for the summer?", "benign", "later"),
+    ("I need to end my PT sessions early this month", "benign", "later"),
+    ("Please cancel Tuesday", "benign", "later"),
+    ("Stop by tomorrow?", "benign", "later"),
+    ("cool", "benign", "later"),
+    ("Is the end of year sale still on?", "benign", "later"),
+    ("Can you unfreeze my account", "benign", "later"),
+    ("The gym ends its hours at 10?", "benign", "later"),
+    ("Quit the early class, I go to the 7pm now", "benign", "later"),
+    ("Can I cancel my freeze?", "benign", "later"),
+    ("STOPPED BY TODAY", "benign", "later"),
+    ("I will be at the end of the line", "benign", "later"),
+    ("Please send the invoice", "benign", "later"),
+    ("Yes thank you!", "benign", "later"),
+    ("We stopped at the front desk", "benign", "later"),
+    ("I am quite sure", "benign", "later"),
+    ("Ok stop by at 3 then", "benign", "later"),
+    ("Does the promo end Friday?", "benign", "later"),
+    ("How do I cancel auto-renew?", "benign", "later"),
 ]
 
 CORPUS = OPT_OUT + RESUBSCRIBE + BENIGN

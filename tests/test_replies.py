@@ -194,3 +194,38 @@ def test_benign_look_alikes_are_nothing(body):
 def test_twilio_advanced_opt_out_type_tells_what_twilio_already_did(value, expected):
     reply = from_opt_out_type(value)
     assert (reply.intent if reply else None) == expected
+
+
+@pytest.mark.parametrize(
+    "body", ["Who is this? Stop.", "I cancelled, stop", "Why do you keep texting me? STOP"]
+)
+def test_a_keyword_as_the_last_sentence_of_a_longer_message_opts_out(body):
+    assert classify(body).intent == Intent.OPT_OUT
+    assert classify(body).rule == Rule.KEYWORD_SENTENCE
+
+
+@pytest.mark.parametrize(
+    "body", ["Stop, you are making me blush", "Running late, stop by the desk?"]
+)
+def test_a_keyword_that_does_not_end_the_message_is_not_a_sentence_of_its_own(body):
+    assert classify(body).intent != Intent.OPT_OUT
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "deja de mandarme mensajes",
+        "no quiero más mensajes",
+        "I no longer want these messages",
+        "Do not text",
+        "Enough with the texts",
+        "Remove",
+    ],
+)
+def test_more_ways_of_saying_stop(body):
+    assert classify(body).intent == Intent.OPT_OUT
+
+
+@pytest.mark.parametrize("body", ["not interested", "I want out", "Cancel subscription"])
+def test_replies_a_person_should_read(body):
+    assert classify(body).intent == Intent.REVIEW
