@@ -72,6 +72,7 @@ def reply_apply(*, org, contact, message, reply):
             services.number_opt_out(
                 org=org, phone=phone, reason=reason, cause=cause, contact=contact
             )
+            _settle_pending(org, phone, "The member opted out with a later reply.")
         if was_opted_out:
             return Applied("already opted out")
         return Applied("opted out", confirm_opt_out=reply.rule != Rule.TWILIO)
@@ -121,6 +122,13 @@ def review_open(*, org, contact, message, reply, received_at=None):
         },
     )
     return item
+
+
+def _settle_pending(org, phone, note):
+    """Once a number is opted out, its possible opt-outs leave nothing to decide."""
+    ReviewItem.objects.pending_opt_outs().filter(organization=org, phone=phone).update(
+        decision=Decision.OPT_OUT, decided_at=timezone.now(), note=note
+    )
 
 
 # Staff decisions -------------------------------------------------------------------------------
@@ -177,6 +185,8 @@ def review_decide(*, item, decision, by, note=""):
         else:
             services.audit_only(state, Action.REVIEW_KEPT_OPTED_OUT, actor)
         ReviewItem.objects.filter(pk=item.pk).update(changed_state=changed)
+        if decision == Decision.OPT_OUT:
+            _settle_pending(org, item.phone, "Opted out on another reply from the same number.")
     review_alert_refresh(org=org, now=now)
     item.refresh_from_db()
     return item
@@ -195,6 +205,7 @@ def may_undo(item, now=None):
     now = now or timezone.now()
     return (
         item.decision not in (Decision.PENDING, Decision.DEADLINE)
+        and item.decided_by_id is not None  # only a staff decision is taken back
         and item.decided_at is not None
         and now - item.decided_at <= UNDO_WINDOW
     )
@@ -270,6 +281,7 @@ def review_deadlines_apply(now=None):
                 contact=item.contact,
             )
             ReviewItem.objects.filter(pk=item.pk).update(changed_state=True)
+            _settle_pending(item.organization, item.phone, "Opted out at another reply's deadline.")
             opted_out += 1
     org_ids = set(
         ReviewItem.objects.pending().order_by().values_list("organization_id", flat=True).distinct()

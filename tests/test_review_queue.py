@@ -263,6 +263,22 @@ def test_undo_does_not_lift_an_opt_out_the_decision_did_not_make(
     assert opt_out_reason(org) == OptOutReason.CARRIER_STOP
 
 
+def test_a_later_stop_settles_the_numbers_waiting_possible_opt_outs(teammate_client, member, org):
+    item = reply_from(member, "I want to cancel my membership")
+    message = make_message(
+        member, direction=Message.Direction.INBOUND, body="STOP", from_number=PHONE
+    )
+
+    consent.reply_apply(org=org, contact=member, message=message, reply=replies.classify("STOP"))
+
+    item.refresh_from_db()
+    assert item.decision == ReviewItem.Decision.OPT_OUT
+    assert item.decided_by is None
+    assert not consent.may_undo(item)  # nothing a person decided, nothing to take back
+    page = teammate_client.get("/conversations/review/").content.decode()
+    assert "Nothing to review." in page
+
+
 # The deadline and the alert -----------------------------------------------------------------------
 
 
