@@ -109,9 +109,9 @@ def _pattern(*alternatives):
 FILLER = _wordset(
     """
     all please pls plz plse pleas now me my us i im it them this these that those the your you
-    ur u to from of for on off out list lists number text texts txt txts texting message
+    ur u to from of for off out list lists number text texts txt txts texting message
     messages msg msgs messaging sms sending thanks thank thx ty tks ok okay k kk yes asap
-    immediately right away already just anymore again back in everything forever permanently
+    immediately right away already just anymore again back everything forever permanently
     completely totally sorry sir maam lol pleaseee pleasee and more want wanna would like need
     por favor porfa porfavor ya todo todos todas los las el la de mi mis me mensajes mensaje
     textos texto gracias lista numero
