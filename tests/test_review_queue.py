@@ -143,6 +143,10 @@ def test_opt_out_opts_the_number_out_audited_with_the_note(
     possible_opt_out.refresh_from_db()
     assert possible_opt_out.decision == ReviewItem.Decision.OPT_OUT
     assert possible_opt_out.decided_by == teammate
+    # Back on the queue without JavaScript, the decision is listed with its Undo.
+    page = teammate_client.get(response["Location"]).content.decode()
+    assert "Just decided" in page
+    assert f'action="/conversations/review/{possible_opt_out.pk}/undo/"' in page
 
 
 def test_not_an_opt_out_changes_nothing_but_is_audited_and_frees_broadcasts(
