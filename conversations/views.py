@@ -21,7 +21,7 @@ from conversations.status import staff_status
 from conversations.tables import FailedMessageTable, failed_reason, with_number_state
 from deliverability import actions
 from deliverability import services as rules
-from deliverability.models import OrgAlert
+from deliverability.models import OrgAlert, ReviewItem
 from deliverability.queries import states_by_phone
 from deliverability.services import StateChangeRefused
 
@@ -59,7 +59,13 @@ def _list_context(request):
 def _thread_context(request, conversation):
     thread = list(conversation.messages.order_by("-created_at", "-id")[:THREAD_SIZE])
     thread.reverse()
-    return {"conversation": conversation, "thread": thread}
+    inbound = [m.pk for m in thread if m.direction == Message.Direction.INBOUND]
+    in_review = ReviewItem.objects.pending().filter(inbound_message_id__in=inbound)
+    return {
+        "conversation": conversation,
+        "thread": thread,
+        "in_review": set(in_review.values_list("inbound_message_id", flat=True)),
+    }
 
 
 @require_GET

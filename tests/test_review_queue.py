@@ -100,6 +100,17 @@ def test_the_queue_shows_each_reply_with_why_it_was_flagged(teammate_client, pos
     assert 'value="not_opt_out">Not an opt-out</button>' in page
 
 
+def test_the_conversation_marks_the_reply_that_waits_for_review(
+    teammate_client, possible_opt_out, member
+):
+    page = teammate_client.get(f"/conversations/{member.conversation.pk}/").content.decode()
+    assert "Waiting in the Review queue" in page
+    assert "no broadcasts go to it until staff decide" in page  # the contact's banner
+    decide(teammate_client, possible_opt_out, "not_opt_out")
+    page = teammate_client.get(f"/conversations/{member.conversation.pk}/").content.decode()
+    assert "Waiting in the Review queue" not in page
+
+
 def test_a_resubscribe_request_offers_resubscribe_or_keep_opted_out(teammate_client, resubscribe):
     page = teammate_client.get("/conversations/review/").content.decode()
     assert 'value="resubscribe">Resubscribe</button>' in page
