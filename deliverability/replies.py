@@ -75,10 +75,6 @@ class Reply:
     rule: Rule
     review_kind: ReviewKind | None = None
 
-    @property
-    def rule_label(self):
-        return RULE_LABELS[self.rule]
-
 
 NOTHING = Reply(Intent.NONE, Rule.NONE)
 
