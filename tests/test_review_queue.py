@@ -111,6 +111,16 @@ def test_the_conversation_marks_the_reply_that_waits_for_review(
     assert "Waiting in the Review queue" not in page
 
 
+def test_the_navigation_counts_the_replies_waiting(
+    teammate_client, outsider_client, possible_opt_out
+):
+    assert (
+        '1<span class="visually-hidden"> waiting</span>'
+        in teammate_client.get("/").content.decode()
+    )
+    assert "waiting</span>" not in outsider_client.get("/").content.decode()
+
+
 def test_a_resubscribe_request_offers_resubscribe_or_keep_opted_out(teammate_client, resubscribe):
     page = teammate_client.get("/conversations/review/").content.decode()
     assert 'value="resubscribe">Resubscribe</button>' in page
