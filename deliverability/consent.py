@@ -78,7 +78,9 @@ def reply_apply(*, org, contact, message, reply):
         return Applied("opted out", confirm_opt_out=reply.rule != Rule.TWILIO)
     if reply.intent == Intent.OPT_IN:
         via = services.OptIn.START if reply.rule == Rule.START else services.OptIn.KEYWORD
-        services.number_opt_in(org=org, phone=phone, via=via, cause=cause, contact=contact)
+        state = services.number_opt_in(org=org, phone=phone, via=via, cause=cause, contact=contact)
+        if not state.is_opted_out:
+            _settle_resubscribes(org, phone, "The member opted back in with a later reply.")
         return Applied("opted in")
     if reply.intent == Intent.HELP:
         return Applied("help")
@@ -122,6 +124,13 @@ def review_open(*, org, contact, message, reply, received_at=None):
         },
     )
     return item
+
+
+def _settle_resubscribes(org, phone, note):
+    """Once a number is subscribed again, its resubscribe requests leave nothing to decide."""
+    ReviewItem.objects.pending().filter(
+        organization=org, phone=phone, kind=ReviewItem.Kind.RESUBSCRIBE
+    ).update(decision=Decision.RESUBSCRIBE, decided_at=timezone.now(), note=note)
 
 
 def _settle_pending(org, phone, note):

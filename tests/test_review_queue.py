@@ -304,6 +304,18 @@ def test_a_later_stop_settles_the_numbers_waiting_possible_opt_outs(teammate_cli
     assert "Nothing to review." in page
 
 
+def test_a_later_start_settles_the_numbers_resubscribe_request(resubscribe, member, org):
+    message = make_message(
+        member, direction=Message.Direction.INBOUND, body="START", from_number=PHONE
+    )
+
+    consent.reply_apply(org=org, contact=member, message=message, reply=replies.classify("START"))
+
+    assert opt_out_reason(org) == ""
+    resubscribe.refresh_from_db()
+    assert (resubscribe.decision, resubscribe.decided_by) == ("resubscribe", None)
+
+
 # The deadline and the alert -----------------------------------------------------------------------
 
 
