@@ -1,5 +1,5 @@
-"""Every change of a number's state (SPEC §2) and its audit event; the catalogue's effects; the
-inbound keywords of SPEC §3; lookups under the simulator's plan; deactivation lists."""
+"""Every change of a number's state (SPEC §2) and its audit event; the catalogue's effects;
+lookups under the simulator's plan; deactivation lists. (Replies: tests/test_replies.py.)"""
 
 from datetime import date, timedelta
 
@@ -7,7 +7,7 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from deliverability import checks, keywords, services
+from deliverability import checks, services
 from deliverability.deactivations import import_deactivations, parse_list
 from deliverability.lookups import lookup_line_type, normalize
 from deliverability.models import AuditEvent, NumberState, OptOutReason, OrgAlert
@@ -203,42 +203,6 @@ def test_sender_errors_raise_one_alert_and_count_repeats(org):
         services.error_apply(org=org, phone=PHONE, code=30034, sender_ref="+16175550001")
     alert = OrgAlert.objects.get()
     assert (alert.kind, alert.occurrences, alert.error_code) == ("sender_error", 3, "30034")
-
-
-# Keywords ---------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "body, expected",
-    [
-        ("STOP", "opt_out"),
-        (" stop. ", "opt_out"),
-        ("Unsubscribe", "opt_out"),
-        ("optout", "opt_out"),
-        ("REVOKE!", "opt_out"),
-        ("stop by at 5?", "none"),
-        ("START", "opt_in"),
-        ("yes", "opt_in"),
-        ("Unstop", "opt_in"),
-        ("HELP", "help"),
-        ("info", "help"),
-        ("please stop texting me", "none"),
-        ("", "none"),
-    ],
-)
-def test_keywords_are_the_whole_message(body, expected):
-    assert keywords.classify(body) == expected
-
-
-def test_reasonable_means_flags_plain_requests_for_review():
-    assert keywords.classify("please stop texting me", reasonable_means=True) == "review"
-    assert keywords.classify("see you at the stop sign", reasonable_means=True) == "none"
-
-
-def test_advanced_opt_out_types():
-    assert keywords.from_opt_out_type("STOP") == "opt_out"
-    assert keywords.from_opt_out_type("start") == "opt_in"
-    assert keywords.from_opt_out_type("") is None
 
 
 # Lookups under the simulator's plan, and deactivation lists ------------------------------------
