@@ -145,6 +145,7 @@ OPT_OUT_PHRASES = _pattern(
     r"\bdelete\ (?:me|my\ number|this\ number|my\ phone)\b",
     r"\bunsubscribe\ me\b|\bi\ (?:want|wish|would\ like|need)\ to\ unsubscribe\b",
     r"\bopt\ (?:me\ )?out\b|\bopt\ outta\b",
+    r"\b(?:revoke|revoking|withdraw|withdrawing)\ (?:my\ |all\ |any\ )?consent\b",
     r"""\b(?:dont|do\ not|never|pls\ dont|please\ dont|quit|stop)\ (?:ever\ )?
         (?:text|txt|message|msg|contact|sms|send)
         \ (?:me|us|this\ number|here|to\ this\ number)\b""",
@@ -169,6 +170,7 @@ OPT_OUT_PHRASES = _pattern(
     r"\b(?:borren?me|sacar?me|saquenme|quitenme|eliminenme|borrar?me)\b(?:\ \w+){0,3}\ lista\b",
     r"\b(?:darme|dar|denme|me\ doy)\ de\ baja\b",
     r"\bcancelar\ (?:la\ )?(?:suscripcion|subscripcion|mensajes)\b",
+    r"\bdesuscribir(?:me|se)?\b|\bdesinscribir(?:me)?\b",
 )
 WRONG_NUMBER = _pattern(
     r"\bwrong\ (?:number|num|person|phone|guy|girl|contact)\b|^(?:sorry\ )?wrong$",
@@ -228,7 +230,10 @@ BENIGN = _pattern(
 )
 # Not a request in so many words, but a reasonable person might read one: staff decide.
 REVIEW_PHRASES = _pattern(
-    r"\bnot\ interested\b|\bwant\ out\b|\bno\ longer\ in\ service\b|\bno\ me\ interesa\b"
+    r"\bnot\ interested\b|\bwant\ out\b|\bno\ longer\ in\ service\b|\bno\ me\ interesa\b",
+    r"""^(?:please\ |pls\ |just\ |oh\ )?(?:go\ away|get\ lost|shut\ up
+        |(?:fuck|f|piss|bugger|buzz|back)\ off)(?:\ (?:please|pls|now|already))*$""",
+    r"\bwho\ gave\ you\ (?:my|this)\ number\b|\bhow\ did\ you\ get\ (?:my|this)\ number\b",
 )
 MENTIONS = frozenset({"stop", "cancel", "unsubscribe", "quit", "revoke", "optout", "stopall"})
 MENTIONS |= {"parar", "baja", "cancelar", "unsub", "spam", "spamming", "stops", "stopped"}
@@ -289,12 +294,22 @@ def _damerau_one(a, b):
 _FUZZY_TARGETS = sorted(k for k in OPT_OUT_KEYWORDS | SPANISH_OPT_OUT_KEYWORDS if len(k) >= 4)
 
 
+_STRETCHED = re.compile(r"(\w)\1{2,}")
+
+
 def correct(word):
-    """The opt-out keyword `word` is a slip of, or None (4+ letters, never a real word)."""
+    """The opt-out keyword `word` is a slip of, or None (4+ letters, never a real word).
+
+    A letter held down ("Stopppp", "STOOOP") is one letter."""
     if len(word) < 3 or word in ALL_KEYWORDS or word in COMMON_WORDS or word in FILLER:
         return None
     if not word.isalpha():
         return None
+    unstretched = _STRETCHED.sub(r"\1", word)
+    if unstretched != word:
+        if unstretched in OPT_OUT_KEYWORDS | SPANISH_OPT_OUT_KEYWORDS:
+            return unstretched
+        word = unstretched
     for keyword in _FUZZY_TARGETS:
         if _damerau_one(keyword, word):
             return keyword

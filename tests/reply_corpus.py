@@ -289,6 +289,14 @@ OPT_OUT = [(body, "opt_out", "keyword") for body in KEYWORDS] + [
     ("not interested", "opt_out", "later"),
     ("stop 🛑🛑", "opt_out", "later"),
     ("Cancel subscription", "opt_out", "later"),
+    ("Revoke consent", "opt_out", "phrase"),
+    ("I withdraw my consent", "opt_out", "phrase"),
+    ("Stopppp", "opt_out", "misspelling"),
+    ("STOOOOP", "opt_out", "misspelling"),
+    ("desuscribirme por favor", "opt_out", "spanish"),
+    ("Quit texting", "opt_out", "filler"),
+    ("fuck off", "opt_out", "phrase"),
+    ("go away", "opt_out", "phrase"),
 ]
 
 RESUBSCRIBE = [
@@ -468,6 +476,10 @@ BENIGN = [
     ("Ok stop by at 3 then", "benign", "later"),
     ("Does the promo end Friday?", "benign", "later"),
     ("How do I cancel auto-renew?", "benign", "later"),
+    ("We go away for the weekend, back Monday", "benign", "later"),
+    ("No thanks, I'll book online", "benign", "later"),
+    ("Can I end my session early?", "benign", "later"),
+    ("Stop at the desk for your towel", "benign", "later"),
 ]
 
 CORPUS = OPT_OUT + RESUBSCRIBE + BENIGN
