@@ -57,8 +57,18 @@ def _mask(match):
     return "".join("•" if i in digits and i not in kept else char for i, char in enumerate(text))
 
 
+# Celery's task ids: a group of a UUID may be all digits ("…-b80c-481234563612").
+_UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I)
+
+
 def mask_numbers(text):
-    return _PHONE.sub(_mask, text)
+    """`text` with every phone number masked; UUIDs are left whole."""
+    parts, start = [], 0
+    for uuid in _UUID.finditer(text):
+        parts += [_PHONE.sub(_mask, text[start : uuid.start()]), uuid.group()]
+        start = uuid.end()
+    parts.append(_PHONE.sub(_mask, text[start:]))
+    return "".join(parts)
 
 
 class MaskingFormatter(logging.Formatter):

@@ -54,6 +54,8 @@ def test_it_masks_a_number_in_every_shape_it_is_logged_in(logged, masked):
         "2026-12-02 06:04:16,123 INFO celery.worker.consumer",
         '127.0.0.1 - - [02/Dec/2026:06:04:16 +0000] "GET /healthz HTTP/1.1" 200 2',
         "Task x[e3b0c442-98fc-1c14-9afb-4c8996fb9242] succeeded in 0.004417611999999999s",
+        "Task x[ec086201-85d5-4fa2-b80c-481234563612] received",
+        "Task x[12345678-1234-1234-1234-1234567890cc] raised unexpected",
         "status callback for SM1234567890abcdef1234567890abcdef",
         "imported 1234567 rows from 127.0.0.1:8000",
     ],
