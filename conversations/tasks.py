@@ -104,9 +104,16 @@ def _redis():
     global _redis_client
     if _redis_client is None:
         import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
 
+        # One try: a webhook waits at most one short timeout on a Redis that does not answer
+        # (redis-py would otherwise retry three times with back-off).
         _redis_client = redis.Redis.from_url(
-            settings.REDIS_URL, socket_timeout=0.5, socket_connect_timeout=0.5
+            settings.REDIS_URL,
+            socket_timeout=0.5,
+            socket_connect_timeout=0.5,
+            retry=Retry(NoBackoff(), 0),
         )
     return _redis_client
 
