@@ -18,7 +18,7 @@ from conversations import broadcasts, pacing
 from conversations import services as pipeline
 from conversations.backends import get_backend
 from conversations.management.commands.broadcast import Command as BroadcastCommand
-from conversations.models import Broadcast, Message, Sender
+from conversations.models import Broadcast, Conversation, Message, Sender
 from deliverability import checks, services
 from deliverability.models import NumberFacts, NumberState, OrgAlert, ReviewItem, SkipReason
 from tests.factories import make_contact, make_message, make_sender
@@ -625,8 +625,9 @@ def test_a_sample_text_skips_the_checks_other_than_opt_out_and_invalid(
     phone = club["skipped"][state].phone_e164
     with django_capture_on_commit_callbacks(execute=True):
         response = sample(owner_client, club, phone)
-    assert response.status_code == 302 and response["Location"] == "/broadcasts/"
     message = Message.objects.get(to_number=phone, is_test=True)
+    assert response.status_code == 302
+    assert response["Location"] == f"/broadcasts/?sample={message.pk}"
     assert (message.status, message.skip_reason) == ("queued", "")
     assert [sent["to"] for sent in outbox] == [phone]
 
@@ -643,10 +644,107 @@ def test_a_sample_text_still_honours_opt_out_and_the_invalid_flag(
     assert outbox == []
 
 
-def test_a_sample_text_to_a_new_number_makes_a_lead(owner_client, org, club):
-    sample(owner_client, club, "(212) 555-0177")
-    lead = Contact.objects.get(organization=org, phone_e164="+12125550177")
-    assert (lead.kind, lead.first_name) == ("lead", "Sample Text")
+def test_a_sample_text_to_a_non_contact_creates_no_contact_and_changes_no_broadcast(
+    owner_client, org, club, outbox, django_capture_on_commit_callbacks
+):
+    before = owner_client.post("/broadcasts/preview/", form(club), headers=HTMX)
+    contacts = Contact.objects.filter(organization=org).count()
+    with django_capture_on_commit_callbacks(execute=True):
+        sample(owner_client, club, "(212) 555-0177")
+    assert [sent["to"] for sent in outbox] == ["+12125550177"]  # it was sent
+    assert Contact.objects.filter(organization=org).count() == contacts
+    assert not Contact.objects.filter(first_name="Sample Text").exists()
+    message = Message.objects.get(is_test=True)  # stored for the log, with no conversation
+    assert (message.to_number, message.conversation) == ("+12125550177", None)
+    after = owner_client.post("/broadcasts/preview/", form(club), headers=HTMX)
+    counts = [
+        (p.total, p.sendable, p.skipped)
+        for p in (before.context["preview"], after.context["preview"])
+    ]
+    assert counts[0] == counts[1]
+    broadcast, _ = start(owner_client, club)
+    assert broadcast.recipient_count == before.context["preview"].total == contacts
+
+
+def test_a_sample_text_to_a_contact_leaves_the_contact_and_its_conversation_alone(
+    owner_client, club, django_capture_on_commit_callbacks
+):
+    member = club["sendable"][0]
+    with django_capture_on_commit_callbacks(execute=True):
+        sample(owner_client, club, member.phone_e164)
+    assert Message.objects.get(is_test=True).conversation is None
+    assert not Conversation.objects.filter(contact=member).exists()
+    page = owner_client.get("/conversations/").content.decode()
+    assert "Test of the pool notice" not in page
+
+
+def status_of(client, message):
+    return client.get(f"/broadcasts/sample/{message.pk}/", headers=HTMX)
+
+
+def test_the_outcome_shows_under_the_form_and_polls_until_final(
+    owner_client, club, django_capture_on_commit_callbacks
+):
+    response = sample(owner_client, club, club["sendable"][0].phone_e164, htmx=True)
+    message = Message.objects.get(is_test=True)
+    page = response.content.decode()
+    assert "<strong>Queued</strong>" in page
+    assert f'hx-get="/broadcasts/sample/{message.pk}/"' in page and 'hx-trigger="every 2s"' in page
+    Message.objects.filter(pk=message.pk).update(status="sent", provider_sid="SM1")
+    page = status_of(owner_client, message).content.decode()
+    assert "<strong>Sent</strong>" in page and "hx-get" in page
+    Message.objects.filter(pk=message.pk).update(status="delivered")
+    page = status_of(owner_client, message).content.decode()
+    assert "<strong>Delivered</strong>" in page and "hx-get" not in page  # final: no more polls
+
+
+def test_a_failed_sample_text_says_why_in_plain_words(owner_client, org, club):
+    message = Message.objects.create(
+        organization=org,
+        to_number="+12125550161",
+        direction="outbound",
+        body="Test",
+        is_test=True,
+        status="undelivered",
+        error_code=30005,
+    )
+    page = status_of(owner_client, message).content.decode()
+    assert "<strong>Failed: Carrier response that the number does not exist</strong>" in page
+    assert "hx-get" not in page
+
+
+@pytest.mark.parametrize(
+    "state, shown",
+    [("opted_out", "Skipped: opted out"), ("marked_invalid", "Skipped: marked invalid")],
+)
+def test_a_sample_text_to_an_opted_out_or_invalid_number_says_it_was_skipped(
+    owner_client, club, outbox, state, shown, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        sample(owner_client, club, club["skipped"][state].phone_e164, htmx=True)
+    message = Message.objects.get(is_test=True)
+    page = status_of(owner_client, message).content.decode()
+    assert f"<strong>{shown}</strong>" in page and "hx-get" not in page
+    assert outbox == []
+    # Without JavaScript, the page the form redirects to shows it too.
+    assert shown in owner_client.get(f"/broadcasts/?sample={message.pk}").content.decode()
+
+
+def test_another_organizations_sample_text_outcome_is_not_found(
+    owner_client, outsider_client, club
+):
+    sample(owner_client, club, club["sendable"][0].phone_e164)
+    message = Message.objects.get(is_test=True)
+    assert status_of(outsider_client, message).status_code == 404
+    assert (
+        str(message.to_number)
+        not in outsider_client.get(f"/broadcasts/?sample={message.pk}").content.decode()
+    )
+
+
+def test_only_a_sample_text_has_an_outcome_fragment(owner_client, org, club):
+    member = make_message(club["sendable"][0])
+    assert status_of(owner_client, member).status_code == 404
 
 
 def test_a_sample_text_to_a_number_that_cannot_be_texted_is_refused(owner_client, club):
@@ -666,7 +764,9 @@ def test_a_sample_text_with_htmx_answers_with_a_toast(owner_client, club):
         "message": f"Sample Text queued to {phone}.",
         "level": "success",
     }
-    assert f"Sample Text queued to {phone}." in response.content.decode()
+    assert f'Sample Text to <span class="font-monospace">{phone}</span>' in (
+        response.content.decode()
+    )
 
 
 # The command line --------------------------------------------------------------------------------
