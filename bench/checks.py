@@ -2,7 +2,7 @@
 
 Floors: the set-based checks take at most 5 s for 100k recipients, and are at least 20 times
 faster than the per-recipient loop (timed on a 5k sample and extrapolated). The two must give
-every recipient of the sample the same verdict.
+every recipient of the sample the same verdict (but duplicate_number, which only the set sees).
 """
 
 import time
@@ -72,7 +72,14 @@ def run():
     started = time.perf_counter()
     one_by_one = {cid: checks.check_number(org=org, phone=phone) for cid, phone in sample}
     loop_s = (time.perf_counter() - started) * len(recipients) / len(sample)
-    disagree = sum(1 for cid, verdict in one_by_one.items() if verdict != verdicts[cid])
+    # A duplicate number is a verdict about the whole audience, which a check of one recipient
+    # cannot give: those recipients are compared with the verdict their number had without it.
+    disagree = sum(
+        1
+        for cid, verdict in one_by_one.items()
+        if verdict != verdicts[cid]
+        and not (verdict is None and verdicts[cid] == "duplicate_number")
+    )
     covered = Counter(verdict for verdict in one_by_one.values() if verdict)
     print(
         f"checks: sample of {len(sample)}, skip reasons in it: "

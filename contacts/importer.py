@@ -2,8 +2,14 @@
 
 `read_upload` checks the file before anything is stored (encoding, binary data, a phone column)
 and raises ImportRefused with a message for the manager. `run_import` processes the stored rows
-in batches, recording per row: imported, updated, invalid_number (saved, with the reason) or
-duplicate; it updates the progress as it goes, so a background run can show a progress bar.
+in batches, recording per row: imported, updated, invalid_number (saved, with the reason),
+duplicate or duplicate_phone; it updates the progress as it goes, so a background run can show
+a progress bar.
+
+A row that would make a new contact on a number another contact already has (in the org, or
+from an earlier row of the file under another member id) is a duplicate_phone: one number, one
+member. The import's `on_duplicate_phone` says what happens to it: skipped (the default), put
+onto that contact, or kept as a second contact; the row's reason names the other contact.
 """
 
 import csv
@@ -112,13 +118,14 @@ def read_upload(uploaded):
     return Upload(text=text, rows=rows)
 
 
-def create_import(*, org, user, filename, upload):
+def create_import(*, org, user, filename, upload, on_duplicate_phone=None):
     return ContactImport.objects.create(
         organization=org,
         created_by=user,
         filename=filename[:255],
         content=upload.text,
         total_rows=upload.rows,
+        on_duplicate_phone=on_duplicate_phone or ContactImport.OnDuplicatePhone.SKIP,
     )
 
 
@@ -146,7 +153,10 @@ def run_import(import_id):
     reader = _csv_rows(job.content)
     columns = column_map(next(reader))
     done_lines = set(job.rows.values_list("line", flat=True))
-    seen_phones = set(job.rows.exclude(contact=None).values_list("contact__phone_e164", flat=True))
+    # {number: the earlier line of this file that holds it}
+    seen_phones = dict(
+        job.rows.exclude(contact=None).order_by("-line").values_list("contact__phone_e164", "line")
+    )
     batch = []
     for line, row in enumerate(reader, start=2):
         if line in done_lines:
@@ -194,6 +204,10 @@ def _import_batch(job, org, columns, batch, seen_phones):
     by_phone_name = {
         (c.phone_e164, c.first_lower, c.last_lower): c for c in existing if c.phone_e164
     }
+    by_phone = {}  # the contact that has each number: the lowest id first
+    for c in sorted(existing, key=lambda c: c.pk):
+        if c.phone_e164:
+            by_phone.setdefault(c.phone_e164, c)
     results, new_phones, phone_changes = [], [], []
     for line, row, phone in parsed:
         first, last = _names(row, columns)
@@ -209,6 +223,21 @@ def _import_batch(job, org, columns, batch, seen_phones):
             results.append(result)
             continue
         contact = by_external.get(external_id) if external_id else by_phone_name.get(key)
+        holder = by_phone.get(phone.e164) if contact is None and phone.e164 else None
+        if holder is not None:
+            result.outcome = Outcome.DUPLICATE_PHONE
+            result.reason = _same_phone(holder, seen_phones.get(phone.e164))
+            if job.on_duplicate_phone == ContactImport.OnDuplicatePhone.SKIP:
+                result.reason += "; row skipped"
+                results.append(result)
+                continue
+            if job.on_duplicate_phone == ContactImport.OnDuplicatePhone.UPDATE:
+                contact = holder
+                result.reason += "; updated that contact"
+                # A member id already on the contact stays: it is how later imports find it.
+                external_id = contact.external_id or external_id
+            else:
+                result.reason += "; kept both"
         created = contact is None
         if created:
             contact = Contact(organization=org)
@@ -246,13 +275,14 @@ def _import_batch(job, org, columns, batch, seen_phones):
             (contact.phone_e164, contact.first_name.lower(), contact.last_name.lower())
         ] = contact
         if phone.e164:
-            seen_phones.add(phone.e164)
+            seen_phones.setdefault(phone.e164, line)
+            by_phone.setdefault(phone.e164, contact)
             if created or old_e164 != phone.e164:
                 new_phones.append(phone.e164)
         result.contact = contact
         if not phone.is_valid:
             result.outcome, result.reason = Outcome.INVALID_NUMBER, phone.error
-        else:
+        elif holder is None:
             result.outcome = Outcome.IMPORTED if created else Outcome.UPDATED
         results.append(result)
     ContactImportRow.objects.bulk_create(results)
@@ -261,3 +291,11 @@ def _import_batch(job, org, columns, batch, seen_phones):
     forget_counts(org.pk)  # new contacts, and numbers that may carry a flag
     if new_phones:
         enqueue_on_commit("deliverability.tasks.lookup_numbers", sorted(set(new_phones)))
+
+
+def _same_phone(holder, line):
+    """The reason of a duplicate_phone row: whose number it is ("Matches Chloe Allen")."""
+    who = holder.name or holder.phone_display
+    if line is not None:
+        return f"Same phone as line {line} ({who})"[:260]
+    return f"Matches {who}"[:260]

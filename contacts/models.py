@@ -200,6 +200,14 @@ class ContactImport(models.Model):
         DONE = "done", "Done"
         FAILED = "failed", "Failed"
 
+    class OnDuplicatePhone(models.TextChoices):
+        """What a row does when its phone already belongs to another contact (one number, one
+        member): the manager chooses per import."""
+
+        SKIP = "skip", "Skip the row"
+        UPDATE = "update", "Update that contact with the row"
+        KEEP = "keep", "Keep both contacts"
+
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="imports")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
@@ -210,6 +218,9 @@ class ContactImport(models.Model):
     total_rows = models.PositiveIntegerField(default=0)
     processed_rows = models.PositiveIntegerField(default=0)
     counts = models.JSONField(default=dict, blank=True)
+    on_duplicate_phone = models.CharField(
+        max_length=8, choices=OnDuplicatePhone.choices, default=OnDuplicatePhone.SKIP
+    )
     error = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -231,6 +242,9 @@ class ContactImportRow(models.Model):
         UPDATED = "updated", "Updated"
         INVALID_NUMBER = "invalid_number", "Invalid number"
         DUPLICATE = "duplicate", "Duplicate"
+        # The phone belongs to another contact (in the org, or of an earlier row); the reason
+        # names it and says what was done, as the import's on_duplicate_phone chose.
+        DUPLICATE_PHONE = "duplicate_phone", "Duplicate phone"
         ERROR = "error", "Error"
 
     contact_import = models.ForeignKey(ContactImport, on_delete=models.CASCADE, related_name="rows")

@@ -11,7 +11,7 @@ from django_htmx.http import HttpResponseClientRefresh
 from config.celery import enqueue_on_commit
 from contacts import importer, queries
 from contacts.access import manager_required, org_member_required
-from contacts.forms import PhoneForm
+from contacts.forms import ImportForm, PhoneForm
 from contacts.middleware import SESSION_KEY, user_memberships
 from contacts.models import Contact, ContactImport, ContactImportRow
 from contacts.urlparams import page_of, search_param
@@ -142,15 +142,22 @@ def contact_change_phone(request, contact_id):
 @manager_required
 def contact_import(request):
     """Upload a CSV of members; small files are imported at once, big ones in the background."""
+    form = ImportForm(request.POST if request.method == "POST" else None)
     if request.method == "POST":
         uploaded = request.FILES.get("file")
         try:
+            if not form.is_valid():
+                raise importer.ImportRefused("Choose what to do with a row whose phone is taken.")
             upload = importer.read_upload(uploaded)
         except importer.ImportRefused as refusal:
             messages.error(request, str(refusal))
             return redirect("contacts:import")
         job = importer.create_import(
-            org=request.organization, user=request.user, filename=uploaded.name, upload=upload
+            org=request.organization,
+            user=request.user,
+            filename=uploaded.name,
+            upload=upload,
+            on_duplicate_phone=form.cleaned_data["on_duplicate_phone"],
         )
         if upload.rows <= importer.INLINE_ROWS:
             importer.run_import(job.pk)
@@ -158,7 +165,7 @@ def contact_import(request):
             enqueue_on_commit("contacts.tasks.import_contacts", job.pk)
         return redirect("contacts:import_result", job.pk)
     imports = ContactImport.objects.filter(organization=request.organization)[:10]
-    return render(request, "contacts/import.html", {"imports": imports})
+    return render(request, "contacts/import.html", {"imports": imports, "form": form})
 
 
 @require_GET

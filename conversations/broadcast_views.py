@@ -2,15 +2,16 @@
 
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import trigger_client_event
 
 from contacts.access import manager_required
-from contacts.models import Contact
+from contacts.urlparams import id_param
 from conversations import broadcasts
 from conversations.content import compose_check
 from conversations.forms import BroadcastForm, SampleTextForm
-from conversations.models import Broadcast
+from conversations.models import Broadcast, Message
 from conversations.services import SendRefused, message_create_outbound
 
 
@@ -26,10 +27,14 @@ def broadcast_list(request):
     recent = Broadcast.objects.filter(organization=request.organization).select_related("sender")[
         :20
     ]
+    # After a Sample Text sent without JavaScript: its outcome under the form.
+    samples = Message.objects.filter(organization=request.organization, is_test=True)
+    sample_id = id_param(request.GET.get("sample"))
+    sample = samples.filter(pk=sample_id).first() if sample_id else None
     return render(
         request,
         "conversations/broadcasts.html",
-        {"form": _form(request), "recent": recent, "check": compose_check("")},
+        {"form": _form(request), "recent": recent, "check": compose_check(""), "sample": sample},
     )
 
 
@@ -82,25 +87,20 @@ def broadcast_start(request):
 @require_POST
 @manager_required
 def sample_text(request):
-    """A test send to one number: every check is skipped but opt-out and the Invalid flag."""
+    """A test send to one number: every check is skipped but opt-out and the Invalid flag.
+
+    It never creates or changes a contact; its outcome shows under the form, live."""
     form = SampleTextForm(request.POST, organization=request.organization)
+    message = None
     if not form.is_valid():
         text, level = " ".join(e for errors in form.errors.values() for e in errors), "danger"
     else:
         data = form.cleaned_data
-        contact = Contact.objects.filter(
-            organization=request.organization, phone_e164=data["phone"]
-        ).first()
-        if contact is None:
-            contact = Contact(
-                organization=request.organization, kind=Contact.Kind.LEAD, first_name="Sample Text"
-            )
-            contact.set_phone(data["phone"])
-            contact.save()
         try:
-            message_create_outbound(
+            message = message_create_outbound(
                 org=request.organization,
-                contact=contact,
+                contact=None,
+                phone=data["phone"],
                 body=data["body"],
                 sender=data["sender"],
                 by=request.user,
@@ -111,9 +111,21 @@ def sample_text(request):
             text, level = str(refusal), "danger"
     if not request.htmx:
         (messages.success if level == "success" else messages.error)(request, text)
-        return redirect("broadcasts:list")
-    response = render(request, "conversations/sample_result.html", {"text": text, "level": level})
+        url = reverse("broadcasts:list")
+        return redirect(f"{url}?sample={message.pk}" if message else url)
+    context = {"text": text, "level": level, "sample": message}
+    response = render(request, "conversations/sample_result.html", context)
     return trigger_client_event(response, "toast", {"message": text, "level": level})
+
+
+@require_GET
+@manager_required
+def sample_status(request, message_id):
+    """The live outcome of a Sample Text, polled under the form until it is final."""
+    sample = get_object_or_404(
+        Message, pk=message_id, organization=request.organization, is_test=True
+    )
+    return render(request, "conversations/sample_status.html", {"sample": sample})
 
 
 @require_GET

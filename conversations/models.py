@@ -160,8 +160,9 @@ class Message(models.Model):
     organization = models.ForeignKey(
         Organization, on_delete=models.CASCADE, related_name="messages"
     )
+    # None only for a Sample Text: a test that never creates or changes a contact (SPEC §5).
     conversation = models.ForeignKey(
-        Conversation, on_delete=models.CASCADE, related_name="messages"
+        Conversation, null=True, blank=True, on_delete=models.CASCADE, related_name="messages"
     )
     sender = models.ForeignKey(
         Sender, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
@@ -206,6 +207,12 @@ class Message(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(conversation__isnull=False) | Q(is_test=True),
+                name="message_without_conversation_is_a_test",
+            ),
+        ]
         indexes = [
             models.Index(fields=["conversation", "created_at"], name="message_thread"),
             # Reports aggregate an org's messages over a period.

@@ -68,13 +68,25 @@ def default_sender(org):
 
 @transaction.atomic
 def message_create_outbound(
-    *, org, contact, body, sender=None, by=None, broadcast=None, is_test=False, auto_reply=""
+    *,
+    org,
+    contact,
+    body,
+    sender=None,
+    by=None,
+    broadcast=None,
+    is_test=False,
+    auto_reply="",
+    phone="",
 ):
     """Create an outbound message and hand it to the send task once the transaction commits.
 
     `auto_reply` marks an automatic answer to the member (Message.AutoReply): the send path
-    then holds it back only for the Invalid flag or a carrier STOP.
+    then holds it back only for the Invalid flag or a carrier STOP. A Sample Text goes to a
+    `phone` with no contact: it never creates or changes one, and stays out of conversations.
     """
+    if contact is None and not (is_test and phone):
+        raise SendRefused("Only a Sample Text goes to a number without a contact.")
     body = (body or "").strip()
     if not body:
         raise SendRefused("Write a message first.")
@@ -82,7 +94,7 @@ def message_create_outbound(
     if sender is None or sender.organization_id != org.id:
         raise SendRefused("No sending number is set up for this organization.")
     parts = segment(body)
-    conversation = conversation_for(contact)
+    conversation = conversation_for(contact) if contact is not None else None
     message = Message.objects.create(
         organization=org,
         conversation=conversation,
@@ -90,7 +102,7 @@ def message_create_outbound(
         broadcast=broadcast,
         sent_by=by,
         direction=Message.Direction.OUTBOUND,
-        to_number=contact.phone_e164 or contact.phone_raw,
+        to_number=(contact.phone_e164 or contact.phone_raw) if contact is not None else phone,
         from_number=sender.address,
         body=body,
         segments=max(parts.segments, 1),
@@ -99,7 +111,8 @@ def message_create_outbound(
         auto_reply=auto_reply,
         dispatch=Dispatch.WAITING,
     )
-    _touch_conversation(conversation, message)
+    if conversation is not None:
+        _touch_conversation(conversation, message)
     enqueue_on_commit("conversations.tasks.send_message", message.pk)
     return message
 

@@ -5,6 +5,9 @@ from datetime import UTC, datetime
 from django.conf import settings
 from django.utils import timezone
 
+from deliverability import catalogue
+from deliverability.models import SkipReason
+
 FINAL = frozenset({"delivered", "undelivered", "failed", "canceled", "partially_delivered"})
 FAILED = frozenset({"undelivered", "failed"})
 IN_FLIGHT = frozenset({"pending", "accepted", "scheduled", "queued", "sending", "sent"})
@@ -79,3 +82,20 @@ def staff_status(message, now=None):
         "canceled": "Canceled",
         "partially_delivered": "Partially delivered",
     }.get(status, status.title())
+
+
+def sample_outcome(message, now=None):
+    """(what staff read under the Sample Text form, whether it is final): "Queued", "Sent",
+    "Delivered", "Failed: <reason>" or "Skipped: <reason>", in plain words."""
+    shown = staff_status(message, now)
+    if message.status == "skipped":
+        reason = message.skip_reason
+        label = SkipReason(reason).label if reason in SkipReason.values else "pre-send check"
+        return f"Skipped: {label.lower()}", True
+    if message.status in FAILED:
+        reason = message.error_message or catalogue.describe(message.error_code).reason
+        return f"Failed: {reason}", True
+    if shown == "Status Unavailable":
+        return "Sent; the carrier has not reported delivery", True
+    text = {"Queuing": "Queued", "Sending": "Sent"}.get(shown, shown)
+    return text, message.status in FINAL or message.status == "read"

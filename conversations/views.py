@@ -149,9 +149,11 @@ def compose_hints(request):
 
 
 def _failed_messages(request):
+    # A Sample Text has no contact to act on: its outcome shows under the Broadcasts form.
     messages_qs = (
         Message.objects.failed_or_skipped()
         .for_org(request.organization)
+        .filter(conversation__isnull=False)
         .select_related("conversation__contact", "sender")
     )
     return with_number_state(messages_qs, request.organization)

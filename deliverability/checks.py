@@ -9,16 +9,22 @@ runs the same expression over a one-row queryset.
 Three kinds of message take different checks: a broadcast also waits for a pending opt-out
 review (pending_review); a Sample Text takes only opted_out and marked_invalid; an automatic
 reply (HELP, the opt-out confirmation) only marked_invalid and a carrier STOP.
+
+A broadcast sends one text per number: among its recipients sharing an E.164 number, the one
+with the lowest id is checked as usual and the others are skipped as duplicate_number (last in
+the order, so a recipient skipped for an earlier reason keeps it). The number's state is the
+same for all of them, so the first is the one that would be sendable.
 """
 
 from collections import Counter
 from datetime import timedelta
 
+from django.core.exceptions import EmptyResultSet
+from django.db import connections
 from django.db.models import (
     BooleanField,
     Case,
     CharField,
-    Count,
     DateTimeField,
     Exists,
     IntegerField,
@@ -27,7 +33,9 @@ from django.db.models import (
     Subquery,
     Value,
     When,
+    Window,
 )
+from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from contacts.models import Contact, Organization
@@ -67,13 +75,15 @@ def annotate_skip_reason(
     is_test=False,
     broadcast=False,
     auto_reply=False,
+    duplicate=None,
 ):
     """Annotate `queryset` with `skip_reason`: the first reason of SPEC §5, or None to send.
 
     `phone_ref` names the E.164 column of the queryset; `valid_phone` is a Q telling whether the
     row's number parsed to a valid destination. A test message ("Sample Text") skips every
     check but the opt-out and the Invalid flag; only a broadcast waits for a pending review;
-    an automatic reply is held back only by the Invalid flag and a carrier STOP.
+    an automatic reply is held back only by the Invalid flag and a carrier STOP. `duplicate`,
+    when given, is a Q telling that another row has the row's number: it is checked last.
     """
     now = now or timezone.now()
     text, stamp, number = CharField(), DateTimeField(), IntegerField()
@@ -126,12 +136,24 @@ def annotate_skip_reason(
         ]
     else:
         whens.append(When(~valid_phone, then=Value(SkipReason.INVALID_NUMBER)))
+    if duplicate is not None:
+        whens.append(When(duplicate, then=Value(SkipReason.DUPLICATE_NUMBER)))
     return queryset.annotate(skip_reason=Case(*whens, default=Value(None), output_field=text))
 
 
 def check_contacts(contacts, *, org, now=None, is_test=False):
     """The org's `contacts` queryset annotated with skip_reason (None: sendable), as the
-    recipients of a broadcast (or, with is_test, of a Sample Text)."""
+    recipients of a broadcast (or, with is_test, of a Sample Text).
+
+    Each number gets one text: the window numbers the recipients of each E.164 number by id,
+    over the rows the queryset selects, so any later one is a duplicate_number.
+    """
+    duplicate = None
+    if not is_test:
+        contacts = contacts.annotate(
+            _number_rank=Window(RowNumber(), partition_by="phone_e164", order_by="id")
+        )
+        duplicate = Q(_number_rank__gt=1) & ~Q(phone_e164="")
     return annotate_skip_reason(
         contacts.filter(organization=org),
         org=org,
@@ -140,20 +162,31 @@ def check_contacts(contacts, *, org, now=None, is_test=False):
         now=now,
         is_test=is_test,
         broadcast=True,
+        duplicate=duplicate,
     )
 
 
 def skip_counts(contacts, *, org, now=None, is_test=False):
-    """{"sendable": n, <skip reason>: n, ...} for the broadcast preview: one query."""
-    rows = (
-        check_contacts(contacts, org=org, now=now, is_test=is_test)
-        .order_by()
-        .values("skip_reason")
-        .annotate(n=Count("id"))
-    )
+    """{"sendable": n, <skip reason>: n, ...} for the broadcast preview: one query.
+
+    The verdicts hold a window function, which SQL cannot group by in the same query: they
+    are counted by an outer query over the checked rows.
+    """
+    checked = check_contacts(contacts, org=org, now=now, is_test=is_test).order_by()
+    try:
+        sql, params = checked.values("skip_reason").query.sql_with_params()
+    except EmptyResultSet:  # An audience that can match nobody (e.g. `.none()`).
+        sql = None
+    rows = []
+    if sql is not None:
+        with connections[checked.db].cursor() as cursor:
+            cursor.execute(
+                f"SELECT checked.skip_reason, COUNT(*) FROM ({sql}) checked GROUP BY 1", params
+            )
+            rows = cursor.fetchall()
     counts = Counter()
-    for row in rows:
-        counts[row["skip_reason"] or "sendable"] += row["n"]
+    for reason, n in rows:
+        counts[reason or "sendable"] += n
     return {"sendable": counts.get("sendable", 0)} | {
         reason: counts.get(reason, 0) for reason in SkipReason.values
     }

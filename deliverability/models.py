@@ -40,6 +40,7 @@ class SkipReason(models.TextChoices):
     PAUSED = "paused", "Paused"
     RECENT_ERRORS = "recent_errors", "Recent errors"
     GLOBAL_LIFETIME_ERROR_COUNT = "global_lifetime_error_count", "Errors across all organizations"
+    DUPLICATE_NUMBER = "duplicate_number", "Same number as another recipient"
 
 
 class LineType(models.TextChoices):

@@ -1,9 +1,10 @@
 """Read-side questions about numbers, answered in the database (no per-row Python)."""
 
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from contacts.models import Contact
+from deliverability import checks
 from deliverability.models import NOT_SMS_CAPABLE, InvalidSource, NumberFacts, NumberState
 
 
@@ -11,6 +12,8 @@ def list_health(organization, now=None):
     """Counts of the org's contacts by state (SPEC §7 list health).
 
     Paused contacts are still subscribers: they count in `subscribed` but not in `sendable`.
+    `sendable` is what a broadcast to every contact would send: the pre-send checks of the
+    broadcast preview, so the two never disagree (a second contact on a number included).
     Each count starts from the few flagged numbers and reaches the contacts through the
     (organization, phone) index, so the cost follows the flagged numbers, not the list.
     """
@@ -32,13 +35,7 @@ def list_health(organization, now=None):
         "landline": holding(landlines),
         "paused": holding(paused),
     }
-    flagged = states.filter(~Q(opt_out_reason="") | ~Q(invalid_source="") | Q(paused_until__gt=now))
-    blocked = contacts.filter(
-        Q(phone_e164__in=flagged.values("phone"))
-        | Q(phone_e164__in=landlines.values("phone"))
-        | ~Q(phone_status=Contact.PhoneStatus.VALID)
-    ).count()
-    counts["sendable"] = counts["total"] - blocked
+    counts["sendable"] = checks.skip_counts(contacts, org=organization, now=now)["sendable"]
     counts["invalid"] = counts["invalid_manual"] + counts["invalid_automatic"]
     counts["subscribed"] = counts["total"] - counts["opted_out"]
     return counts

@@ -18,7 +18,7 @@ from conversations import broadcasts, pacing
 from conversations import services as pipeline
 from conversations.backends import get_backend
 from conversations.management.commands.broadcast import Command as BroadcastCommand
-from conversations.models import Broadcast, Message, Sender
+from conversations.models import Broadcast, Conversation, Message, Sender
 from deliverability import checks, services
 from deliverability.models import NumberFacts, NumberState, OrgAlert, ReviewItem, SkipReason
 from tests.factories import make_contact, make_message, make_sender
@@ -57,6 +57,8 @@ def club(org, owner):
         "paused": make_contact(org, "+12125550103"),
         "recent_errors": make_contact(org, "+12125550104"),
         "global_lifetime_error_count": make_contact(org, "+12125550105"),
+        # A second member on the first one's number: one number, one text.
+        "duplicate_number": make_contact(org, "+12124000000", first_name="Partner"),
     }
     services.number_opt_out(
         org=org, phone=skipped["opted_out"].phone_e164, reason="stop_keyword", cause="STOP"
@@ -134,7 +136,7 @@ def test_the_preview_names_every_skip_reason_with_its_count(owner_client, club):
     with_a_reply_waiting_for_review(club)
     response = owner_client.post("/broadcasts/preview/", form(club), headers=HTMX)
     page = response.content.decode()
-    assert "<strong>30</strong> of 38 recipients will be sent the message (1 segment each)" in page
+    assert "<strong>30</strong> of 39 recipients will be sent the message (1 segment each)" in page
     for reason in SkipReason:
         assert f'<td>{reason.label}</td><td class="text-end">1</td>' in page
     assert response.context["preview"].skipped == {reason: 1 for reason in SkipReason.values}
@@ -288,10 +290,10 @@ def test_starting_creates_every_message_at_once_skipped_ones_with_their_reason(
     assert (broadcast.state, broadcast.created_by, broadcast.recipient_count) == (
         "sending",
         owner,
-        38,
+        39,
     )
     messages = Message.objects.filter(broadcast=broadcast)
-    assert messages.count() == 38
+    assert messages.count() == 39
     skipped = dict(messages.filter(status="skipped").values_list("to_number", "skip_reason"))
     expected = {
         (contact.phone_e164 or contact.phone_raw): reason
@@ -310,18 +312,18 @@ def test_starting_takes_a_few_queries_not_one_per_recipient(
 ):
     for n in range(100, 260):
         make_contact(org, f"+1212401{n:04d}")
-    # 197 recipients; SQLite splits a bulk insert into statements of ~30 rows, hence 20.
+    # 198 recipients; SQLite splits a bulk insert into statements of ~30 rows, hence 20.
     with django_assert_max_num_queries(20):
         broadcast = broadcasts.broadcast_start(
             org=org, sender=club["sender"], body="Hi", kind="all", by=owner
         )
-    assert Message.objects.filter(broadcast=broadcast).count() == 197
+    assert Message.objects.filter(broadcast=broadcast).count() == 198
 
 
 def test_starting_says_how_many_it_goes_to(owner_client, club):
     _broadcast, response = start(owner_client, club)
     page = owner_client.get(response["Location"]).content.decode()
-    assert "Success: the broadcast to 37 contacts started." in page
+    assert "Success: the broadcast to 38 contacts started." in page
 
 
 def test_a_start_with_no_recipients_is_refused(owner_client, club):
@@ -358,17 +360,17 @@ def test_progress_counts_what_staff_see(owner_client, club, outbox):
     assert {k: progress[k] for k in ("queued", "sent", "skipped", "total", "done")} == {
         "queued": 10,
         "sent": 20,
-        "skipped": 7,
-        "total": 37,
-        "done": 27,
+        "skipped": 8,
+        "total": 38,
+        "done": 28,
     }
-    assert progress["percent"] == 72
+    assert progress["percent"] == 73
     response = owner_client.get(
         f"/broadcasts/{broadcast.pk}/", headers=HTMX | {"HX-Target": "broadcast-progress"}
     )
     page = response.content.decode()
     assert page.lstrip().startswith('<section id="broadcast-progress"')
-    assert "27 of 37 handled (72%)" in page
+    assert "28 of 38 handled (73%)" in page
     assert "<td>10</td><td>20</td><td>0</td>" in page
     assert f"?broadcast={broadcast.pk}&amp;reason=skip:paused" in page
 
@@ -471,7 +473,7 @@ def test_cancel_mid_broadcast_sends_nothing_more_and_loses_nothing(
     assert not messages.filter(dispatch__in=["held", "waiting", "claimed"]).exists()
     # Nothing lost: every recipient has exactly one message.
     recipients = list(messages.values_list("conversation__contact_id", flat=True))
-    assert len(recipients) == len(set(recipients)) == 37
+    assert len(recipients) == len(set(recipients)) == 38
     assert broadcasts.progress(broadcast)["canceled"] == 10
 
 
@@ -480,7 +482,7 @@ def test_cancel_before_anything_went_out_cancels_every_held_message(owner_client
     owner_client.post(f"/broadcasts/{broadcast.pk}/cancel/")
     messages = Message.objects.filter(broadcast=broadcast)
     assert messages.filter(status="canceled").count() == 30
-    assert messages.filter(status="skipped").count() == 7  # stays what it was
+    assert messages.filter(status="skipped").count() == 8  # stays what it was
     assert broadcasts.broadcast_dispatch(broadcast.pk) == 0
     assert outbox == []
 
@@ -560,6 +562,52 @@ def test_the_breaker_threshold_is_an_org_setting(owner_client, org, club):
     assert broadcasts.broadcast_dispatch(broadcast.pk) == 0
 
 
+# One number, one text ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def couple(org):
+    """Two members on one number: the broadcast must text it once."""
+    org.quiet_hours_start, org.quiet_hours_end = time(0, 0), time(23, 59, 59)
+    org.save()
+    sender = make_sender(org)
+    chloe = make_contact(org, "+12125550123", first_name="Chloe", last_name="Allen")
+    sam = make_contact(org, "(212) 555-0123", first_name="Sam", last_name="Allen")
+    return {"org": org, "sender": sender, "chloe": chloe, "sam": sam}
+
+
+def test_a_broadcast_to_two_contacts_on_one_number_sends_one_text(owner_client, couple, outbox):
+    broadcast, _ = start(owner_client, couple)
+    broadcasts.broadcast_dispatch(broadcast.pk)
+    assert [sent["to"] for sent in outbox] == ["+12125550123"]
+    messages = Message.objects.filter(broadcast=broadcast)
+    by_contact = {m.conversation.contact_id: m for m in messages.select_related("conversation")}
+    assert by_contact[couple["chloe"].pk].status != "skipped"
+    sam = by_contact[couple["sam"].pk]
+    assert (sam.status, sam.skip_reason, sam.provider_sid) == ("skipped", "duplicate_number", None)
+    assert broadcast.skipped_counts == {"duplicate_number": 1}
+
+
+def test_the_preview_counts_the_second_contact_on_a_number_as_skipped(owner_client, couple):
+    response = owner_client.post("/broadcasts/preview/", form(couple), headers=HTMX)
+    page = response.content.decode()
+    assert "<strong>1</strong> of 2 recipients will be sent the message" in page
+    assert '<td>Same number as another recipient</td><td class="text-end">1</td>' in page
+
+
+def test_the_overview_sendable_is_the_preview_sendable(owner_client, club):
+    preview = owner_client.post("/broadcasts/preview/", form(club), headers=HTMX)
+    home = owner_client.get("/")
+    assert home.context["health"]["sendable"] == preview.context["preview"].sendable == 30
+
+
+def test_the_command_counts_the_duplicate(org, couple):
+    counts = json.loads(run("--org", org.slug, "--to", "all", "--body", "Hi", "--json"))
+    assert (counts["sendable"], counts["skipped"]) == (1, {"duplicate_number": 1})
+    broadcast = Broadcast.objects.get(pk=counts["broadcast"])
+    assert broadcast.messages.filter(skip_reason="duplicate_number").count() == 1
+
+
 # Sample Text -------------------------------------------------------------------------------------
 
 
@@ -577,8 +625,9 @@ def test_a_sample_text_skips_the_checks_other_than_opt_out_and_invalid(
     phone = club["skipped"][state].phone_e164
     with django_capture_on_commit_callbacks(execute=True):
         response = sample(owner_client, club, phone)
-    assert response.status_code == 302 and response["Location"] == "/broadcasts/"
     message = Message.objects.get(to_number=phone, is_test=True)
+    assert response.status_code == 302
+    assert response["Location"] == f"/broadcasts/?sample={message.pk}"
     assert (message.status, message.skip_reason) == ("queued", "")
     assert [sent["to"] for sent in outbox] == [phone]
 
@@ -595,10 +644,107 @@ def test_a_sample_text_still_honours_opt_out_and_the_invalid_flag(
     assert outbox == []
 
 
-def test_a_sample_text_to_a_new_number_makes_a_lead(owner_client, org, club):
-    sample(owner_client, club, "(212) 555-0177")
-    lead = Contact.objects.get(organization=org, phone_e164="+12125550177")
-    assert (lead.kind, lead.first_name) == ("lead", "Sample Text")
+def test_a_sample_text_to_a_non_contact_creates_no_contact_and_changes_no_broadcast(
+    owner_client, org, club, outbox, django_capture_on_commit_callbacks
+):
+    before = owner_client.post("/broadcasts/preview/", form(club), headers=HTMX)
+    contacts = Contact.objects.filter(organization=org).count()
+    with django_capture_on_commit_callbacks(execute=True):
+        sample(owner_client, club, "(212) 555-0177")
+    assert [sent["to"] for sent in outbox] == ["+12125550177"]  # it was sent
+    assert Contact.objects.filter(organization=org).count() == contacts
+    assert not Contact.objects.filter(first_name="Sample Text").exists()
+    message = Message.objects.get(is_test=True)  # stored for the log, with no conversation
+    assert (message.to_number, message.conversation) == ("+12125550177", None)
+    after = owner_client.post("/broadcasts/preview/", form(club), headers=HTMX)
+    counts = [
+        (p.total, p.sendable, p.skipped)
+        for p in (before.context["preview"], after.context["preview"])
+    ]
+    assert counts[0] == counts[1]
+    broadcast, _ = start(owner_client, club)
+    assert broadcast.recipient_count == before.context["preview"].total == contacts
+
+
+def test_a_sample_text_to_a_contact_leaves_the_contact_and_its_conversation_alone(
+    owner_client, club, django_capture_on_commit_callbacks
+):
+    member = club["sendable"][0]
+    with django_capture_on_commit_callbacks(execute=True):
+        sample(owner_client, club, member.phone_e164)
+    assert Message.objects.get(is_test=True).conversation is None
+    assert not Conversation.objects.filter(contact=member).exists()
+    page = owner_client.get("/conversations/").content.decode()
+    assert "Test of the pool notice" not in page
+
+
+def status_of(client, message):
+    return client.get(f"/broadcasts/sample/{message.pk}/", headers=HTMX)
+
+
+def test_the_outcome_shows_under_the_form_and_polls_until_final(
+    owner_client, club, django_capture_on_commit_callbacks
+):
+    response = sample(owner_client, club, club["sendable"][0].phone_e164, htmx=True)
+    message = Message.objects.get(is_test=True)
+    page = response.content.decode()
+    assert "<strong>Queued</strong>" in page
+    assert f'hx-get="/broadcasts/sample/{message.pk}/"' in page and 'hx-trigger="every 2s"' in page
+    Message.objects.filter(pk=message.pk).update(status="sent", provider_sid="SM1")
+    page = status_of(owner_client, message).content.decode()
+    assert "<strong>Sent</strong>" in page and "hx-get" in page
+    Message.objects.filter(pk=message.pk).update(status="delivered")
+    page = status_of(owner_client, message).content.decode()
+    assert "<strong>Delivered</strong>" in page and "hx-get" not in page  # final: no more polls
+
+
+def test_a_failed_sample_text_says_why_in_plain_words(owner_client, org, club):
+    message = Message.objects.create(
+        organization=org,
+        to_number="+12125550161",
+        direction="outbound",
+        body="Test",
+        is_test=True,
+        status="undelivered",
+        error_code=30005,
+    )
+    page = status_of(owner_client, message).content.decode()
+    assert "<strong>Failed: Carrier response that the number does not exist</strong>" in page
+    assert "hx-get" not in page
+
+
+@pytest.mark.parametrize(
+    "state, shown",
+    [("opted_out", "Skipped: opted out"), ("marked_invalid", "Skipped: marked invalid")],
+)
+def test_a_sample_text_to_an_opted_out_or_invalid_number_says_it_was_skipped(
+    owner_client, club, outbox, state, shown, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        sample(owner_client, club, club["skipped"][state].phone_e164, htmx=True)
+    message = Message.objects.get(is_test=True)
+    page = status_of(owner_client, message).content.decode()
+    assert f"<strong>{shown}</strong>" in page and "hx-get" not in page
+    assert outbox == []
+    # Without JavaScript, the page the form redirects to shows it too.
+    assert shown in owner_client.get(f"/broadcasts/?sample={message.pk}").content.decode()
+
+
+def test_another_organizations_sample_text_outcome_is_not_found(
+    owner_client, outsider_client, club
+):
+    sample(owner_client, club, club["sendable"][0].phone_e164)
+    message = Message.objects.get(is_test=True)
+    assert status_of(outsider_client, message).status_code == 404
+    assert (
+        str(message.to_number)
+        not in outsider_client.get(f"/broadcasts/?sample={message.pk}").content.decode()
+    )
+
+
+def test_only_a_sample_text_has_an_outcome_fragment(owner_client, org, club):
+    member = make_message(club["sendable"][0])
+    assert status_of(owner_client, member).status_code == 404
 
 
 def test_a_sample_text_to_a_number_that_cannot_be_texted_is_refused(owner_client, club):
@@ -618,7 +764,9 @@ def test_a_sample_text_with_htmx_answers_with_a_toast(owner_client, club):
         "message": f"Sample Text queued to {phone}.",
         "level": "success",
     }
-    assert f"Sample Text queued to {phone}." in response.content.decode()
+    assert f'Sample Text to <span class="font-monospace">{phone}</span>' in (
+        response.content.decode()
+    )
 
 
 # The command line --------------------------------------------------------------------------------
@@ -634,6 +782,7 @@ def test_the_command_prints_the_counts_and_a_dry_run_sends_nothing(org, club, ou
     out = run("--org", org.slug, "--to", "all", "--body", "Hi", "--dry-run")
     assert out.splitlines() == [
         "sendable: 30",
+        "skipped duplicate_number: 1",
         "skipped global_lifetime_error_count: 1",
         "skipped invalid_number: 1",
         "skipped landline: 1",
@@ -677,10 +826,10 @@ def test_the_command_starts_the_broadcast(org, club):
     assert f"broadcast {broadcast.pk} started from {second}" in out
     assert (broadcast.sender, broadcast.recipient_count, broadcast.audience) == (
         second,
-        36,
+        37,
         "active",
     )
-    assert Message.objects.filter(broadcast=broadcast).count() == 36
+    assert Message.objects.filter(broadcast=broadcast).count() == 37
 
 
 def test_the_command_defaults_to_the_first_sender(org, club):

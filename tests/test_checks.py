@@ -254,6 +254,55 @@ def test_the_broadcast_checks_stay_one_query_with_reviews_waiting(org, django_as
     assert counts["sendable"] == 10
 
 
+# One number, one text (duplicate_number) ---------------------------------------------------------
+
+
+def verdicts(org, contacts=None):
+    contacts = Contact.objects.all() if contacts is None else contacts
+    return dict(checks.check_contacts(contacts, org=org, now=NOW).values_list("id", "skip_reason"))
+
+
+def test_a_second_contact_on_the_same_number_is_a_duplicate(org):
+    first = make_contact(org, PHONE, first_name="Chloe")
+    second = make_contact(org, "(212) 555-0123", first_name="Sam")
+    other = make_contact(org, "+12125550124")
+    assert verdicts(org) == {first.pk: None, second.pk: "duplicate_number", other.pk: None}
+    counts = checks.skip_counts(Contact.objects.all(), org=org, now=NOW)
+    assert (counts["sendable"], counts["duplicate_number"]) == (2, 1)
+
+
+def test_an_earlier_reason_is_kept_by_every_contact_on_the_number(org):
+    first, second = make_contact(org, PHONE), make_contact(org, PHONE)
+    services.number_opt_out(org=org, phone=PHONE, reason="stop_keyword", cause="STOP")
+    assert verdicts(org) == {first.pk: "opted_out", second.pk: "opted_out"}
+
+
+def test_contacts_without_a_usable_number_are_not_duplicates_of_each_other(org):
+    first, second = make_contact(org, "n/a"), make_contact(org, "none")
+    assert verdicts(org) == {first.pk: "invalid_number", second.pk: "invalid_number"}
+
+
+def test_only_recipients_of_the_same_broadcast_count_as_duplicates(org, other_org):
+    make_contact(org, PHONE, first_name="Chloe")
+    second = make_contact(org, PHONE, first_name="Sam")
+    make_contact(other_org, PHONE)  # the same number in another org is another list
+    assert verdicts(org, Contact.objects.filter(first_name="Sam")) == {second.pk: None}
+
+
+def test_the_duplicate_check_stays_one_query(org, django_assert_num_queries):
+    for n in range(20):
+        make_contact(org, f"+1212555{n // 2:04d}")
+    with django_assert_num_queries(1):
+        counts = checks.skip_counts(Contact.objects.all(), org=org)
+    assert (counts["sendable"], counts["duplicate_number"]) == (10, 10)
+
+
+def test_a_sample_text_is_never_a_duplicate(org):
+    make_contact(org, PHONE), make_contact(org, PHONE)
+    counts = checks.skip_counts(Contact.objects.all(), org=org, now=NOW, is_test=True)
+    assert (counts["sendable"], counts["duplicate_number"]) == (2, 0)
+
+
 # Automatic replies (HELP, the opt-out confirmation) ---------------------------------------------
 
 
@@ -545,6 +594,7 @@ def test_skip_counts_add_up_to_the_recipients(org, mixed_contacts):
         "paused": 1,
         "recent_errors": 1,
         "global_lifetime_error_count": 1,
+        "duplicate_number": 0,
     }
     assert sum(counts.values()) == Contact.objects.filter(organization=org).count()
     test_counts = checks.skip_counts(Contact.objects.all(), org=org, is_test=True)

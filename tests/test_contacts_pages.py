@@ -350,10 +350,10 @@ def test_a_number_too_long_for_the_form_is_refused(teammate_client, people):
 # CSV import --------------------------------------------------------------------------------------
 
 
-def upload(client, content, name="members.csv"):
+def upload(client, content, name="members.csv", **fields):
     if isinstance(content, str):
         content = content.encode()
-    return client.post(IMPORT_URL, {"file": SimpleUploadedFile(name, content, "text/csv")})
+    return client.post(IMPORT_URL, {"file": SimpleUploadedFile(name, content, "text/csv")} | fields)
 
 
 SMALL = """member_id,first_name,last_name,phone,email
@@ -553,6 +553,93 @@ def test_uploading_without_a_file_says_so(owner_client):
     response = owner_client.post(IMPORT_URL, {})
     assert flash(response) == [("error", "Choose a CSV file to upload.")]
     assert not ContactImport.objects.exists()
+
+
+# A phone that belongs to another contact (one number, one member) ------------------------------
+
+SHARED = """member_id,first_name,last_name,phone
+M200,Sam,Allen,(212) 555-0123
+M300,Joe,Park,212-555-0177
+M301,Joanne,Park,+1 212 555 0177
+M302,Lee,Fox,212-555-0188
+"""
+
+
+@pytest.fixture
+def chloe(org):
+    return make_contact(org, "+12125550123", first_name="Chloe", last_name="Allen")
+
+
+def imported(job):
+    return [(r.line, r.outcome, r.reason) for r in job.rows.order_by("line")]
+
+
+def test_a_row_on_a_taken_phone_is_skipped_by_default_and_says_whose_it_is(
+    owner_client, org, chloe
+):
+    upload(owner_client, SHARED)
+    job = ContactImport.objects.get()
+    assert job.on_duplicate_phone == "skip"
+    assert imported(job) == [
+        (2, "duplicate_phone", "Matches Chloe Allen; row skipped"),
+        (3, "imported", ""),
+        (4, "duplicate_phone", "Same phone as line 3 (Joe Park); row skipped"),
+        (5, "imported", ""),
+    ]
+    assert job.counts == {"duplicate_phone": 2, "imported": 2}
+    assert list(
+        Contact.objects.filter(organization=org).order_by("id").values_list("first_name", flat=True)
+    ) == ["Chloe", "Joe", "Lee"]
+    page = owner_client.get(f"/contacts/import/{job.pk}/").content.decode()
+    assert "Duplicate phone: 2" in page
+    assert "Matches Chloe Allen; row skipped" in page
+
+
+def test_update_puts_the_row_onto_the_contact_that_has_the_phone(owner_client, org, chloe):
+    upload(owner_client, SHARED, on_duplicate_phone="update")
+    job = ContactImport.objects.get()
+    assert imported(job)[:2] == [
+        (2, "duplicate_phone", "Matches Chloe Allen; updated that contact"),
+        (3, "imported", ""),
+    ]
+    chloe.refresh_from_db()
+    assert (chloe.first_name, chloe.external_id) == ("Sam", "M200")
+    joe = Contact.objects.get(organization=org, external_id="M300")
+    assert joe.first_name == "Joanne"  # line 4 went onto the contact line 3 made
+    assert Contact.objects.filter(organization=org, phone_e164="+12125550177").count() == 1
+    assert Contact.objects.filter(organization=org).count() == 3
+
+
+def test_keep_both_makes_a_second_contact_and_still_reports_it(owner_client, org, chloe):
+    upload(owner_client, SHARED, on_duplicate_phone="keep")
+    job = ContactImport.objects.get()
+    assert imported(job)[:2] == [
+        (2, "duplicate_phone", "Matches Chloe Allen; kept both"),
+        (3, "imported", ""),
+    ]
+    assert job.counts == {"duplicate_phone": 2, "imported": 2}
+    assert Contact.objects.filter(organization=org, phone_e164="+12125550123").count() == 2
+    assert Contact.objects.filter(organization=org).count() == 5
+
+
+def test_a_contact_matched_by_member_id_is_not_a_duplicate_phone(owner_client, org, chloe):
+    chloe.external_id = "M200"
+    chloe.save()
+    upload(owner_client, SHARED)
+    assert imported(ContactImport.objects.get())[0] == (2, "updated", "")
+
+
+def test_the_import_page_offers_the_three_choices_skip_first(owner_client):
+    page = owner_client.get(IMPORT_URL).content.decode()
+    for value in ("skip", "update", "keep"):
+        assert f'value="{value}"' in page
+    assert re.search(r'value="skip"[^>]*checked', page)
+
+
+def test_an_unknown_choice_is_refused_without_importing(owner_client, org):
+    response = upload(owner_client, SHARED, on_duplicate_phone="merge")
+    assert response.status_code == 302 and response["Location"] == IMPORT_URL
+    assert not ContactImport.objects.exists() and not Contact.objects.exists()
 
 
 def test_staff_may_not_import(teammate_client, org):

@@ -41,6 +41,7 @@ ROUTES = {
     "broadcasts:preview": ("post", False, True, 200),
     "broadcasts:start": ("post", False, True, 400),
     "broadcasts:sample": ("post", False, True, 302),
+    "broadcasts:sample_status": ("get", True, True, 200),
     "broadcasts:detail": ("get", True, True, 200),
     "broadcasts:cancel": ("post", True, True, 302),
     "deliverability:contact_action": ("post", True, False, 302),
@@ -91,6 +92,9 @@ def objects(org, owner):
     )
     job = ContactImport.objects.create(organization=org, filename="m.csv", state="done")
     alert = OrgAlert.objects.create(organization=org, kind="sender_error", message="Check it")
+    sample = Message.objects.create(
+        organization=org, to_number="+12125550109", direction="outbound", is_test=True
+    )
     return {
         "contacts:detail": {"contact_id": contact.pk},
         "contacts:change_phone": {"contact_id": contact.pk},
@@ -105,6 +109,7 @@ def objects(org, owner):
         "conversations:alert_resolve": {"alert_id": alert.pk},
         "broadcasts:detail": {"broadcast_id": broadcast.pk},
         "broadcasts:cancel": {"broadcast_id": broadcast.pk},
+        "broadcasts:sample_status": {"message_id": sample.pk},
         "deliverability:contact_action": {"contact_id": contact.pk, "action": "opt-out"},
         "deliverability:report": {"name": "delivery"},
     }

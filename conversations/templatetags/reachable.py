@@ -27,6 +27,12 @@ def staff_status(message):
     return lifecycle.staff_status(message)
 
 
+@register.simple_tag
+def sample_outcome(message):
+    """(text, final) of a Sample Text: see conversations.status.sample_outcome."""
+    return lifecycle.sample_outcome(message)
+
+
 @register.filter
 def status_class(label):
     return STATUS_CLASS.get(label, "text-bg-secondary")
