@@ -13,14 +13,14 @@ import sys
 import pytest
 import requests
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
+from django.db import connection
 
 from config.logfilters import MaskingFormatter, mask_numbers
 from conversations import tasks
 from conversations.models import Message
 from tests.factories import make_contact, make_member, make_org, make_sender
 from tests.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
-from tests.stack import Web, Worker, base_env, manage, wait_until
-from tests.test_worker_integration import test_database_url
+from tests.stack import Web, Worker, base_env, database_url, manage, wait_until
 
 
 @pytest.mark.parametrize(
@@ -143,7 +143,7 @@ def stack_env(private_redis, **settings):
     # DEBUG on: pages need no collected static files, and Django's defaults then add a console
     # handler of their own to the "django" logger, which must not print anything either.
     return base_env(
-        DATABASE_URL=test_database_url(), REDIS_URL=private_redis.url, DEBUG="1", **settings
+        DATABASE_URL=database_url(connection), REDIS_URL=private_redis.url, DEBUG="1", **settings
     )
 
 
