@@ -87,22 +87,33 @@ def _missing_service(request):
     pytest.fail("; ".join(problems), pytrace=False)
 
 
-@pytest.fixture(autouse=True)
-def _tasks_run_at_once(settings):
-    """Without a broker, tasks run in the caller during tests: deterministic and sequential."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast
-    settings.TASKS_IN_PROCESS = "sync"
-    settings.SMS_BACKEND = "locmem"
-    settings.REDIS_URL = ""
+# Without a broker, tasks run in the caller during tests: deterministic and sequential.
+TEST_SETTINGS = {
+    "PASSWORD_HASHERS": ["django.contrib.auth.hashers.MD5PasswordHasher"],  # fast
+    "TASKS_IN_PROCESS": "sync",
+    "SMS_BACKEND": "locmem",
+    "REDIS_URL": "",
+    "CACHES": {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
+}
+
+
+def reset_in_process_state():
+    """Forget what an earlier test left in this process: pacing, the cache, the sent texts."""
+    from django.core.cache import cache
+
     from conversations import pacing
     from conversations.backends import get_backend
 
     pacing._local_next.clear()
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-    from django.core.cache import cache
-
     cache.clear()
     get_backend("locmem").reset()
+
+
+@pytest.fixture(autouse=True)
+def _tasks_run_at_once(settings):
+    for name, value in TEST_SETTINGS.items():
+        setattr(settings, name, value)
+    reset_in_process_state()
 
 
 @pytest.fixture

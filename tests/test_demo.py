@@ -1,15 +1,20 @@
 """`manage.py demo --no-serve`: two organizations in every state, idempotent, fixed logins."""
 
+import io
+
 import pytest
 from django.apps import apps
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
+from django.db import transaction
+from django.test import override_settings
 from django.urls import reverse
 
 from contacts.models import Contact, Membership, Organization
 from conversations.models import Conversation, Message, MessageEvent
 from deliverability.checks import check_contacts
 from deliverability.models import AuditEvent, NumberState, OrgAlert
+from tests.conftest import TEST_SETTINGS, reset_in_process_state
 
 pytestmark = pytest.mark.django_db
 
@@ -21,9 +26,19 @@ def _counts():
     return {m._meta.label: m.objects.count() for m in [*models, get_user_model()]}
 
 
-@pytest.fixture
-def demo():
-    call_command("demo", "--no-serve")
+@pytest.fixture(scope="module")
+def demo(django_db_setup, django_db_blocker):
+    """The demo, seeded once for the module (it takes a second) inside a transaction that is
+    rolled back after the module's last test. Each test runs in a savepoint within it, as with
+    TestCase.setUpTestData, so what a test changes is undone before the next one. Its value is
+    what the first run printed."""
+    printed = io.StringIO()
+    with django_db_blocker.unblock(), transaction.atomic():
+        with override_settings(**TEST_SETTINGS):
+            reset_in_process_state()
+            call_command("demo", "--no-serve", stdout=printed)
+        yield printed.getvalue()
+        transaction.set_rollback(True)
 
 
 def _skip_reasons(slug):
@@ -32,9 +47,8 @@ def _skip_reasons(slug):
     return dict(contacts.values_list("external_id", "skip_reason"))
 
 
-def test_it_prints_the_url_and_the_logins(capsys):
-    call_command("demo", "--no-serve")
-    out = capsys.readouterr().out
+def test_it_prints_the_url_and_the_logins(demo):
+    out = demo
     assert "http://127.0.0.1:8000/" in out
     for login in ("demo / demo", "frontdesk / demo", "other / demo", "admin / admin"):
         assert login in out
