@@ -13,6 +13,7 @@ from urllib.parse import urlparse
 
 import pytest
 from django.conf import settings as django_settings
+from hypothesis import settings as hypothesis_settings
 
 from contacts.models import Membership
 from tests import factories
@@ -20,6 +21,13 @@ from tests import factories
 SERVICE_MARKERS = ("postgres", "redis", "browser", "twilio_mock")
 
 pytest_plugins = ["tests.browser"]
+
+# Property tests that go through the database and the pages take the number of examples from
+# the profile: "quick" (the default, for `uv run pytest`) or "thorough" (HYPOTHESIS_PROFILE=
+# thorough, CI's services pass). Pure functions that are cheap to call set their own, larger count.
+hypothesis_settings.register_profile("quick", max_examples=30)
+hypothesis_settings.register_profile("thorough", max_examples=100)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "quick"))
 
 
 def _requested_services():
