@@ -24,9 +24,8 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-from bench.common import BenchmarkError, Figure, bench_database_url
+from bench.common import BenchmarkError, Figure, child_env, own_database
 
 COUNT, BARE_COUNT, WARM_UP, CONCURRENCY, ROUNDS = 4000, 4000, 400, 16, 3
 # The stacks measured. "production" is config/gunicorn.py as deployed (sync workers, 2 × cores
@@ -44,12 +43,6 @@ ORG_SLUG = "bench-callbacks"
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def database_url():
-    """`reachable_bench_cb` on the PostgreSQL server of DATABASE_URL."""
-    parts = urlsplit(bench_database_url())
-    return urlunsplit((parts.scheme, parts.netloc, f"/{DATABASE}", parts.query, ""))
-
-
 def free_port():
     import socket
 
@@ -61,27 +54,9 @@ def free_port():
 # In the parent -----------------------------------------------------------------------------------
 
 
-def create_database(url):
-    import psycopg
-
-    parts = urlsplit(url)
-    admin_url = urlunsplit((parts.scheme, parts.netloc, "/postgres", "", ""))
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE]).fetchone():
-            conn.execute(f'CREATE DATABASE "{DATABASE}"')
-
-
 def child(url, *args):
     """Run `python -m bench.callbacks ARGS` on the bench database; its last line, as JSON."""
-    env = dict(
-        os.environ,
-        DJANGO_SETTINGS_MODULE="config.settings",
-        DATABASE_URL=url,
-        REDIS_URL="",  # processing afterwards runs here, not in a worker
-        TASKS_IN_PROCESS="sync",
-        SMS_BACKEND="locmem",
-        LOG_LEVEL="WARNING",
-    )
+    env = child_env(url)
     command = [sys.executable, "-m", "bench.callbacks", *args]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     if done.returncode:
@@ -180,12 +155,11 @@ def ratio(bare, hook):
 def run():
     import redis
 
-    url = database_url()
+    url = own_database(DATABASE)
     try:
         redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
     except redis.RedisError as exc:
         raise BenchmarkError(f"callbacks needs Redis at {REDIS_URL}: {exc}") from exc
-    create_database(url)
     child(url, "prepare")
     run_id = f"bench{int(time.time())}"
     try:

@@ -40,6 +40,34 @@ def bench_database_url():
     return urlunsplit((parts.scheme, parts.netloc, f"/{BENCH_DB}", parts.query, ""))
 
 
+def own_database(name):
+    """The URL of a benchmark's own database `name` on the server of DATABASE_URL, created
+    when missing (its tables are the benchmark's to migrate)."""
+    import psycopg
+
+    parts = urlsplit(bench_database_url())
+    admin_url = urlunsplit((parts.scheme, parts.netloc, "/postgres", "", ""))
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, ""))
+
+
+def child_env(url, **overrides):
+    """The environment of a benchmark's child process on the database at `url`: tasks run in
+    the child itself, nothing is sent, only warnings are logged."""
+    return dict(
+        os.environ,
+        DJANGO_SETTINGS_MODULE="config.settings",
+        DATABASE_URL=url,
+        REDIS_URL="",
+        TASKS_IN_PROCESS="sync",
+        SMS_BACKEND="locmem",
+        LOG_LEVEL="WARNING",
+        **overrides,
+    )
+
+
 def ensure_database():
     """Create the bench database when missing (on the same server), then point Django at it."""
     import psycopg

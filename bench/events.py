@@ -18,9 +18,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-from bench.common import BenchmarkError, Figure, bench_database_url
+from bench.common import BenchmarkError, Figure, child_env, own_database
 
 MESSAGES = 10_000  # 20,000 status events
 INBOUND = 2_000
@@ -31,27 +30,10 @@ SENDER = "+16175552002"
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def database_url():
-    parts = urlsplit(bench_database_url())
-    return urlunsplit((parts.scheme, parts.netloc, f"/{DATABASE}", parts.query, ""))
-
-
-def _env(url):
-    return dict(
-        os.environ,
-        DJANGO_SETTINGS_MODULE="config.settings",
-        DATABASE_URL=url,
-        REDIS_URL="",
-        TASKS_IN_PROCESS="sync",
-        SMS_BACKEND="locmem",
-        LOG_LEVEL="WARNING",
-    )
-
-
 def child(url, *args):
     command = [sys.executable, "-m", "bench.events", *args]
     done = subprocess.run(
-        command, cwd=ROOT, env=_env(url), capture_output=True, text=True, timeout=900
+        command, cwd=ROOT, env=child_env(url), capture_output=True, text=True, timeout=900
     )
     if done.returncode:
         raise BenchmarkError(f"{' '.join(args)} failed:\n{done.stderr[-2000:]}")
@@ -64,7 +46,7 @@ def apply_in_workers(url, kind):
     started = time.perf_counter()
     workers = [
         subprocess.Popen(
-            command, cwd=ROOT, env=_env(url), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            command, cwd=ROOT, env=child_env(url), stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
         for _ in range(WORKERS)
     ]
@@ -82,8 +64,7 @@ def apply_in_workers(url, kind):
 
 
 def run():
-    url = database_url()
-    create_database(url)
+    url = own_database(DATABASE)
     prepared = child(url, "prepare", "status")
     seconds, applied, _ = apply_in_workers(url, "status events")
     check = child(url, "check", "status")
@@ -112,16 +93,6 @@ def run():
             "ev/s",
         ),  # fmt: skip
     ]
-
-
-def create_database(url):
-    import psycopg
-
-    parts = urlsplit(url)
-    admin_url = urlunsplit((parts.scheme, parts.netloc, "/postgres", "", ""))
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE]).fetchone():
-            conn.execute(f'CREATE DATABASE "{DATABASE}"')
 
 
 # In the children, on the bench database ---------------------------------------------------------

@@ -273,6 +273,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "deliverability.tasks.end_expired_pauses",
         "schedule": timedelta(minutes=5),
     },
+    "apply-review-deadlines": {
+        "task": "deliverability.tasks.apply_review_deadlines",
+        "schedule": timedelta(minutes=15),
+    },
     "refresh-stale-lookups": {
         "task": "deliverability.tasks.refresh_stale_lookups",
         "schedule": timedelta(hours=1),

@@ -57,10 +57,9 @@ class OrganizationAdmin(admin.ModelAdmin):
         "time_zone",
         "default_region",
         "any_inbound_resubscribes",
-        "reasonable_means_opt_out",
         "created_at",
     ]
-    list_filter = ["any_inbound_resubscribes", "reasonable_means_opt_out", "default_region"]
+    list_filter = ["any_inbound_resubscribes", "default_region"]
     search_fields = ["name", "slug"]
     ordering = ["name"]
     prepopulated_fields = {"slug": ["name"]}

@@ -33,9 +33,12 @@ class Organization(models.Model):
         default=False,
         help_text="Any inbound message lifts an opt-out the contact caused (not only START).",
     )
-    reasonable_means_opt_out = models.BooleanField(
-        default=False,
-        help_text="Flag messages such as 'please stop texting me' for staff review.",
+    opt_out_confirmation = models.TextField(
+        default="You are unsubscribed and will receive no more texts from us. "
+        "Reply START to resubscribe.",
+        blank=True,
+        help_text="Sent once when a member's own reply opts them out (no marketing). "
+        "Leave empty to send none.",
     )
     help_reply = models.TextField(
         default="Reply STOP to unsubscribe. Msg & data rates may apply.",

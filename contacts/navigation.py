@@ -23,7 +23,7 @@ def nav_items(request):
         if managers_only and not membership.is_manager:
             continue
         try:
-            items.append({"url": reverse(name), "label": label, "active": False})
+            items.append({"name": name, "url": reverse(name), "label": label, "active": False})
         except NoReverseMatch:
             continue
     # The active entry is the longest URL the path starts with (/conversations/failed/ is not
@@ -32,4 +32,8 @@ def nav_items(request):
     matches = matches or [i for i in items if request.path == i["url"]]
     if matches:
         max(matches, key=lambda i: len(i["url"]))["active"] = True
+    for item in items:
+        if item["name"] == "conversations:review":
+            # Replies waiting for a person (deliverability.ReviewItem, decision not yet made).
+            item["count"] = membership.organization.review_items.filter(decision="").count()
     return items

@@ -70,7 +70,7 @@ class MessageAdmin(PhoneSearchMixin, ReadOnlyAdmin):
         "sender",
         "organization",
     ]
-    list_filter = ["direction", "status", "skip_reason", "review", "is_test", "organization"]
+    list_filter = ["direction", "status", "skip_reason", "auto_reply", "is_test", "organization"]
     search_fields = ["to_number", "from_number", "provider_sid"]
     phone_search_fields = ["to_number", "from_number"]
     date_hierarchy = "created_at"

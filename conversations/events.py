@@ -37,6 +37,7 @@ from datetime import timedelta
 
 from django.db import DatabaseError, InterfaceError, OperationalError, transaction
 from django.db.models import Exists, OuterRef, Q
+from django.db.models.fields.json import KT
 from django.utils import timezone
 
 from config.bulk import bulk_update
@@ -79,7 +80,9 @@ def _applicable(kind, now):
     if kind == Kind.STATUS:
         earlier = earlier.filter(provider_sid=OuterRef("provider_sid")).exclude(provider_sid="")
     else:
-        earlier = earlier.filter(**{"payload__From": OuterRef("payload__From")})
+        # By the expression of the event_inbound_pending index.
+        earlier = earlier.annotate(sender=KT("payload__From")).filter(sender=OuterRef("sender"))
+        pending = pending.annotate(sender=KT("payload__From"))
     due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
     return pending.filter(due).exclude(Exists(earlier)).order_by("received_at", "pk")
 

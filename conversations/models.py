@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.db.models.fields.json import KT
 from django.utils import timezone
 
 from contacts.models import Contact, Organization
@@ -145,11 +146,13 @@ class Message(models.Model):
         UNKNOWN = "unknown", "Outcome unknown; to reconcile"
         DONE = "done", "Nothing more to send"
 
-    class Review(models.TextChoices):
+    class AutoReply(models.TextChoices):
+        """Automatic answers to a member's reply (SPEC §3, §5): only marked_invalid and a
+        carrier STOP hold them back."""
+
         NONE = "", "None"
-        PENDING = "pending", "Waiting for review"
-        CONFIRMED = "confirmed", "Opt-out confirmed"
-        DISMISSED = "dismissed", "Dismissed"
+        HELP = "help", "HELP reply"
+        OPT_OUT_CONFIRMATION = "opt_out_confirmation", "Opt-out confirmation"
 
     FAILED_OR_SKIPPED = ("failed", "undelivered", "skipped")
     IN_FLIGHT = ("pending", "accepted", "scheduled", "queued", "sending", "sent")
@@ -182,13 +185,15 @@ class Message(models.Model):
     segments = models.PositiveSmallIntegerField(default=1)
     encoding = models.CharField(max_length=8, blank=True, help_text="GSM-7 or UCS-2")
     is_test = models.BooleanField(default=False, help_text="A Sample Text (SPEC §5).")
+    auto_reply = models.CharField(
+        max_length=20, choices=AutoReply.choices, blank=True, default=AutoReply.NONE
+    )
     dispatch = models.CharField(max_length=10, choices=Dispatch.choices, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     claimed_at = models.DateTimeField(null=True, blank=True)
     blocked = models.BooleanField(
         default=False, help_text="Inbound from a number flagged Invalid: stored, not acted on."
     )
-    review = models.CharField(max_length=10, choices=Review.choices, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     status_changed_at = models.DateTimeField(null=True, blank=True)
@@ -221,11 +226,6 @@ class Message(models.Model):
                 name="message_in_flight",
             ),
             models.Index(fields=["broadcast", "status"], name="message_broadcast_status"),
-            models.Index(
-                fields=["organization", "review"],
-                condition=Q(review="pending"),
-                name="message_review_pending",
-            ),
             models.Index(fields=["to_number", "created_at"], name="message_to_time"),
         ]
 
@@ -294,6 +294,14 @@ class MessageEvent(models.Model):
             models.Index(fields=["provider_sid"], name="event_provider_sid"),
             models.Index(
                 fields=["-received_at"], condition=Q(not_applied=True), name="event_not_applied"
+            ),
+            # Inbound messages from one number are applied in the order received: the pending
+            # ones are looked up by sender.
+            models.Index(
+                KT("payload__From"),
+                "received_at",
+                condition=Q(kind="inbound", processed_at__isnull=True),
+                name="event_inbound_pending",
             ),
             models.Index(
                 fields=["message"], condition=Q(message__isnull=False), name="event_message"

@@ -27,8 +27,7 @@ from conversations.backends import SendError, get_backend
 from conversations.models import Conversation, Message, MessageEvent, Sender
 from conversations.pacing import wait_for_slot
 from conversations.segments import segment
-from deliverability import catalogue, checks, keywords, services
-from deliverability.models import OptOutReason
+from deliverability import catalogue, checks, consent, replies, services
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +68,13 @@ def default_sender(org):
 
 @transaction.atomic
 def message_create_outbound(
-    *, org, contact, body, sender=None, by=None, broadcast=None, is_test=False
+    *, org, contact, body, sender=None, by=None, broadcast=None, is_test=False, auto_reply=""
 ):
-    """Create an outbound message and hand it to the send task once the transaction commits."""
+    """Create an outbound message and hand it to the send task once the transaction commits.
+
+    `auto_reply` marks an automatic answer to the member (Message.AutoReply): the send path
+    then holds it back only for the Invalid flag or a carrier STOP.
+    """
     body = (body or "").strip()
     if not body:
         raise SendRefused("Write a message first.")
@@ -93,6 +96,7 @@ def message_create_outbound(
         segments=max(parts.segments, 1),
         encoding=parts.encoding,
         is_test=is_test,
+        auto_reply=auto_reply,
         dispatch=Dispatch.WAITING,
     )
     _touch_conversation(conversation, message)
@@ -141,7 +145,13 @@ def message_send(message_id):
     if message.broadcast and message.broadcast.state == message.broadcast.State.CANCELED:
         _finish(message, status=Message.Status.CANCELED, final_at=now)
         return "canceled"
-    reason = checks.check_number(org=org, phone=message.to_number, is_test=message.is_test)
+    reason = checks.check_number(
+        org=org,
+        phone=message.to_number,
+        is_test=message.is_test,
+        broadcast=message.broadcast_id is not None,
+        auto_reply=bool(message.auto_reply),
+    )
     if reason:
         _finish(message, status=Message.Status.SKIPPED, skip_reason=reason, final_at=now)
         return f"skipped: {reason}"
@@ -458,17 +468,15 @@ def inbound_apply(event):
         return "stored (the sender is not a phone number)"
     if state.is_invalid:
         # Blocked: no conversation continues with an Invalid number. An opt-out is still
-        # honoured, so that clearing the flag later never texts someone who said STOP.
-        keyword = keywords.from_opt_out_type(params.get("OptOutType")) or keywords.classify(body)
-        if keyword == keywords.Keyword.OPT_OUT:
-            services.number_opt_out(
-                org=org,
-                phone=phone,
-                reason=OptOutReason.STOP_KEYWORD,
-                cause="inbound STOP (blocked number)",
-                contact=contact,
-            )
-            return "stored as blocked; opted out"
+        # honoured (and a possible one queued for review), so that clearing the flag later
+        # never texts someone who asked to stop. Nothing is sent back.
+        reply = replies.from_opt_out_type(params.get("OptOutType")) or replies.classify(body)
+        if (
+            reply.intent == replies.Intent.OPT_OUT
+            or reply.review_kind == replies.ReviewKind.OPT_OUT
+        ):
+            result = consent.reply_apply(org=org, contact=contact, message=message, reply=reply)
+            return f"stored as blocked; {result.outcome}"
         return "stored as blocked (number marked invalid)"
     services.record_heartbeat(phone=phone, at=message.created_at)
     return _act_on_keywords(org, contact, sender, message, params.get("OptOutType"))
@@ -493,34 +501,29 @@ def _segments(value, body):
 
 def _act_on_keywords(org, contact, sender, message, opt_out_type):
     """SPEC §3. With Advanced Opt-Out, Twilio already acted and replied: record, don't reply."""
-    phone = message.from_number
-    keyword = keywords.from_opt_out_type(opt_out_type)
-    twilio_replied = keyword is not None
-    if keyword is None:
-        keyword = keywords.classify(message.body, reasonable_means=org.reasonable_means_opt_out)
-    cause = f"inbound {keywords.normalize(message.body)[:20] or 'message'}"
-    if keyword == keywords.Keyword.OPT_OUT:
-        services.number_opt_out(
-            org=org, phone=phone, reason=OptOutReason.STOP_KEYWORD, cause=cause, contact=contact
+    reply = replies.from_opt_out_type(opt_out_type)
+    twilio_replied = reply is not None
+    reply = reply or replies.classify(message.body)
+    result = consent.reply_apply(org=org, contact=contact, message=message, reply=reply)
+    if twilio_replied:
+        return result.outcome
+    if result.confirm_opt_out and org.opt_out_confirmation.strip():
+        message_create_outbound(
+            org=org,
+            contact=contact,
+            body=org.opt_out_confirmation,
+            sender=sender,
+            auto_reply=Message.AutoReply.OPT_OUT_CONFIRMATION,
         )
-        return "opted out"
-    if keyword == keywords.Keyword.OPT_IN:
-        services.number_opt_in(
-            org=org, phone=phone, via=services.OptIn.KEYWORD, cause=cause, contact=contact
+    elif reply.intent == replies.Intent.HELP and org.help_reply.strip():
+        message_create_outbound(
+            org=org,
+            contact=contact,
+            body=org.help_reply,
+            sender=sender,
+            auto_reply=Message.AutoReply.HELP,
         )
-        return "opted in"
-    if keyword == keywords.Keyword.HELP:
-        if not twilio_replied and org.help_reply:
-            message_create_outbound(org=org, contact=contact, body=org.help_reply, sender=sender)
-        return "help"
-    if keyword == keywords.Keyword.REVIEW:
-        Message.objects.filter(pk=message.pk).update(review=Message.Review.PENDING)
-        return "flagged for review"
-    if org.any_inbound_resubscribes:
-        services.number_opt_in(
-            org=org, phone=phone, via=services.OptIn.ANY_INBOUND, cause=cause, contact=contact
-        )
-    return "stored"
+    return result.outcome
 
 
 # Reconciliation and expiry ---------------------------------------------------------------------
@@ -671,40 +674,3 @@ def expire_overdue(now=None):
         final_at=now,
         status_changed_at=now,
     )
-
-
-# The review queue of "reasonable means" opt-out requests (SPEC §3) ------------------------------
-
-
-def review_resolve(*, message, confirm, by):
-    """Staff confirm a flagged message as an opt-out, or dismiss it; audited either way."""
-    if message.review != Message.Review.PENDING:
-        raise services.StateChangeRefused("This message has already been reviewed.")
-    contact = message.conversation.contact
-    note = f"Opt-out request: “{message.body[:200]}”"
-    with transaction.atomic():
-        updated = Message.objects.filter(pk=message.pk, review=Message.Review.PENDING).update(
-            review=Message.Review.CONFIRMED if confirm else Message.Review.DISMISSED
-        )
-        if not updated:
-            raise services.StateChangeRefused("This message has already been reviewed.")
-        if confirm:
-            state = services.number_state(org=message.organization, phone=message.from_number)
-            if not state.is_opted_out:
-                services.number_opt_out(
-                    org=message.organization,
-                    phone=message.from_number,
-                    reason=OptOutReason.STOP_KEYWORD,
-                    by=by,
-                    note=note,
-                    source_page="review",
-                    contact=contact,
-                )
-        else:
-            services.review_dismissed(
-                org=message.organization,
-                phone=message.from_number,
-                by=by,
-                note=note,
-                contact=contact,
-            )

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from conversations import views
+from conversations import review_views, views
 
 app_name = "conversations"
 
@@ -21,7 +21,8 @@ urlpatterns += [
 ]
 
 urlpatterns += [
-    path("review/", views.review_queue, name="review"),
-    path("review/<int:message_id>/", views.review_resolve, name="review_resolve"),
+    path("review/", review_views.review_queue, name="review"),
+    path("review/<int:item_id>/decide/", review_views.review_decide, name="review_decide"),
+    path("review/<int:item_id>/undo/", review_views.review_undo, name="review_undo"),
     path("alerts/<int:alert_id>/resolve/", views.alert_resolve, name="alert_resolve"),
 ]

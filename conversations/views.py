@@ -21,7 +21,6 @@ from contacts.urlparams import (
     search_param,
 )
 from conversations import queries
-from conversations import services as pipeline
 from conversations.content import compose_check
 from conversations.filters import FailedMessageFilter
 from conversations.models import Conversation, Message
@@ -30,7 +29,7 @@ from conversations.status import staff_status
 from conversations.tables import FailedMessageTable, failed_reason, with_number_state
 from deliverability import actions
 from deliverability import services as rules
-from deliverability.models import OrgAlert
+from deliverability.models import OrgAlert, ReviewItem
 from deliverability.queries import states_by_phone
 from deliverability.services import StateChangeRefused
 
@@ -65,7 +64,13 @@ def _list_context(request):
 def _thread_context(request, conversation):
     thread = list(conversation.messages.order_by("-created_at", "-id")[:THREAD_SIZE])
     thread.reverse()
-    return {"conversation": conversation, "thread": thread}
+    inbound = [m.pk for m in thread if m.direction == Message.Direction.INBOUND]
+    in_review = ReviewItem.objects.pending().filter(inbound_message_id__in=inbound)
+    return {
+        "conversation": conversation,
+        "thread": thread,
+        "in_review": set(in_review.values_list("inbound_message_id", flat=True)),
+    }
 
 
 @require_GET
@@ -337,38 +342,7 @@ def failed_export(request):
     return response
 
 
-# Review queue and alerts --------------------------------------------------------------------------
-
-
-@require_GET
-@org_member_required
-def review_queue(request):
-    pending = (
-        Message.objects.for_org(request.organization)
-        .filter(review=Message.Review.PENDING)
-        .select_related("conversation__contact")
-        .order_by("created_at")[:200]
-    )
-    return render(request, "conversations/review.html", {"pending": pending})
-
-
-@require_POST
-@org_member_required
-def review_resolve(request, message_id):
-    message = get_object_or_404(
-        Message.objects.select_related("conversation__contact", "organization"),
-        pk=message_id,
-        organization=request.organization,
-        direction=Message.Direction.INBOUND,
-    )
-    confirm = request.POST.get("decision") == "confirm"
-    try:
-        pipeline.review_resolve(message=message, confirm=confirm, by=request.user)
-        text = "Success: the contact is opted out." if confirm else "Dismissed: no opt-out."
-        messages.success(request, text)
-    except StateChangeRefused as refusal:
-        messages.error(request, str(refusal))
-    return redirect(safe_next(request, reverse("conversations:review")))
+# Alerts ------------------------------------------------------------------------------------------
 
 
 @require_POST

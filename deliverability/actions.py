@@ -14,7 +14,13 @@ from django.utils.formats import date_format
 from deliverability import services
 from deliverability.forms import PauseForm
 from deliverability.lookups import lookup_line_type
-from deliverability.models import NOT_SMS_CAPABLE, InvalidSource, NumberFacts, OptOutReason
+from deliverability.models import (
+    NOT_SMS_CAPABLE,
+    InvalidSource,
+    NumberFacts,
+    OptOutReason,
+    ReviewItem,
+)
 
 PAUSE_CHOICES = [(1, "1 day"), (3, "3 days"), (7, "1 week"), (14, "2 weeks"), (30, "30 days")]
 
@@ -50,6 +56,17 @@ class NumberOverview:
     @property
     def is_paused(self):
         return self.state.is_paused(self.now)
+
+    @property
+    def pending_review(self):
+        """A reply from the number waits in the Review queue as a possible opt-out."""
+        if not self.has_number:
+            return False
+        return (
+            ReviewItem.objects.pending_opt_outs()
+            .filter(organization_id=self.state.organization_id, phone=self.phone)
+            .exists()
+        )
 
     @property
     def is_landline(self):

@@ -12,7 +12,14 @@ from django.utils import formats, timezone
 from django.utils.html import format_html
 
 from contacts.admin import PhoneSearchMixin
-from deliverability.models import AuditEvent, DeactivationImport, NumberFacts, NumberState, OrgAlert
+from deliverability.models import (
+    AuditEvent,
+    DeactivationImport,
+    NumberFacts,
+    NumberState,
+    OrgAlert,
+    ReviewItem,
+)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -137,6 +144,20 @@ class AuditEventAdmin(PhoneSearchMixin, ReadOnlyAdmin):
     @admin.display(description="Who", ordering="actor__username")
     def who(self, event):
         return event.actor_label
+
+
+@admin.register(ReviewItem)
+class ReviewItemAdmin(PhoneSearchMixin, ReadOnlyAdmin):
+    """Decided on the Review page, where each decision is audited; read-only here."""
+
+    list_display = ["received_at", "organization", "phone", "kind", "rule", "decision", "due_at"]
+    list_filter = ["kind", "decision", "rule", "organization"]
+    search_fields = ["phone", "body"]
+    phone_search_fields = ["phone"]
+    date_hierarchy = "received_at"
+    ordering = ["-received_at", "-id"]
+    list_select_related = ["organization"]
+    raw_id_fields = ["organization", "contact", "decided_by"]
 
 
 @admin.register(OrgAlert)

@@ -5,6 +5,10 @@ annotates a queryset with the first applicable skip reason (or NULL when sendabl
 NumberState and NumberFacts through correlated subqueries. The number of queries never grows with
 the number of recipients. The single-recipient form used by the send path (`check_number`)
 runs the same expression over a one-row queryset.
+
+Three kinds of message take different checks: a broadcast also waits for a pending opt-out
+review (pending_review); a Sample Text takes only opted_out and marked_invalid; an automatic
+reply (HELP, the opt-out confirmation) only marked_invalid and a carrier STOP.
 """
 
 from collections import Counter
@@ -16,6 +20,7 @@ from django.db.models import (
     CharField,
     Count,
     DateTimeField,
+    Exists,
     IntegerField,
     OuterRef,
     Q,
@@ -32,6 +37,8 @@ from deliverability.models import (
     RECENT_ERRORS_THRESHOLD,
     NumberFacts,
     NumberState,
+    OptOutReason,
+    ReviewItem,
     SkipReason,
 )
 
@@ -50,12 +57,23 @@ def _facts_field(phone_ref, field, output):
     return Subquery(facts.values(field)[:1], output_field=output)
 
 
-def annotate_skip_reason(queryset, *, org, phone_ref, valid_phone, now=None, is_test=False):
+def annotate_skip_reason(
+    queryset,
+    *,
+    org,
+    phone_ref,
+    valid_phone,
+    now=None,
+    is_test=False,
+    broadcast=False,
+    auto_reply=False,
+):
     """Annotate `queryset` with `skip_reason`: the first reason of SPEC §5, or None to send.
 
     `phone_ref` names the E.164 column of the queryset; `valid_phone` is a Q telling whether the
     row's number parsed to a valid destination. A test message ("Sample Text") skips every
-    check but the opt-out and the Invalid flag.
+    check but the opt-out and the Invalid flag; only a broadcast waits for a pending review;
+    an automatic reply is held back only by the Invalid flag and a carrier STOP.
     """
     now = now or timezone.now()
     text, stamp, number = CharField(), DateTimeField(), IntegerField()
@@ -63,10 +81,22 @@ def annotate_skip_reason(queryset, *, org, phone_ref, valid_phone, now=None, is_
         _opt_out=_state_field(org, phone_ref, "opt_out_reason", text),
         _invalid=_state_field(org, phone_ref, "invalid_source", text),
     )
-    whens = [
-        When(Q(_opt_out__isnull=False) & ~Q(_opt_out=""), then=Value(SkipReason.OPTED_OUT)),
-        When(Q(_invalid__isnull=False) & ~Q(_invalid=""), then=Value(SkipReason.MARKED_INVALID)),
-    ]
+    flagged = When(
+        Q(_invalid__isnull=False) & ~Q(_invalid=""), then=Value(SkipReason.MARKED_INVALID)
+    )
+    if auto_reply:
+        carrier_stop = When(_opt_out=OptOutReason.CARRIER_STOP, then=Value(SkipReason.OPTED_OUT))
+        return queryset.annotate(
+            skip_reason=Case(carrier_stop, flagged, default=Value(None), output_field=text)
+        )
+    whens = [When(Q(_opt_out__isnull=False) & ~Q(_opt_out=""), then=Value(SkipReason.OPTED_OUT))]
+    if broadcast and not is_test:
+        pending = ReviewItem.objects.pending_opt_outs().filter(
+            organization=org, phone=OuterRef(phone_ref)
+        )
+        queryset = queryset.annotate(_pending_review=Exists(pending))
+        whens.append(When(_pending_review=True, then=Value(SkipReason.PENDING_REVIEW)))
+    whens.append(flagged)
     if not is_test:
         queryset = queryset.annotate(
             _line_type=_facts_field(phone_ref, "line_type", text),
@@ -100,7 +130,8 @@ def annotate_skip_reason(queryset, *, org, phone_ref, valid_phone, now=None, is_
 
 
 def check_contacts(contacts, *, org, now=None, is_test=False):
-    """The org's `contacts` queryset annotated with skip_reason (None: sendable)."""
+    """The org's `contacts` queryset annotated with skip_reason (None: sendable), as the
+    recipients of a broadcast (or, with is_test, of a Sample Text)."""
     return annotate_skip_reason(
         contacts.filter(organization=org),
         org=org,
@@ -108,6 +139,7 @@ def check_contacts(contacts, *, org, now=None, is_test=False):
         valid_phone=Q(phone_status=Contact.PhoneStatus.VALID),
         now=now,
         is_test=is_test,
+        broadcast=True,
     )
 
 
@@ -127,7 +159,7 @@ def skip_counts(contacts, *, org, now=None, is_test=False):
     }
 
 
-def check_number(*, org, phone, now=None, is_test=False):
+def check_number(*, org, phone, now=None, is_test=False, broadcast=False, auto_reply=False):
     """The single-recipient form for the send path: a skip reason for `phone`, or None.
 
     `phone` may be anything entered; it is parsed first (an unusable number is invalid_number,
@@ -146,5 +178,7 @@ def check_number(*, org, phone, now=None, is_test=False):
         valid_phone=Q(_valid=True),
         now=now,
         is_test=is_test,
+        broadcast=broadcast,
+        auto_reply=auto_reply,
     ).values_list("skip_reason", flat=True)
     return row.first()

@@ -12,6 +12,7 @@ from django.db import models
 from django.db.models import Q
 
 from contacts.models import Organization
+from deliverability.replies import RULE_LABELS
 
 
 class InvalidSource(models.TextChoices):
@@ -24,12 +25,15 @@ class OptOutReason(models.TextChoices):
     CARRIER_STOP = "carrier_stop", "Carrier STOP"
     DEACTIVATED = "deactivated", "Deactivated"
     STAFF = "staff", "Staff"
+    # The member replied "wrong number": only START from the number lifts it (SPEC §3).
+    WRONG_NUMBER = "wrong_number", "Wrong number"
 
 
 class SkipReason(models.TextChoices):
     """In the order of SPEC §5: when several apply, the first is recorded."""
 
     OPTED_OUT = "opted_out", "Opted out"
+    PENDING_REVIEW = "pending_review", "Reply waiting in the Review queue"
     MARKED_INVALID = "marked_invalid", "Marked invalid"
     INVALID_NUMBER = "invalid_number", "Invalid number"
     LANDLINE = "landline", "Landline"
@@ -257,6 +261,9 @@ class AuditEvent(models.Model):
         RECHECK = "recheck", "Re-checked"
         PHONE_CHANGED = "phone_changed", "Phone number changed"
         REVIEW_DISMISSED = "review_dismissed", "Opt-out request dismissed"
+        REVIEW_CONFIRMED = "review_confirmed", "Opt-out request confirmed (already opted out)"
+        REVIEW_KEPT_OPTED_OUT = "review_kept", "Resubscribe request declined"
+        REVIEW_UNDONE = "review_undone", "Review decision undone"
 
     organization = models.ForeignKey(
         Organization, on_delete=models.CASCADE, related_name="audit_events"
@@ -308,6 +315,7 @@ class OrgAlert(models.Model):
         SENDER_ERROR = "sender_error", "Sender configuration error"
         CIRCUIT_BREAKER = "circuit_breaker", "Broadcasts paused by the circuit breaker"
         EVENT_NOT_APPLIED = "event_not_applied", "A message from Twilio could not be applied"
+        REVIEW_OVERDUE = "review_overdue", "Replies waiting for review"
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="alerts")
     kind = models.CharField(max_length=20, choices=Kind.choices)
@@ -337,6 +345,95 @@ class OrgAlert(models.Model):
 
     def __str__(self):
         return self.message
+
+
+class ReviewItemQuerySet(models.QuerySet):
+    def for_org(self, organization):
+        return self.filter(organization=organization)
+
+    def pending(self):
+        return self.filter(decision=ReviewItem.Decision.PENDING)
+
+    def pending_opt_outs(self):
+        return self.pending().filter(kind=ReviewItem.Kind.OPT_OUT)
+
+
+class ReviewItem(models.Model):
+    """An inbound reply a person must read: a possible opt-out, or a possible resubscribe.
+
+    A pending possible opt-out keeps broadcasts from the number (skip reason pending_review)
+    and is due within 10 business days of receipt; undecided then, it becomes an opt-out.
+    """
+
+    class Kind(models.TextChoices):
+        OPT_OUT = "opt_out", "Possible opt-out"
+        RESUBSCRIBE = "resubscribe", "Possible resubscribe"
+
+    class Decision(models.TextChoices):
+        PENDING = "", "Waiting for review"
+        OPT_OUT = "opt_out", "Opted out"
+        NOT_OPT_OUT = "not_opt_out", "Not an opt-out"
+        RESUBSCRIBE = "resubscribe", "Resubscribed"
+        KEEP_OPTED_OUT = "keep_opted_out", "Kept opted out"
+        DEADLINE = "deadline", "Opted out at the deadline"
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="review_items"
+    )
+    phone = models.CharField(max_length=20, help_text="E.164")
+    contact = models.ForeignKey(
+        "contacts.Contact", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # The inbound message (conversations.Message) by id: the deliverability app does not
+    # depend on the conversations app; the text and time are copied here.
+    inbound_message_id = models.BigIntegerField(null=True, blank=True, unique=True)
+    body = models.TextField(blank=True)
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    rule = models.CharField(max_length=32, help_text="The classifier rule that flagged it.")
+    received_at = models.DateTimeField()
+    due_at = models.DateTimeField(help_text="10 business days after receipt.")
+    decision = models.CharField(
+        max_length=16, choices=Decision.choices, blank=True, default=Decision.PENDING
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    note = models.TextField(blank=True)
+    # Whether the decision changed the number's state (an Undo then changes it back).
+    changed_state = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ReviewItemQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["received_at", "id"]
+        indexes = [
+            # The pre-send checks look up pending possible opt-outs by number.
+            models.Index(
+                fields=["organization", "phone"],
+                condition=Q(decision="", kind="opt_out"),
+                name="review_pending_opt_out",
+            ),
+            models.Index(
+                fields=["organization", "received_at"],
+                condition=Q(decision=""),
+                name="review_queue",
+            ),
+            models.Index(fields=["due_at"], condition=Q(decision=""), name="review_due"),
+            models.Index(fields=["organization", "-decided_at"], name="review_decided"),
+        ]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} from {self.phone}"
+
+    @property
+    def is_pending(self):
+        return self.decision == self.Decision.PENDING
+
+    @property
+    def rule_label(self):
+        return RULE_LABELS.get(self.rule, self.rule)
 
 
 class DeactivationImport(models.Model):

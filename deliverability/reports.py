@@ -32,6 +32,9 @@ STAFF_ACTIONS = [
     AuditEvent.Action.AUTO_VALID,
     AuditEvent.Action.PHONE_CHANGED,
     AuditEvent.Action.REVIEW_DISMISSED,
+    AuditEvent.Action.REVIEW_CONFIRMED,
+    AuditEvent.Action.REVIEW_KEPT_OPTED_OUT,
+    AuditEvent.Action.REVIEW_UNDONE,
 ]
 
 

@@ -58,29 +58,31 @@ def number_state(*, org, phone):
     )
 
 
-def _locked_state(org, phone):
+def locked_state(org, phone):
     """The state row of (org, phone), created if missing and locked for this transaction."""
-    try:
-        with transaction.atomic():
-            NumberState.objects.get_or_create(organization=org, phone=phone)
-    except IntegrityError:  # Another transaction created it first; it exists now.
-        pass
-    return NumberState.objects.select_for_update().get(organization=org, phone=phone)
+    state = NumberState.objects.select_for_update().filter(organization=org, phone=phone).first()
+    if state is None:
+        # INSERT … ON CONFLICT DO NOTHING: another transaction may be creating it right now.
+        NumberState.objects.bulk_create(
+            [NumberState(organization=org, phone=phone)], ignore_conflicts=True
+        )
+        state = NumberState.objects.select_for_update().get(organization=org, phone=phone)
+    return state
 
 
 def _locked_facts(phone):
-    try:
-        with transaction.atomic():
-            NumberFacts.objects.get_or_create(phone=phone)
-    except IntegrityError:
-        pass
-    return NumberFacts.objects.select_for_update().get(phone=phone)
+    """The global facts row of `phone`, created if missing and locked for this transaction."""
+    facts = NumberFacts.objects.select_for_update().filter(phone=phone).first()
+    if facts is None:
+        NumberFacts.objects.bulk_create([NumberFacts(phone=phone)], ignore_conflicts=True)
+        facts = NumberFacts.objects.select_for_update().get(phone=phone)
+    return facts
 
 
 def number_lock(*, org, phone):
     """Lock the number's state in `org`, then its global facts (the lock order of
     conversations.events), creating them if missing. Returns (state, facts)."""
-    return _locked_state(org, phone), _locked_facts(phone)
+    return locked_state(org, phone), _locked_facts(phone)
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,11 @@ class Actor:
     note: str = ""
     source_page: str = ""
     contact: Contact | None = None
+
+
+def audit_only(state, action, actor):
+    """Record a decision that leaves the number's state as it is (a review dismissed)."""
+    return _audit(state, action, snapshot(state), actor)
 
 
 def _audit(state, action, before, actor):
@@ -122,7 +129,7 @@ def _require_phone(phone):
 def number_mark_invalid(*, org, phone, by, note="", source_page="", contact=None):
     """Staff flag a number invalid by hand (no failed reason)."""
     _require_phone(phone)
-    state = _locked_state(org, phone)
+    state = locked_state(org, phone)
     if state.is_invalid:
         raise StateChangeRefused("This number is already marked as invalid.")
     before = snapshot(state)
@@ -139,7 +146,7 @@ def number_mark_invalid(*, org, phone, by, note="", source_page="", contact=None
 def number_mark_valid(*, org, phone, by, note="", source_page="", contact=None):
     """Staff reverse a manual flag. An automatic flag is refused with the way out."""
     _require_phone(phone)
-    state = _locked_state(org, phone)
+    state = locked_state(org, phone)
     if not state.is_invalid:
         raise StateChangeRefused("This number is not marked as invalid.")
     if state.invalid_source == InvalidSource.AUTOMATIC:
@@ -168,7 +175,7 @@ def number_flag_automatically(*, org, phone, code, reason, cause):
     A manual flag becomes automatic (it now has a failed reason); an existing automatic flag
     is left as it is.
     """
-    state = _locked_state(org, phone)
+    state = locked_state(org, phone)
     if state.invalid_source == InvalidSource.AUTOMATIC:
         return state
     before = snapshot(state)
@@ -195,7 +202,7 @@ def number_opt_out(*, org, phone, reason, by=None, cause="", note="", source_pag
         raise ValueError(f"unknown opt-out reason {reason!r}")
     if reason == OptOutReason.STAFF and by is None:
         raise ValueError("a staff opt-out needs the staff user")
-    state = _locked_state(org, phone)
+    state = locked_state(org, phone)
     if state.is_opted_out:
         if by is not None:
             raise StateChangeRefused("This number is already opted out.")
@@ -210,16 +217,22 @@ def number_opt_out(*, org, phone, reason, by=None, cause="", note="", source_pag
 
 
 class OptIn:
-    """How an opt-in reaches us; decides which opt-outs it may lift (SPEC §2)."""
+    """How an opt-in reaches us; decides which opt-outs it may lift (SPEC §2, §3)."""
 
-    KEYWORD = "keyword"  # START, YES, UNSTOP from the number itself: lifts every reason.
+    START = "start"  # START (or COMENZAR) from the number itself: lifts every reason.
+    KEYWORD = "keyword"  # YES, UNSTOP: every reason but a wrong number.
     ANY_INBOUND = "any_inbound"  # Any message, when the org enables it: lifts a STOP keyword.
+    REVIEW = "review"  # Resubscribe wording, taken by staff in the Review queue.
+    UNDO = "undo"  # Staff undo their own "Opt out" review decision within minutes.
     STAFF = "staff"  # A manager, with a note: lifts only a staff-made opt-out.
 
 
 LIFTABLE = {
-    OptIn.KEYWORD: set(OptOutReason.values),
+    OptIn.START: set(OptOutReason.values),
+    OptIn.KEYWORD: set(OptOutReason.values) - {OptOutReason.WRONG_NUMBER},
     OptIn.ANY_INBOUND: {OptOutReason.STOP_KEYWORD},
+    OptIn.REVIEW: {OptOutReason.STOP_KEYWORD, OptOutReason.STAFF},
+    OptIn.UNDO: {OptOutReason.STOP_KEYWORD},
     OptIn.STAFF: {OptOutReason.STAFF},
 }
 
@@ -234,7 +247,7 @@ def number_opt_in(*, org, phone, via, by=None, cause="", note="", source_page=""
     _require_phone(phone)
     if via == OptIn.STAFF and not note.strip():
         raise StateChangeRefused("Please say why the opt-out is lifted (a note is required).")
-    state = _locked_state(org, phone)
+    state = locked_state(org, phone)
     if not state.is_opted_out:
         if via == OptIn.STAFF:
             raise StateChangeRefused("This number is not opted out.")
@@ -266,7 +279,7 @@ def number_pause(*, org, phone, until, by, note="", source_page="", contact=None
         raise StateChangeRefused("A pause must end in the future.")
     if until > now + MAX_PAUSE:
         raise StateChangeRefused("A pause can last at most 30 days.")
-    state = _locked_state(org, phone)
+    state = locked_state(org, phone)
     if state.is_opted_out:
         raise StateChangeRefused("This number is opted out; there is nothing to pause.")
     before = snapshot(state)
@@ -279,7 +292,7 @@ def number_pause(*, org, phone, until, by, note="", source_page="", contact=None
 @transaction.atomic
 def number_resume(*, org, phone, by, note="", source_page="", contact=None):
     _require_phone(phone)
-    state = _locked_state(org, phone)
+    state = locked_state(org, phone)
     if not state.is_paused(timezone.now()):
         raise StateChangeRefused("Messaging to this number is not paused.")
     before = snapshot(state)
@@ -334,7 +347,7 @@ def number_recheck(*, org, phone, by, lookup, note="", source_page="", contact=N
     result = lookup(phone)
     facts_record_lookup(phone=phone, result=result)
     with transaction.atomic():
-        state = _locked_state(org, phone)
+        state = locked_state(org, phone)
         before = snapshot(state)
         actor = Actor(by, "", note, source_page, contact)
         if may_recheck(state) and result.is_sms_capable and result.line_type != "unknown":
@@ -408,7 +421,7 @@ def record_number_error(*, org, phone, at, code):
     Counts toward the org's streak (unless a success came after the attempt: callbacks arrive
     out of order) and the global count since the latest heartbeat.
     """
-    state = _locked_state(org, phone)
+    state = locked_state(org, phone)
     if state.last_success_at is None or at > state.last_success_at:
         times = [t for t in state.error_streak_times if t]
         times.append(at.isoformat())
@@ -437,7 +450,7 @@ def record_success(*, org, phone, at, delivered):
 
     A delivery is also a heartbeat: the global error count starts again.
     """
-    state = _locked_state(org, phone)
+    state = locked_state(org, phone)
     if state.record_success(at):
         state.save()
     if delivered:
@@ -594,19 +607,3 @@ def deactivation_apply(*, phones, list_date):
         number_opt_out(org=org, phone=phone, reason=OptOutReason.DEACTIVATED, cause=cause)
         opted_out += 1
     return opted_out
-
-
-def review_dismissed(*, org, phone, by, note="", contact=None):
-    """Staff decided a flagged message was not an opt-out request: recorded, nothing changes."""
-    state = number_state(org=org, phone=phone)
-    AuditEvent.objects.create(
-        organization=org,
-        phone=phone,
-        contact=contact,
-        actor=by,
-        action=Action.REVIEW_DISMISSED,
-        before=snapshot(state),
-        after=snapshot(state),
-        note=note,
-        source_page="review",
-    )

@@ -9,7 +9,7 @@ from twilio.base.exceptions import TwilioRestException
 
 from contacts.models import Contact
 from contacts.phones import mask
-from deliverability import deactivations, services
+from deliverability import consent, deactivations, services
 from deliverability.lookups import lookup_line_type
 from deliverability.models import NumberFacts
 
@@ -86,6 +86,12 @@ def refresh_stale_lookups(batch=REFRESH_BATCH):
 @shared_task
 def end_expired_pauses():
     return services.pauses_end_expired()
+
+
+@shared_task
+def apply_review_deadlines():
+    """Opt out possible opt-outs undecided at their deadline; keep the review alert current."""
+    return consent.review_deadlines_apply()
 
 
 @shared_task(autoretry_for=(OSError,), retry_backoff=60, retry_jitter=True, max_retries=6)

@@ -62,6 +62,17 @@ def database_url(connection):
     return f"postgres://{credentials}{host}:{db.get('PORT') or 5432}/{db['NAME']}"
 
 
+def point_celery_at(url):
+    """This process publishes to `url`: Celery read its broker URL once, at configuration."""
+    from config.celery import app
+
+    if app._pool is not None:
+        app._pool.force_close_all()
+    app._pool = None
+    app.amqp._producer_pool = None
+    app.conf.broker_url = url
+
+
 def base_env(**settings):
     """The environment of a product process: this one's, minus what tests set for themselves."""
     env = {

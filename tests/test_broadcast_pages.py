@@ -20,7 +20,7 @@ from conversations.backends import get_backend
 from conversations.management.commands.broadcast import Command as BroadcastCommand
 from conversations.models import Broadcast, Message, Sender
 from deliverability import checks, services
-from deliverability.models import NumberFacts, NumberState, OrgAlert, SkipReason
+from deliverability.models import NumberFacts, NumberState, OrgAlert, ReviewItem, SkipReason
 from tests.factories import make_contact, make_message, make_sender
 
 HTMX = {"HX-Request": "true"}
@@ -83,6 +83,25 @@ def club(org, owner):
     return {"org": org, "sender": sender, "sendable": sendable, "skipped": skipped}
 
 
+def with_a_reply_waiting_for_review(club):
+    """One more recipient: a possible opt-out waits in the Review queue (pending_review)."""
+    org = club["org"]
+    contact = make_contact(org, "+12125550106")
+    reply = "I want to cancel my membership"
+    now = timezone.now()
+    ReviewItem.objects.create(
+        organization=org,
+        phone=contact.phone_e164,
+        body=reply,
+        kind=ReviewItem.Kind.OPT_OUT,
+        rule="mentions_stop",
+        received_at=now,
+        due_at=now + timedelta(days=14),
+    )
+    club["skipped"]["pending_review"] = contact
+    return club
+
+
 def form(club, **fields):
     return {"sender": club["sender"].pk, "audience": "all", "body": "Pool closed today"} | fields
 
@@ -112,9 +131,10 @@ def test_the_preview_counts_are_the_checks_counts(owner_client, org, club, field
 
 
 def test_the_preview_names_every_skip_reason_with_its_count(owner_client, club):
+    with_a_reply_waiting_for_review(club)
     response = owner_client.post("/broadcasts/preview/", form(club), headers=HTMX)
     page = response.content.decode()
-    assert "<strong>30</strong> of 37 recipients will be sent the message (1 segment each)" in page
+    assert "<strong>30</strong> of 38 recipients will be sent the message (1 segment each)" in page
     for reason in SkipReason:
         assert f'<td>{reason.label}</td><td class="text-end">1</td>' in page
     assert response.context["preview"].skipped == {reason: 1 for reason in SkipReason.values}
@@ -262,15 +282,16 @@ def start(client, club, **fields):
 def test_starting_creates_every_message_at_once_skipped_ones_with_their_reason(
     owner_client, org, owner, club, outbox
 ):
+    with_a_reply_waiting_for_review(club)
     broadcast, response = start(owner_client, club, name="Pool news")
     assert response["Location"] == f"/broadcasts/{broadcast.pk}/"
     assert (broadcast.state, broadcast.created_by, broadcast.recipient_count) == (
         "sending",
         owner,
-        37,
+        38,
     )
     messages = Message.objects.filter(broadcast=broadcast)
-    assert messages.count() == 37
+    assert messages.count() == 38
     skipped = dict(messages.filter(status="skipped").values_list("to_number", "skip_reason"))
     expected = {
         (contact.phone_e164 or contact.phone_raw): reason
@@ -632,7 +653,12 @@ def test_the_command_prints_json(org, club):
     )
     assert counts == {
         "sendable": 30,
-        "skipped": {reason: 1 for reason in SkipReason.values if reason != "opted_out"},
+        # The club has no reply waiting for review (see test_opt_out_replies_end_to_end.py).
+        "skipped": {
+            reason: 1
+            for reason in SkipReason.values
+            if reason not in {"opted_out", "pending_review"}
+        },
     }
 
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from contacts.models import Contact
 from deliverability import catalogue, checks, services
 from deliverability.lookups import normalize
-from deliverability.models import NumberFacts, OptOutReason, SkipReason
+from deliverability.models import NumberFacts, OptOutReason, ReviewItem, SkipReason
 from deliverability.services import OptIn
 from tests.factories import make_contact
 
@@ -26,8 +26,25 @@ DAY = timedelta(days=1)
 UNREACHABLE = catalogue.codes_in(catalogue.Category.UNREACHABLE)
 
 
-def verdict(org, phone=PHONE, now=NOW, is_test=False):
-    return checks.check_number(org=org, phone=phone, now=now, is_test=is_test)
+def verdict(org, phone=PHONE, now=NOW, is_test=False, broadcast=True, auto_reply=False):
+    """The skip reason of a message to `phone`: by default one of a broadcast."""
+    return checks.check_number(
+        org=org, phone=phone, now=now, is_test=is_test, broadcast=broadcast, auto_reply=auto_reply
+    )
+
+
+def possible_opt_out(org, phone=PHONE, body="I want to cancel my membership"):
+    """A reply from `phone` waiting in the Review queue as a possible opt-out."""
+    now = timezone.now()
+    return ReviewItem.objects.create(
+        organization=org,
+        phone=phone,
+        body=body,
+        kind=ReviewItem.Kind.OPT_OUT,
+        rule="mentions_stop",
+        received_at=now,
+        due_at=now + 14 * DAY,
+    )
 
 
 def attempted(org, at, phone=PHONE):
@@ -145,6 +162,8 @@ def cause(reason, *, org, other_org, staff, now):
     """Make `reason` apply to PHONE in `org`, in the way the product makes it."""
     if reason == SkipReason.OPTED_OUT:
         services.number_opt_out(org=org, phone=PHONE, reason=OptOutReason.STAFF, by=staff)
+    elif reason == SkipReason.PENDING_REVIEW:
+        possible_opt_out(org)
     elif reason == SkipReason.MARKED_INVALID:
         services.number_mark_invalid(org=org, phone=PHONE, by=staff)
     elif reason == SkipReason.LANDLINE:
@@ -176,6 +195,8 @@ def test_every_reason_at_once_peels_off_in_the_order_of_the_table(org, other_org
     for reason in reversed(VALID_PHONE_REASONS):
         if reason != SkipReason.OPTED_OUT:  # an opt-out would end the pause; it comes last
             cause(reason, org=org, other_org=other_org, staff=owner, now=now)
+    assert verdict(org, now=now) == SkipReason.PENDING_REVIEW
+    ReviewItem.objects.update(decision=ReviewItem.Decision.NOT_OPT_OUT)
     assert verdict(org, now=now) == SkipReason.MARKED_INVALID
     services.number_mark_valid(org=org, phone=PHONE, by=owner)
     assert verdict(org, now=now) == SkipReason.LANDLINE
@@ -199,6 +220,60 @@ def test_an_opt_out_or_flag_on_an_unusable_number_comes_before_invalid_number(or
     services.number_opt_out(org=org, phone="n/a", reason=OptOutReason.STAFF, by=owner)
     assert verdict(org, phone="n/a") == SkipReason.OPTED_OUT
     assert verdict(org, phone="none") == SkipReason.INVALID_NUMBER
+
+
+# A reply waiting in the Review queue -----------------------------------------------------------
+
+
+def test_a_possible_opt_out_holds_back_broadcasts_only(org, other_org):
+    item = possible_opt_out(org)
+    assert verdict(org) == SkipReason.PENDING_REVIEW
+    assert verdict(org, broadcast=False) is None  # a one-to-one reply from staff
+    assert verdict(org, is_test=True) is None  # a Sample Text
+    assert verdict(other_org) is None  # another org's queue
+    item.decision = ReviewItem.Decision.NOT_OPT_OUT
+    item.save()
+    assert verdict(org) is None
+
+
+def test_a_resubscribe_request_holds_back_nothing(org):
+    item = possible_opt_out(org)
+    item.kind = ReviewItem.Kind.RESUBSCRIBE
+    item.save()
+    assert verdict(org) is None
+
+
+def test_the_broadcast_checks_stay_one_query_with_reviews_waiting(org, django_assert_num_queries):
+    for n in range(20):
+        contact = make_contact(org, f"+1212555{n:04d}")
+        if n % 2:
+            possible_opt_out(org, contact.phone_e164)
+    with django_assert_num_queries(1):
+        counts = checks.skip_counts(Contact.objects.all(), org=org)
+    assert counts["pending_review"] == 10
+    assert counts["sendable"] == 10
+
+
+# Automatic replies (HELP, the opt-out confirmation) ---------------------------------------------
+
+
+def test_an_automatic_reply_is_held_back_only_by_the_invalid_flag_or_a_carrier_stop(
+    org, other_org, owner
+):
+    now = timezone.now()
+    for reason in (SkipReason.PAUSED, SkipReason.RECENT_ERRORS, SkipReason.LANDLINE):
+        cause(reason, org=org, other_org=other_org, staff=owner, now=now)
+    services.number_opt_out(org=org, phone=PHONE, reason=OptOutReason.STOP_KEYWORD)
+    possible_opt_out(org)
+    assert verdict(org, now=now, broadcast=False) == SkipReason.OPTED_OUT
+    assert verdict(org, now=now, broadcast=False, auto_reply=True) is None
+    services.number_mark_invalid(org=org, phone=PHONE, by=owner)
+    assert verdict(org, now=now, auto_reply=True) == SkipReason.MARKED_INVALID
+
+
+def test_an_automatic_reply_to_a_carrier_stop_is_held_back(org):
+    services.error_apply(org=org, phone=PHONE, code=21610)
+    assert verdict(org, auto_reply=True) == SkipReason.OPTED_OUT
 
 
 # Sample Text -----------------------------------------------------------------------------------
@@ -421,6 +496,7 @@ def mixed_contacts(org, other_org, owner):
         "also_sendable": make_contact(org, "(212) 555-0101"),
         "opted_out": make_contact(org, "+12125550102"),
         "marked_invalid": make_contact(org, "+12125550103"),
+        "pending_review": make_contact(org, "+12125550104"),
         "invalid_number": make_contact(org, "n/a"),
         "missing": make_contact(org, ""),
         "landline": make_contact(org, "+12125550105"),
@@ -432,6 +508,7 @@ def mixed_contacts(org, other_org, owner):
     phone = {key: contact.phone_e164 for key, contact in contacts.items()}
     services.number_opt_out(org=org, phone=phone["opted_out"], reason="staff", by=owner)
     services.number_mark_invalid(org=org, phone=phone["marked_invalid"], by=owner)
+    possible_opt_out(org, phone["pending_review"])
     NumberFacts.objects.create(phone=phone["landline"], line_type="landline")
     services.number_pause(org=org, phone=phone["paused"], until=now + DAY, by=owner)
     failed(org, *days_ago(5, 4, 3, 2, 1, now=now), phone=phone["recent_errors"])
@@ -448,7 +525,7 @@ def test_check_number_agrees_with_check_contacts(org, mixed_contacts, is_test):
     assert len(found) == len(mixed_contacts) - 1
     for contact in Contact.objects.filter(pk__in=found):
         assert (
-            checks.check_number(org=org, phone=contact.phone_raw, is_test=is_test)
+            checks.check_number(org=org, phone=contact.phone_raw, is_test=is_test, broadcast=True)
             == found[contact.pk]
         ), contact.phone_raw
     if not is_test:
@@ -461,6 +538,7 @@ def test_skip_counts_add_up_to_the_recipients(org, mixed_contacts):
     assert counts == {
         "sendable": 2,
         "opted_out": 1,
+        "pending_review": 1,
         "marked_invalid": 1,
         "invalid_number": 2,
         "landline": 1,
@@ -471,7 +549,7 @@ def test_skip_counts_add_up_to_the_recipients(org, mixed_contacts):
     assert sum(counts.values()) == Contact.objects.filter(organization=org).count()
     test_counts = checks.skip_counts(Contact.objects.all(), org=org, is_test=True)
     assert sum(test_counts.values()) == Contact.objects.filter(organization=org).count()
-    assert test_counts["sendable"] == 6
+    assert test_counts["sendable"] == 7  # a Sample Text ignores pending_review too
 
 
 def test_skip_counts_of_nobody_are_all_zero(org):

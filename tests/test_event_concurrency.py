@@ -22,7 +22,7 @@ from config.celery import app as celery_app
 from conversations.models import Message, MessageEvent
 from deliverability.models import NumberState
 from tests.factories import make_contact, make_message, make_org, make_sender
-from tests.stack import Web, Worker, base_env, database_url, wait_until
+from tests.stack import Web, Worker, base_env, database_url, point_celery_at, wait_until
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -34,20 +34,12 @@ THREADS = 12
 FIRST_FINALS = [("delivered", None)] * 6 + [("undelivered", 30003), ("failed", 30005)]
 
 
-def _point_celery_at(url):
-    if celery_app._pool is not None:
-        celery_app._pool.force_close_all()
-    celery_app._pool = None
-    celery_app.amqp._producer_pool = None
-    celery_app.conf.broker_url = url
-
-
 @pytest.fixture
 def stack(transactional_db, private_redis, tmp_path, settings):
     """gunicorn (2 processes) and two Celery workers (2 pool processes each)."""
     original = celery_app.conf.broker_url
     settings.REDIS_URL = private_redis.url
-    _point_celery_at(private_redis.url)
+    point_celery_at(private_redis.url)
     env = base_env(
         DATABASE_URL=database_url(connection),
         REDIS_URL=private_redis.url,
@@ -67,7 +59,7 @@ def stack(transactional_db, private_redis, tmp_path, settings):
     finally:
         for process in started:
             process.stop()
-        _point_celery_at(original)
+        point_celery_at(original)
 
 
 class Firer:

@@ -262,7 +262,7 @@ def test_21610_opts_the_number_out_as_a_carrier_stop(org):
 @pytest.mark.parametrize("reason", OPT_OUT_REASONS)
 def test_a_start_keyword_from_the_number_lifts_every_opt_out(org, owner, reason):
     opt_out(org, reason, owner)
-    services.number_opt_in(org=org, phone=PHONE, via=OptIn.KEYWORD, cause="inbound START")
+    services.number_opt_in(org=org, phone=PHONE, via=OptIn.START, cause="inbound START")
     lifted = state(org)
     assert (lifted.opt_out_reason, lifted.opted_out_at) == ("", None)
     event = last_audit(org)
@@ -270,6 +270,14 @@ def test_a_start_keyword_from_the_number_lifts_every_opt_out(org, owner, reason)
     assert (event.actor, event.system_cause) == (None, "inbound START")
     assert event.before["opt_out_reason"] == reason and event.after["opt_out_reason"] == ""
     assert checks.check_number(org=org, phone=PHONE) is None
+
+
+def test_yes_or_unstop_lift_every_opt_out_but_a_wrong_number(org, owner):
+    for reason in OPT_OUT_REASONS:
+        opt_out(org, reason, owner)
+        services.number_opt_in(org=org, phone=PHONE, via=OptIn.KEYWORD, cause="inbound YES")
+        assert state(org).opt_out_reason == ("wrong_number" if reason == "wrong_number" else "")
+        services.number_opt_in(org=org, phone=PHONE, via=OptIn.START, cause="inbound START")
 
 
 @pytest.mark.parametrize(

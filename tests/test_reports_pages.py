@@ -64,13 +64,13 @@ def opt_outs(org, owner, other_org, outsider):
 # (reason label, count, share) per period
 OPT_OUTS = {
     "7": [("STOP keyword", 2, "66.7"), ("Carrier STOP", 0, "0.0"), ("Deactivated", 0, "0.0"),
-          ("Staff", 1, "33.3")],
+          ("Staff", 1, "33.3"), ("Wrong number", 0, "0.0")],
     "30": [("STOP keyword", 2, "50.0"), ("Carrier STOP", 1, "25.0"), ("Deactivated", 0, "0.0"),
-           ("Staff", 1, "25.0")],
+           ("Staff", 1, "25.0"), ("Wrong number", 0, "0.0")],
     "90": [("STOP keyword", 2, "40.0"), ("Carrier STOP", 1, "20.0"), ("Deactivated", 1, "20.0"),
-           ("Staff", 1, "20.0")],
+           ("Staff", 1, "20.0"), ("Wrong number", 0, "0.0")],
     "custom": [("STOP keyword", 0, "0"), ("Carrier STOP", 0, "0"), ("Deactivated", 1, "100.0"),
-               ("Staff", 0, "0")],
+               ("Staff", 0, "0"), ("Wrong number", 0, "0")],
 }  # fmt: skip
 
 

@@ -9,6 +9,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from contacts.models import ContactImport
 from conversations.models import Broadcast, Message
+from deliverability import consent, replies
 from deliverability.models import OrgAlert
 from tests.factories import make_contact, make_message, make_sender
 
@@ -33,7 +34,8 @@ ROUTES = {
     "conversations:failed_export": ("get", False, True, 200),
     "conversations:failed_action": ("post", True, False, 302),
     "conversations:review": ("get", False, False, 200),
-    "conversations:review_resolve": ("post", True, False, 302),
+    "conversations:review_decide": ("post", True, False, 302),
+    "conversations:review_undo": ("post", True, False, 302),
     "conversations:alert_resolve": ("post", True, True, 302),
     "broadcasts:list": ("get", False, True, 200),
     "broadcasts:preview": ("post", False, True, 200),
@@ -79,8 +81,10 @@ def objects(org, owner):
         sender,
         status=Message.Status.RECEIVED,
         direction=Message.Direction.INBOUND,
-        review=Message.Review.PENDING,
-        body="please stop texting me",
+        body="I want to cancel my membership",
+    )
+    item = consent.review_open(
+        org=org, contact=contact, message=inbound, reply=replies.classify(inbound.body)
     )
     broadcast = Broadcast.objects.create(
         organization=org, sender=sender, body="Hi", state=Broadcast.State.SENDING
@@ -96,7 +100,8 @@ def objects(org, owner):
         "conversations:mark_read": {"conversation_id": contact.conversation.pk},
         "conversations:send": {"conversation_id": contact.conversation.pk},
         "conversations:failed_action": {"message_id": failed.pk, "action": "retry"},
-        "conversations:review_resolve": {"message_id": inbound.pk},
+        "conversations:review_decide": {"item_id": item.pk},
+        "conversations:review_undo": {"item_id": item.pk},
         "conversations:alert_resolve": {"alert_id": alert.pk},
         "broadcasts:detail": {"broadcast_id": broadcast.pk},
         "broadcasts:cancel": {"broadcast_id": broadcast.pk},

@@ -5,6 +5,7 @@ RequestValidator.compute_signature over PUBLIC_BASE_URL + path and every paramet
 """
 
 import logging
+from datetime import timedelta
 
 import pytest
 from django.utils import timezone
@@ -15,7 +16,14 @@ from conversations import services as conversation_services
 from conversations.backends import get_backend
 from conversations.models import Conversation, Message, MessageEvent
 from deliverability import services
-from deliverability.models import AuditEvent, NumberFacts, NumberState, OptOutReason, OrgAlert
+from deliverability.models import (
+    AuditEvent,
+    NumberFacts,
+    NumberState,
+    OptOutReason,
+    OrgAlert,
+    ReviewItem,
+)
 from tests.factories import make_contact, make_org, make_sender
 from tests.twilio_requests import (
     ACCOUNT_SID,
@@ -174,11 +182,41 @@ def test_an_inbound_is_a_heartbeat(client, contact):
     assert facts.errors_since_heartbeat == 0
 
 
-# Keywords -------------------------------------------------------------------------------------
+# Replies: opt-out, opt-in, help, review (SPEC §3) -------------------------------------------
 
 
-@pytest.mark.parametrize("body", ["STOP", " stop. ", "Stop", "unsubscribe", "QUIT!", "optout"])
-def test_an_opt_out_keyword_opts_out(client, org, contact, body):
+def outbound():
+    return Message.objects.filter(direction=Message.Direction.OUTBOUND)
+
+
+def sent_bodies():
+    return [sent["body"] for sent in get_backend("locmem").outbox]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "STOP",
+        " stop. ",
+        "Stop",
+        "unsubscribe",
+        "QUIT!",
+        "optout",
+        "STOP ALL",
+        "stop please",
+        "STOP\u3000",
+        "\u2003STOP",
+        "STOP\x0b",
+        "STOP\x0c",
+        "STOP\u2028",
+        "STOP\x85",
+        "take me off your list",
+        "stpo",
+        "no más mensajes",
+        "ALTO",
+    ],
+)
+def test_an_opt_out_reply_opts_out_at_once(client, org, contact, body):
     inbound(client, body)
 
     assert opted_out_reason(org) == OptOutReason.STOP_KEYWORD
@@ -187,19 +225,22 @@ def test_an_opt_out_keyword_opts_out(client, org, contact, body):
     assert audit.phone == THEIR_NUMBER
     assert audit.contact == contact
     assert audit.actor is None
-    assert audit.system_cause.startswith("inbound")
+    assert audit.system_cause.startswith("inbound reply")
     assert audit.after["opt_out_reason"] == OptOutReason.STOP_KEYWORD
 
 
-@pytest.mark.parametrize("body", ["stop by at 5?", "Can I stop my membership?", "STOP IT"])
-def test_a_sentence_containing_stop_does_not_opt_out(client, org, contact, body):
+@pytest.mark.parametrize(
+    "body", ["stop by at 5?", "cancel my 3pm appointment", "end of the month works"]
+)
+def test_a_look_alike_is_neither_an_opt_out_nor_a_review(client, org, contact, body):
     inbound(client, body)
 
     assert opted_out_reason(org) == ""
+    assert not ReviewItem.objects.exists()
     assert Message.objects.get().body == body
 
 
-@pytest.mark.parametrize("body", ["START", "yes", " Unstop "])
+@pytest.mark.parametrize("body", ["START", "yes", " Unstop ", "Start please", "Yes 👍"])
 @pytest.mark.parametrize(
     "reason",
     [OptOutReason.STOP_KEYWORD, OptOutReason.CARRIER_STOP, OptOutReason.DEACTIVATED],
@@ -213,7 +254,69 @@ def test_an_opt_in_keyword_lifts_the_opt_out(client, org, contact, body, reason)
     assert AuditEvent.objects.filter(action=AuditEvent.Action.OPT_IN, phone=THEIR_NUMBER).exists()
 
 
-@pytest.mark.parametrize("body", ["HELP", "info"])
+def test_a_misspelt_opt_in_keyword_lifts_nothing(client, org, contact):
+    opt_out(org, OptOutReason.STOP_KEYWORD)
+
+    inbound(client, "strat")
+
+    assert opted_out_reason(org) == OptOutReason.STOP_KEYWORD
+
+
+def test_wrong_number_opts_out_under_its_own_reason_and_only_start_lifts_it(
+    client, org, owner, contact
+):
+    org.any_inbound_resubscribes = True
+    org.save()
+
+    inbound(client, "Sorry, wrong number")
+    assert opted_out_reason(org) == OptOutReason.WRONG_NUMBER
+    client.force_login(owner)
+    page = client.get(contact.get_absolute_url())
+    assert "Wrong number — ask the member for a current number" in page.content.decode()
+
+    inbound(client, "YES")
+    inbound(client, "ok see you then")
+    assert opted_out_reason(org) == OptOutReason.WRONG_NUMBER
+
+    inbound(client, "START")
+    assert opted_out_reason(org) == ""
+
+
+@pytest.mark.parametrize("body", ["please text me again", "Sí", "Oops, didn't mean to unsubscribe"])
+def test_resubscribe_wording_waits_for_staff_and_the_number_stays_opted_out(
+    client, org, contact, body
+):
+    opt_out(org, OptOutReason.STOP_KEYWORD)
+
+    inbound(client, body)
+
+    assert opted_out_reason(org) == OptOutReason.STOP_KEYWORD
+    item = ReviewItem.objects.get()
+    assert item.kind == ReviewItem.Kind.RESUBSCRIBE
+    assert item.is_pending
+
+
+def test_resubscribe_wording_from_a_subscribed_number_queues_nothing(client, org, contact):
+    inbound(client, "please text me again")
+
+    assert not ReviewItem.objects.exists()
+
+
+def test_an_unclear_reply_goes_to_review_with_its_rule_and_a_deadline(client, org, contact):
+    inbound(client, "I want to cancel my membership")
+
+    assert opted_out_reason(org) == ""
+    item = ReviewItem.objects.get()
+    message = Message.objects.get()
+    assert item.kind == ReviewItem.Kind.OPT_OUT
+    assert item.rule == "mentions_stop"
+    assert item.inbound_message_id == message.pk
+    assert item.received_at == message.created_at
+    assert item.due_at > item.received_at + timedelta(days=13)  # 10 business days
+    assert item.contact == contact
+
+
+@pytest.mark.parametrize("body", ["HELP", "info", "AYUDA"])
 def test_help_gets_the_orgs_help_reply(
     client, org, contact, django_capture_on_commit_callbacks, body
 ):
@@ -223,13 +326,109 @@ def test_help_gets_the_orgs_help_reply(
     with django_capture_on_commit_callbacks(execute=True):
         inbound(client, body)
 
-    reply = Message.objects.get(direction=Message.Direction.OUTBOUND)
+    reply = outbound().get()
     assert reply.body == org.help_reply
     assert reply.to_number == THEIR_NUMBER
+    assert reply.auto_reply == Message.AutoReply.HELP
     outbox = get_backend("locmem").outbox
     assert [(sent["to"], sent["from"], sent["body"]) for sent in outbox] == [
         (THEIR_NUMBER, OUR_NUMBER, org.help_reply)
     ]
+
+
+def test_the_help_reply_goes_out_to_an_opted_out_or_paused_number(
+    client, org, owner, contact, django_capture_on_commit_callbacks
+):
+    opt_out(org, OptOutReason.STOP_KEYWORD)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        inbound(client, "HELP")
+
+    assert sent_bodies() == [org.help_reply]
+
+
+# The one opt-out confirmation ----------------------------------------------------------------
+
+
+def test_an_automatic_opt_out_gets_one_confirmation(
+    client, org, contact, django_capture_on_commit_callbacks
+):
+    org.opt_out_confirmation = "Riverside: you're unsubscribed. Reply START to resubscribe."
+    org.save()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        inbound(client, "STOP ALL", MessageSid="SM" + "1" * 32)
+    with django_capture_on_commit_callbacks(execute=True):
+        inbound(client, "stop", MessageSid="SM" + "2" * 32)
+
+    assert sent_bodies() == [org.opt_out_confirmation]
+    confirmation = outbound().get()
+    assert confirmation.auto_reply == Message.AutoReply.OPT_OUT_CONFIRMATION
+    assert confirmation.status != Message.Status.SKIPPED
+
+
+def test_no_confirmation_when_twilio_advanced_opt_out_already_answered(
+    client, org, contact, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        inbound(client, "STOP", OptOutType="STOP")
+
+    assert opted_out_reason(org) == OptOutReason.STOP_KEYWORD
+    assert not outbound().exists()
+
+
+@pytest.mark.parametrize(
+    "reason", [OptOutReason.CARRIER_STOP, OptOutReason.STAFF, OptOutReason.DEACTIVATED]
+)
+def test_no_confirmation_when_the_number_was_already_opted_out(
+    client, org, owner, contact, django_capture_on_commit_callbacks, reason
+):
+    services.number_opt_out(
+        org=org, phone=THEIR_NUMBER, reason=reason, by=owner if reason == "staff" else None
+    )
+
+    with django_capture_on_commit_callbacks(execute=True):
+        inbound(client, "STOP")
+
+    assert opted_out_reason(org) == reason
+    assert not outbound().exists()
+
+
+def test_no_confirmation_for_a_review_or_when_the_org_has_none(
+    client, org, contact, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        inbound(client, "I want to cancel my membership", MessageSid="SM" + "3" * 32)
+    org.opt_out_confirmation = ""
+    org.save()
+    with django_capture_on_commit_callbacks(execute=True):
+        inbound(client, "STOP", MessageSid="SM" + "4" * 32)
+
+    assert opted_out_reason(org) == OptOutReason.STOP_KEYWORD
+    assert not outbound().exists()
+
+
+def test_a_confirmation_is_held_back_by_a_carrier_stop_or_the_invalid_flag(org, contact, sender):
+    from conversations.services import message_send
+
+    for setup in ("carrier", "invalid"):
+        NumberState.objects.all().delete()
+        if setup == "carrier":
+            opt_out(org, OptOutReason.CARRIER_STOP)
+        else:
+            services.number_flag_automatically(
+                org=org, phone=THEIR_NUMBER, code=21614, reason="Landline", cause="test"
+            )
+        message = conversation_services.message_create_outbound(
+            org=org,
+            contact=contact,
+            body="You're unsubscribed.",
+            auto_reply=Message.AutoReply.OPT_OUT_CONFIRMATION,
+        )
+        message_send(message.pk)
+        message.refresh_from_db()
+        assert message.status == Message.Status.SKIPPED
+    assert get_backend("locmem").outbox == []
 
 
 @pytest.mark.parametrize(
@@ -256,7 +455,7 @@ def test_advanced_opt_out_help_sends_no_second_reply(
     with django_capture_on_commit_callbacks(execute=True):
         inbound(client, "HELP", OptOutType="HELP")
 
-    assert not Message.objects.filter(direction=Message.Direction.OUTBOUND).exists()
+    assert not outbound().exists()
     assert get_backend("locmem").outbox == []
     assert Message.objects.get().body == "HELP"
 
@@ -279,23 +478,37 @@ def test_an_inbound_from_an_invalid_number_is_stored_blocked_and_not_acted_on(
     assert message.blocked
     assert message.body == body
     assert AuditEvent.objects.count() == before
-    assert not Message.objects.filter(direction=Message.Direction.OUTBOUND).exists()
+    assert not outbound().exists()
     assert state_of(org).opt_out_reason == was_opted_out
 
 
-def test_a_stop_from_an_invalid_number_is_blocked_but_still_honoured(
-    client, org, owner, contact, django_capture_on_commit_callbacks
+@pytest.mark.parametrize("body", [" Stop. ", "STOP ALL", "no more texts"])
+def test_a_stop_from_an_invalid_number_is_blocked_but_still_honoured_without_a_reply(
+    client, org, owner, contact, django_capture_on_commit_callbacks, body
 ):
     # Clearing the flag later must never text someone who said STOP.
     services.number_mark_invalid(org=org, phone=THEIR_NUMBER, by=owner)
 
     with django_capture_on_commit_callbacks(execute=True):
-        response = inbound(client, " Stop. ")
+        response = inbound(client, body)
 
     assert response.status_code == 200
     assert Message.objects.get(direction=Message.Direction.INBOUND).blocked
     assert state_of(org).opt_out_reason == OptOutReason.STOP_KEYWORD
-    assert not Message.objects.filter(direction=Message.Direction.OUTBOUND).exists()
+    assert not outbound().exists()
+
+
+def test_an_unclear_reply_from_an_invalid_number_is_queued_but_a_resubscribe_is_not(
+    client, org, owner, contact
+):
+    services.number_mark_invalid(org=org, phone=THEIR_NUMBER, by=owner)
+
+    inbound(client, "I want to cancel my membership", MessageSid="SM" + "5" * 32)
+    opt_out(org, OptOutReason.STOP_KEYWORD)
+    inbound(client, "please text me again", MessageSid="SM" + "6" * 32)
+
+    assert list(ReviewItem.objects.values_list("kind", flat=True)) == ["opt_out"]
+    assert state_of(org).opt_out_reason == OptOutReason.STOP_KEYWORD
 
 
 # Organization settings ------------------------------------------------------------------------
@@ -330,34 +543,16 @@ def test_without_the_setting_any_inbound_lifts_nothing(client, org, contact):
     assert opted_out_reason(org) == OptOutReason.STOP_KEYWORD
 
 
-def test_reasonable_means_flags_a_request_for_review_instead_of_opting_out(client, org, contact):
-    org.reasonable_means_opt_out = True
-    org.save()
-
-    inbound(client, "please stop texting me")
-
-    message = Message.objects.get()
-    assert message.review == Message.Review.PENDING
-    assert opted_out_reason(org) == ""
-
-
-def test_without_reasonable_means_a_plain_request_is_only_stored(client, org, contact):
-    inbound(client, "please stop texting me")
-
-    message = Message.objects.get()
-    assert message.review == Message.Review.NONE
-    assert opted_out_reason(org) == ""
-
-
 def test_an_inbound_to_a_messaging_service_number_goes_to_the_services_org(client, org):
     service = make_sender(org, phone_number="", messaging_service_sid="MG" + "b" * 32)
 
     inbound(client, "STOP", to="+14155550177", MessagingServiceSid=service.messaging_service_sid)
 
-    message = Message.objects.get()
+    message = Message.objects.get(direction=Message.Direction.INBOUND)
     assert message.organization == org
     assert message.sender == service
     assert opted_out_reason(org) == OptOutReason.STOP_KEYWORD
+    assert outbound().get().sender == service  # the confirmation answers from the service
 
 
 # One bad event ----------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from config.celery import app as celery_app
 from conversations import services, tasks
 from conversations.models import Message, MessageEvent
 from tests.factories import make_contact, make_org, make_sender
-from tests.stack import Worker, base_env, database_url, wait_until
+from tests.stack import Worker, base_env, database_url, point_celery_at, wait_until
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -22,15 +22,6 @@ AUTH_TOKEN = "worker-integration-auth-token"
 PUBLIC_BASE_URL = "http://127.0.0.1:8000"
 # The simulator's plan: 555-0100…0149 are mobiles that get "sent", then "delivered".
 MOBILE = "+12125550100"
-
-
-def _point_celery_at(url):
-    """This process publishes to `url`: Celery read its broker URL once, at configuration."""
-    if celery_app._pool is not None:
-        celery_app._pool.force_close_all()
-    celery_app._pool = None
-    celery_app.amqp._producer_pool = None
-    celery_app.conf.broker_url = url
 
 
 @pytest.fixture
@@ -44,9 +35,9 @@ def pipeline(settings, monkeypatch, private_redis):
     monkeypatch.setattr(tasks, "_redis_client", None)
     monkeypatch.setattr(tasks, "_last_request", 0.0)
     original = celery_app.conf.broker_url
-    _point_celery_at(private_redis.url)
+    point_celery_at(private_redis.url)
     yield private_redis
-    _point_celery_at(original)
+    point_celery_at(original)
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from django.utils import timezone
 from contacts.models import Contact, Membership, Organization
 from conversations.models import Conversation, Message, MessageEvent, Sender
 from conversations.status import FINAL
-from deliverability import catalogue, services
+from deliverability import catalogue, consent, replies, services
 from deliverability.lookups import normalize
 from deliverability.models import AuditEvent, NumberFacts, NumberState, OrgAlert
 
@@ -138,7 +138,7 @@ class Command(BaseCommand):
             for slug, name, tz, manager, staff in ORGS:
                 org, _ = Organization.objects.get_or_create(
                     slug=slug,
-                    defaults={"name": name, "time_zone": tz, "reasonable_means_opt_out": True},
+                    defaults={"name": name, "time_zone": tz},
                 )
                 for username, org_slug, role in MEMBERSHIPS:
                     if org_slug == slug:
@@ -435,10 +435,13 @@ class Command(BaseCommand):
         self._reminder(days_ago=3)
 
     def _story_review(self):
-        # "Reasonable means" is on: this waits in the review queue for a person to decide.
+        # Unclear wording: this waits in the Review queue for a person to decide.
         self._reminder()
-        body = "please stop texting me about classes"
-        self._message("review", body, "received", 1, inbound=True, review="pending")
+        body = "please stop texting me about classes, just billing"
+        message = self._message("review", body, "received", 1, inbound=True)
+        if message:
+            reply = replies.classify(body)
+            consent.review_open(org=self.org, contact=self.contact, message=message, reply=reply)
 
     def _story_blocked_inbound(self):
         self._reminder(days_ago=12)
