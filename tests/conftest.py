@@ -6,6 +6,7 @@ when TEST_SERVICES names their service (or is "all"); then a missing service is 
 Otherwise they are skipped with a message saying what is missing.
 """
 
+import contextlib
 import os
 import shutil
 import socket
@@ -13,6 +14,8 @@ from urllib.parse import urlparse
 
 import pytest
 from django.conf import settings as django_settings
+from django.db import transaction
+from django.test import override_settings
 from hypothesis import settings as hypothesis_settings
 
 from contacts.models import Membership
@@ -115,6 +118,18 @@ def reset_in_process_state():
     pacing._local_next.clear()
     cache.clear()
     get_backend("locmem").reset()
+
+
+@contextlib.contextmanager
+def rows_for_the_module(django_db_blocker):
+    """Rows that a module's tests share, made once in a transaction rolled back after the
+    module's last test (call it in a module-scoped fixture and yield inside the block). Each test
+    runs in a savepoint within it, as with TestCase.setUpTestData, so what a test changes is
+    undone before the next one. Not for modules with transactional tests."""
+    with django_db_blocker.unblock(), override_settings(**TEST_SETTINGS), transaction.atomic():
+        reset_in_process_state()
+        yield
+        transaction.set_rollback(True)
 
 
 @pytest.fixture(autouse=True)

@@ -6,15 +6,13 @@ import pytest
 from django.apps import apps
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.db import transaction
-from django.test import override_settings
 from django.urls import reverse
 
 from contacts.models import Contact, Membership, Organization
 from conversations.models import Conversation, Message, MessageEvent
 from deliverability.checks import check_contacts
 from deliverability.models import AuditEvent, NumberState, OrgAlert
-from tests.conftest import TEST_SETTINGS, reset_in_process_state
+from tests.conftest import rows_for_the_module
 
 pytestmark = pytest.mark.django_db
 
@@ -28,17 +26,12 @@ def _counts():
 
 @pytest.fixture(scope="module")
 def demo(django_db_setup, django_db_blocker):
-    """The demo, seeded once for the module (it takes a second) inside a transaction that is
-    rolled back after the module's last test. Each test runs in a savepoint within it, as with
-    TestCase.setUpTestData, so what a test changes is undone before the next one. Its value is
-    what the first run printed."""
+    """The demo, seeded once for the module: it takes a second. Its value is what the first
+    run printed."""
     printed = io.StringIO()
-    with django_db_blocker.unblock(), transaction.atomic():
-        with override_settings(**TEST_SETTINGS):
-            reset_in_process_state()
-            call_command("demo", "--no-serve", stdout=printed)
+    with rows_for_the_module(django_db_blocker):
+        call_command("demo", "--no-serve", stdout=printed)
         yield printed.getvalue()
-        transaction.set_rollback(True)
 
 
 def _skip_reasons(slug):
