@@ -6,7 +6,6 @@ when TEST_SERVICES names their service (or is "all"); then a missing service is 
 Otherwise they are skipped with a message saying what is missing.
 """
 
-import contextlib
 import os
 import shutil
 import socket
@@ -14,12 +13,11 @@ from urllib.parse import urlparse
 
 import pytest
 from django.conf import settings as django_settings
-from django.db import transaction
-from django.test import override_settings
 from hypothesis import settings as hypothesis_settings
 
 from contacts.models import Membership
 from tests import factories
+from tests.isolation import TEST_SETTINGS, reset_in_process_state
 
 SERVICE_MARKERS = ("postgres", "redis", "browser", "twilio_mock")
 
@@ -98,42 +96,9 @@ def _missing_service(request):
     pytest.fail("; ".join(problems), pytrace=False)
 
 
-# Without a broker, tasks run in the caller during tests: deterministic and sequential.
-TEST_SETTINGS = {
-    "PASSWORD_HASHERS": ["django.contrib.auth.hashers.MD5PasswordHasher"],  # fast
-    "TASKS_IN_PROCESS": "sync",
-    "SMS_BACKEND": "locmem",
-    "REDIS_URL": "",
-    "CACHES": {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
-}
-
-
-def reset_in_process_state():
-    """Forget what an earlier test left in this process: pacing, the cache, the sent texts."""
-    from django.core.cache import cache
-
-    from conversations import pacing
-    from conversations.backends import get_backend
-
-    pacing._local_next.clear()
-    cache.clear()
-    get_backend("locmem").reset()
-
-
-@contextlib.contextmanager
-def rows_for_the_module(django_db_blocker):
-    """Rows that a module's tests share, made once in a transaction rolled back after the
-    module's last test (call it in a module-scoped fixture and yield inside the block). Each test
-    runs in a savepoint within it, as with TestCase.setUpTestData, so what a test changes is
-    undone before the next one. Not for modules with transactional tests."""
-    with django_db_blocker.unblock(), override_settings(**TEST_SETTINGS), transaction.atomic():
-        reset_in_process_state()
-        yield
-        transaction.set_rollback(True)
-
-
 @pytest.fixture(autouse=True)
 def _tasks_run_at_once(settings):
+    """Without a broker, tasks run in the caller during tests: deterministic and sequential."""
     for name, value in TEST_SETTINGS.items():
         setattr(settings, name, value)
     reset_in_process_state()

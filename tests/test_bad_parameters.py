@@ -18,8 +18,8 @@ from django.utils import timezone
 from contacts.models import ContactImport, ContactImportRow, Membership
 from conversations.models import Message
 from deliverability import services
-from tests.conftest import rows_for_the_module
 from tests.factories import make_contact, make_member, make_message, make_org, make_sender
+from tests.isolation import rows_for_the_module
 
 HUGE = "99999999999999999999"
 NOT_PAGES = ["abc", "-1", "0", "1.5", " 2", "٢"]

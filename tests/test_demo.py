@@ -12,7 +12,7 @@ from contacts.models import Contact, Membership, Organization
 from conversations.models import Conversation, Message, MessageEvent
 from deliverability.checks import check_contacts
 from deliverability.models import AuditEvent, NumberState, OrgAlert
-from tests.conftest import rows_for_the_module
+from tests.isolation import rows_for_the_module
 
 pytestmark = pytest.mark.django_db
 
