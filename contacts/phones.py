@@ -72,11 +72,6 @@ def parse_phone(raw, region="US"):
     return ParsedPhone(raw=raw, e164=e164, status="valid", error="")
 
 
-def to_e164(raw, region="US"):
-    """The E.164 form of `raw`, or "" when it is not a valid destination."""
-    return parse_phone(raw, region).e164
-
-
 def mask(e164):
     """A number fit for logs: the country code and the last two digits only."""
     if not e164:

@@ -106,10 +106,6 @@ class ErrorInfo:
         return self.category == Category.UNREACHABLE
 
     @property
-    def sets_invalid(self):
-        return self.effect == Effect.AUTO_INVALID
-
-    @property
     def label(self):
         return f"{self.reason} ({self.code})" if self.code is not None else self.reason
 

@@ -50,13 +50,6 @@ def states_by_phone(organization, phones):
     return {state.phone: state for state in rows}
 
 
-def facts_by_phone(phones):
-    phones = [p for p in set(phones) if p]
-    if not phones:
-        return {}
-    return {facts.phone: facts for facts in NumberFacts.objects.filter(phone__in=phones)}
-
-
 def flagged(organization, phone_ref):
     """EXISTS expressions: the number at `phone_ref` is opted out / Invalid in the org.
 

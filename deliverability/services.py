@@ -28,7 +28,6 @@ from deliverability.models import (
 )
 
 MAX_PAUSE = timedelta(days=30)
-ERROR_WINDOW = timedelta(days=80)
 STREAK_TIMES_KEPT = RECENT_ERRORS_THRESHOLD
 GLOBAL_TIMES_KEPT = 10  # the global rule compares with 5: more than enough
 

@@ -13,13 +13,22 @@ from urllib.parse import urlparse
 
 import pytest
 from django.conf import settings as django_settings
+from hypothesis import settings as hypothesis_settings
 
 from contacts.models import Membership
 from tests import factories
+from tests.isolation import TEST_SETTINGS, reset_in_process_state
 
 SERVICE_MARKERS = ("postgres", "redis", "browser", "twilio_mock")
 
 pytest_plugins = ["tests.browser"]
+
+# Property tests that go through the database and the pages take the number of examples from
+# the profile: "quick" (the default, for `uv run pytest`) or "thorough" (HYPOTHESIS_PROFILE=
+# thorough, CI's services pass). Pure functions that are cheap to call set their own, larger count.
+hypothesis_settings.register_profile("quick", max_examples=30)
+hypothesis_settings.register_profile("thorough", max_examples=100)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "quick"))
 
 
 def _requested_services():
@@ -90,19 +99,9 @@ def _missing_service(request):
 @pytest.fixture(autouse=True)
 def _tasks_run_at_once(settings):
     """Without a broker, tasks run in the caller during tests: deterministic and sequential."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast
-    settings.TASKS_IN_PROCESS = "sync"
-    settings.SMS_BACKEND = "locmem"
-    settings.REDIS_URL = ""
-    from conversations import pacing
-    from conversations.backends import get_backend
-
-    pacing._local_next.clear()
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-    from django.core.cache import cache
-
-    cache.clear()
-    get_backend("locmem").reset()
+    for name, value in TEST_SETTINGS.items():
+        setattr(settings, name, value)
+    reset_in_process_state()
 
 
 @pytest.fixture

@@ -73,7 +73,12 @@ def test_it_treats_an_unknown_code_as_unreachable():
     assert describe("39999").reason == "Unknown error (code 39999)"
 
 
-@pytest.mark.parametrize("junk", [None, "", "abc", " ", "12.5", "9" * 5000, object()], ids=repr)
+@pytest.mark.parametrize(
+    "junk",
+    [None, "", "abc", " ", "12.5", "9" * 5000, object()],
+    # Stable ids: pytest-xdist's workers must collect the same names (no memory addresses).
+    ids=["None", "empty", "abc", "blank", "12.5", "5000 nines", "an object"],
+)
 def test_it_never_raises_on_junk_codes(junk):
     info = describe(junk)
     assert info.category == Category.UNREACHABLE

@@ -797,7 +797,7 @@ def compare_with_the_reference(applied, *, orgs, now, is_test):
 
 
 hypothesis_settings = settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 
 

@@ -101,7 +101,7 @@ def list_server():
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.body, server.status, server.hits = "", 200, []
     server.url = f"http://127.0.0.1:{server.server_address[1]}/deactivations/{DAY}.txt"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     yield server
     server.shutdown()

@@ -1,5 +1,7 @@
 """`manage.py demo --no-serve`: two organizations in every state, idempotent, fixed logins."""
 
+import io
+
 import pytest
 from django.apps import apps
 from django.contrib.auth import get_user_model
@@ -10,6 +12,7 @@ from contacts.models import Contact, Membership, Organization
 from conversations.models import Conversation, Message, MessageEvent
 from deliverability.checks import check_contacts
 from deliverability.models import AuditEvent, NumberState, OrgAlert
+from tests.isolation import rows_for_the_module
 
 pytestmark = pytest.mark.django_db
 
@@ -21,9 +24,14 @@ def _counts():
     return {m._meta.label: m.objects.count() for m in [*models, get_user_model()]}
 
 
-@pytest.fixture
-def demo():
-    call_command("demo", "--no-serve")
+@pytest.fixture(scope="module")
+def demo(django_db_setup, django_db_blocker):
+    """The demo, seeded once for the module: it takes a second. Its value is what the first
+    run printed."""
+    printed = io.StringIO()
+    with rows_for_the_module(django_db_blocker):
+        call_command("demo", "--no-serve", stdout=printed)
+        yield printed.getvalue()
 
 
 def _skip_reasons(slug):
@@ -32,9 +40,8 @@ def _skip_reasons(slug):
     return dict(contacts.values_list("external_id", "skip_reason"))
 
 
-def test_it_prints_the_url_and_the_logins(capsys):
-    call_command("demo", "--no-serve")
-    out = capsys.readouterr().out
+def test_it_prints_the_url_and_the_logins(demo):
+    out = demo
     assert "http://127.0.0.1:8000/" in out
     for login in ("demo / demo", "frontdesk / demo", "other / demo", "admin / admin"):
         assert login in out

@@ -114,7 +114,7 @@ class _ListHandler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def list_server():
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ListHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}/list.txt"
     server.shutdown()

@@ -1,5 +1,7 @@
-"""A number's state within an organization (SPEC §2): every transition, what it refuses, and the
-audit event each one leaves (who or what caused it, before and after, the note and the page)."""
+"""A number's state within an organization (SPEC §2) and what each category of the Twilio error
+catalogue does to it (SPEC §4): every transition, what it refuses, and the audit event each one
+leaves (who or what caused it, before and after, the note and the page). Staff see the reason of
+an error, never a bare code."""
 
 from datetime import date, timedelta
 
@@ -8,18 +10,27 @@ from django.utils import timezone
 
 from contacts.models import Contact
 from deliverability import catalogue, checks, services
+from deliverability.catalogue import Category
 from deliverability.lookups import normalize
-from deliverability.models import AuditEvent, NumberFacts, NumberState, OptOutReason
+from deliverability.models import AuditEvent, NumberFacts, NumberState, OptOutReason, OrgAlert
 from deliverability.services import OptIn, StateChangeRefused
 from tests.factories import make_contact, make_message
 
 PHONE = "+12125550123"
-INVALID_CODES = catalogue.codes_in(catalogue.Category.INVALID)
+LANDLINE = "+12125550150"  # the simulator's plan: landline (SPEC §9)
+MOBILE = "+12125550120"  # the simulator's plan: an ordinary mobile
+SENDER = "+16175550001"
+INVALID_CODES = catalogue.codes_in(Category.INVALID)
 OPT_OUT_REASONS = list(OptOutReason.values)
 
 
 def state(org, phone=PHONE):
-    return NumberState.objects.get(organization=org, phone=phone)
+    """The number's state in `org`; blank (and unsaved) when nothing was ever recorded."""
+    return services.number_state(org=org, phone=phone)
+
+
+def facts(phone=PHONE):
+    return NumberFacts.objects.filter(phone=phone).first()
 
 
 def audits(org, phone=PHONE):
@@ -28,6 +39,20 @@ def audits(org, phone=PHONE):
 
 def last_audit(org, phone=PHONE):
     return audits(org, phone)[-1]
+
+
+def untouched(org, phone=PHONE):
+    """Nothing a user could notice changed about the number."""
+    current = state(org, phone)
+    known = facts(phone)
+    return (
+        not current.is_invalid
+        and not current.is_opted_out
+        and current.error_streak == 0
+        and (known is None or (known.errors_since_heartbeat, known.error_count) == (0, 0))
+        and not AuditEvent.objects.filter(phone=phone).exists()
+        and checks.check_number(org=org, phone=phone) is None
+    )
 
 
 def opt_out(org, reason, owner, phone=PHONE):
@@ -113,11 +138,11 @@ def test_a_contact_without_a_usable_number_cannot_be_flagged(org, teammate):
 
 @pytest.mark.parametrize("code", INVALID_CODES)
 def test_each_invalid_code_flags_the_number_automatically_with_twilio_as_the_cause(org, code):
-    services.error_apply(org=org, phone=PHONE, code=code)
+    info = services.error_apply(org=org, phone=PHONE, code=code)
     flagged = state(org)
     assert flagged.invalid_source == "automatic"
     assert flagged.invalid_code == str(code)
-    assert flagged.invalid_reason == catalogue.ERRORS[code][1]
+    assert flagged.invalid_reason == info.reason == catalogue.ERRORS[code][1]
     event = last_audit(org)
     assert event.action == AuditEvent.Action.AUTO_INVALID
     assert event.actor is None
@@ -126,6 +151,7 @@ def test_each_invalid_code_flags_the_number_automatically_with_twilio_as_the_cau
     assert event.before["invalid_source"] == ""
     assert event.after["invalid_code"] == str(code)
     assert event.after["invalid_reason"] == catalogue.ERRORS[code][1]
+    assert checks.check_number(org=org, phone=PHONE) == "marked_invalid"
 
 
 @pytest.mark.parametrize("code", INVALID_CODES)
@@ -216,6 +242,18 @@ def test_a_later_opt_out_keeps_the_first_reason_and_date(org, owner):
     with pytest.raises(StateChangeRefused, match="already opted out"):
         services.number_opt_out(org=org, phone=PHONE, reason="staff", by=owner)
     assert len(audits(org)) == 1
+
+
+def test_21610_opts_the_number_out_as_a_carrier_stop(org):
+    services.error_apply(org=org, phone=PHONE, code=21610)
+    opted = state(org)
+    assert opted.opt_out_reason == "carrier_stop"
+    assert not opted.is_invalid
+    event = AuditEvent.objects.get()
+    assert (event.action, event.system_cause) == ("opt_out", "Twilio 21610")
+    assert checks.check_number(org=org, phone=PHONE) == "opted_out"
+    services.error_apply(org=org, phone=PHONE, code=21610)  # the next send fails the same way
+    assert AuditEvent.objects.count() == 1
 
 
 # Opt-in ----------------------------------------------------------------------------------------
@@ -590,6 +628,162 @@ def test_a_new_number_that_does_not_parse_is_kept_as_entered_and_not_sent_to(org
     assert checks.check_contacts(contacts, org=org).get().skip_reason == "invalid_number"
 
 
+# Errors counted against the number (unreachable and unknown codes) -------------------------------
+
+
+@pytest.mark.parametrize("code", catalogue.codes_in(Category.UNREACHABLE))
+def test_an_unreachable_code_counts_one_error_in_the_org_and_across_orgs(org, code):
+    services.error_apply(org=org, phone=PHONE, code=code)
+    counted = state(org)
+    assert counted.error_streak == 1
+    assert not counted.is_invalid and not counted.is_opted_out
+    known = facts()
+    assert (known.errors_since_heartbeat, known.error_count, known.last_error_code) == (
+        1,
+        1,
+        str(code),
+    )
+    services.error_apply(org=org, phone=PHONE, code=code)
+    assert state(org).error_streak == 2
+    assert facts().errors_since_heartbeat == 2
+    assert not AuditEvent.objects.exists()  # counting is not a state change
+
+
+@pytest.mark.parametrize("code", [30003, 30008, 21612])
+def test_unreachable_codes_other_than_30006_ask_for_no_lookup(
+    org, code, django_capture_on_commit_callbacks
+):
+    make_contact(org, LANDLINE)
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        services.error_apply(org=org, phone=LANDLINE, code=code)
+    assert callbacks == []
+    assert facts(LANDLINE).looked_up_at is None
+    assert not state(org, LANDLINE).is_invalid
+
+
+def test_30006_on_a_landline_flags_the_number_after_a_fresh_lookup(
+    org, django_capture_on_commit_callbacks
+):
+    contact = make_contact(org, LANDLINE)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.error_apply(org=org, phone=LANDLINE, code=30006)
+
+    flagged = state(org, LANDLINE)
+    assert (flagged.invalid_source, flagged.invalid_code, flagged.invalid_reason) == (
+        "automatic",
+        "lookup",
+        "Landline; not SMS-capable",
+    )
+    assert flagged.error_streak == 1  # the error itself still counts
+    known = facts(LANDLINE)
+    assert (known.line_type, known.errors_since_heartbeat) == ("landline", 1)
+    assert known.looked_up_at is not None
+    event = AuditEvent.objects.get(phone=LANDLINE)
+    assert (event.action, event.actor, event.system_cause) == (
+        "auto_invalid",
+        None,
+        "line-type lookup",
+    )
+    contacts = Contact.objects.filter(pk=contact.pk)
+    assert checks.check_contacts(contacts, org=org).get().skip_reason == "marked_invalid"
+    # A lookup can disprove this flag, so staff may re-check it (but not mark it valid).
+    assert services.may_recheck(flagged)
+
+
+def test_30006_on_a_landline_no_contact_holds_skips_it_as_a_landline(
+    org, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        services.error_apply(org=org, phone=LANDLINE, code=30006)
+    assert not state(org, LANDLINE).is_invalid
+    assert facts(LANDLINE).line_type == "landline"
+    assert checks.check_number(org=org, phone=LANDLINE) == "landline"
+
+
+def test_30006_on_a_mobile_only_counts_the_error(org, django_capture_on_commit_callbacks):
+    make_contact(org, MOBILE)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.error_apply(org=org, phone=MOBILE, code=30006)
+    assert not state(org, MOBILE).is_invalid
+    assert facts(MOBILE).line_type == "mobile"
+    assert state(org, MOBILE).error_streak == 1
+    assert checks.check_number(org=org, phone=MOBILE) is None
+
+
+@pytest.mark.parametrize("code", [12345, "99999", 30999])
+def test_an_unknown_code_counts_as_unreachable_with_a_readable_reason(org, code):
+    info = services.error_apply(org=org, phone=PHONE, code=code)
+    assert info.category == Category.UNREACHABLE
+    assert info.reason == f"Unknown error (code {code})"
+    assert state(org).error_streak == 1
+    assert not state(org).is_invalid and not state(org).is_opted_out
+    assert facts().errors_since_heartbeat == 1
+    assert facts().last_error_code == str(code)
+
+
+def test_an_unknown_code_counts_toward_the_error_rules_like_any_unreachable_one(org):
+    for _ in range(4):
+        services.error_apply(org=org, phone=PHONE, code=30003)
+    assert checks.check_number(org=org, phone=PHONE) is None
+    services.error_apply(org=org, phone=PHONE, code=31999)
+    assert checks.check_number(org=org, phone=PHONE) == "recent_errors"
+
+
+def test_an_attempt_reported_late_does_not_move_the_last_attempt_back(org):
+    now = timezone.now()
+    services.record_attempts(org=org, phones=[PHONE], at=now)
+    services.record_attempts(org=org, phones=[PHONE], at=now - timedelta(days=3))
+    assert state(org).last_attempt_at == now
+
+
+# Errors that leave the number alone (content, throughput, sender) --------------------------------
+
+
+@pytest.mark.parametrize(
+    "code", catalogue.codes_in(Category.CONTENT) + catalogue.codes_in(Category.THROUGHPUT)
+)
+def test_content_and_throughput_errors_leave_the_number_alone(org, code):
+    info = services.error_apply(org=org, phone=PHONE, code=code, sender_ref=SENDER)
+    assert info.reason == catalogue.ERRORS[code][1]
+    assert untouched(org)
+    assert not NumberState.objects.exists()
+    assert not OrgAlert.objects.exists()
+
+
+@pytest.mark.parametrize("code", catalogue.codes_in(Category.SENDER))
+def test_a_sender_error_raises_an_org_alert_and_leaves_the_number_alone(org, code):
+    services.error_apply(org=org, phone=PHONE, code=code, sender_ref=SENDER)
+    alert = OrgAlert.objects.get()
+    assert (alert.organization, alert.kind, alert.sender_ref, alert.error_code) == (
+        org,
+        OrgAlert.Kind.SENDER_ERROR,
+        SENDER,
+        str(code),
+    )
+    assert alert.occurrences == 1
+    assert catalogue.ERRORS[code][1] in alert.message and SENDER in alert.message
+    assert untouched(org)
+
+
+def test_a_repeated_sender_error_counts_occurrences_on_one_alert(org, other_org):
+    for _ in range(3):
+        services.error_apply(org=org, phone=PHONE, code=30034, sender_ref=SENDER)
+    alert = OrgAlert.objects.get()
+    assert alert.occurrences == 3
+    services.error_apply(org=org, phone=PHONE, code=30018, sender_ref=SENDER)
+    services.error_apply(org=other_org, phone=PHONE, code=30034, sender_ref="+16175550002")
+    assert OrgAlert.objects.count() == 3
+    assert OrgAlert.objects.get(pk=alert.pk).occurrences == 3
+
+
+def test_a_sender_error_after_the_alert_was_resolved_opens_a_new_one(org, owner):
+    services.error_apply(org=org, phone=PHONE, code=30034, sender_ref=SENDER)
+    services.alert_resolve(alert=OrgAlert.objects.get(), by=owner)
+    services.error_apply(org=org, phone=PHONE, code=30034, sender_ref=SENDER)
+    assert OrgAlert.objects.count() == 2
+    assert OrgAlert.objects.filter(resolved_at__isnull=True).get().occurrences == 1
+
+
 # Per organization ------------------------------------------------------------------------------
 
 
@@ -600,7 +794,9 @@ def test_states_belong_to_one_organization(org, other_org, owner, teammate):
         org=org, phone="+12125550142", until=timezone.now() + timedelta(days=2), by=teammate
     )
     opt_out(org, OptOutReason.STAFF, owner, phone="+12125550143")
-    for phone in (PHONE, "+12125550142", "+12125550143"):
+    services.error_apply(org=org, phone="+12125550144", code=21610)
+    services.number_mark_invalid(org=org, phone="+12125550145", by=teammate)
+    for phone in (PHONE, "+12125550142", "+12125550143", "+12125550144", "+12125550145"):
         elsewhere = services.number_state(org=other_org, phone=phone)
         assert not elsewhere.is_invalid
         assert not elsewhere.is_opted_out

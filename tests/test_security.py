@@ -106,9 +106,7 @@ def test_normal_use_never_locks_anyone_out(client, db, django_user_model):
 # Fuzzed input: never a 500 ------------------------------------------------------------------------
 
 fuzz_text = st.text(max_size=60)
-FUZZ = settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 @FUZZ

@@ -244,7 +244,6 @@ event = st.tuples(
 
 
 @settings(
-    max_examples=120,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

@@ -546,9 +546,7 @@ def expected_end(final, arrivals):
     return final[0]
 
 
-@hypothesis_settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@hypothesis_settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(sequence=callback_sequences())
 def test_any_order_and_duplication_ends_on_the_final_status(client, contact, sender, sequence):
     final, arrivals, with_tokens = sequence

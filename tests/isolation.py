@@ -1,0 +1,39 @@
+"""What every test runs with, and rows that the tests of one module share."""
+
+import contextlib
+
+from django.db import transaction
+from django.test import override_settings
+
+# Without a broker, tasks run in the caller during tests: deterministic and sequential.
+TEST_SETTINGS = {
+    "PASSWORD_HASHERS": ["django.contrib.auth.hashers.MD5PasswordHasher"],  # fast
+    "TASKS_IN_PROCESS": "sync",
+    "SMS_BACKEND": "locmem",
+    "REDIS_URL": "",
+    "CACHES": {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
+}
+
+
+def reset_in_process_state():
+    """Forget what an earlier test left in this process: pacing, the cache, the sent texts."""
+    from django.core.cache import cache
+
+    from conversations import pacing
+    from conversations.backends import get_backend
+
+    pacing._local_next.clear()
+    cache.clear()
+    get_backend("locmem").reset()
+
+
+@contextlib.contextmanager
+def rows_for_the_module(django_db_blocker):
+    """Rows that a module's tests share, made once in a transaction rolled back after the
+    module's last test (call it in a module-scoped fixture and yield inside the block). Each test
+    runs in a savepoint within it, as with TestCase.setUpTestData, so what a test changes is
+    undone before the next one. Not for modules with transactional tests."""
+    with django_db_blocker.unblock(), override_settings(**TEST_SETTINGS), transaction.atomic():
+        reset_in_process_state()
+        yield
+        transaction.set_rollback(True)
