@@ -27,7 +27,7 @@ def _worker(key, ready, go, deadline, queue):
     django.setup()
     from django.conf import settings
 
-    from conversations.pacing import take_slot, wait_for_slot
+    from config.pacing import take_slot, wait_for_slot
 
     if settings.REDIS_URL != REDIS_URL:
         raise RuntimeError(f"pacing worker without Redis (REDIS_URL={settings.REDIS_URL!r})")
