@@ -22,6 +22,7 @@ BENCHMARKS = {
     "callbacks": "bench.callbacks",
     "events": "bench.events",
     "pacing": "bench.pacing",
+    "sends": "bench.sends",
 }
 
 

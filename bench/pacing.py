@@ -1,6 +1,6 @@
 """`pacing`: four worker processes share one sender's pace through Redis.
 
-Each process takes send slots for the same sender key with conversations.pacing (the Lua
+Each process takes send slots for the same sender key with config.pacing (the Lua
 script in Redis) and records when its slots fall. Floors: together they reach at least 95 % of
 the sender's rate, and no sliding one-second window ever holds more slots than the rate allows.
 """
@@ -27,7 +27,7 @@ def _worker(key, ready, go, deadline, queue):
     django.setup()
     from django.conf import settings
 
-    from conversations.pacing import take_slot, wait_for_slot
+    from config.pacing import take_slot, wait_for_slot
 
     if settings.REDIS_URL != REDIS_URL:
         raise RuntimeError(f"pacing worker without Redis (REDIS_URL={settings.REDIS_URL!r})")

@@ -2,13 +2,16 @@
 
 Used when REDIS_URL is unset (the demo, a laptop). TASKS_IN_PROCESS="sync" runs each task at
 once in the caller instead, which the test suite uses so that behaviour is deterministic.
+Tasks wait on the queue they were sent to (config.celery.QUEUES) and a small priority scheduler
+runs them: an interactive send or an event never waits behind bulk sends or lookups.
 Periodic tasks of CELERY_BEAT_SCHEDULE run from one scheduler thread started by `start_beat()`.
 """
 
+import heapq
+import itertools
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 from celery.schedules import schedule as celery_schedule
 from django.conf import settings
@@ -16,8 +19,16 @@ from django.db import close_old_connections, connections
 
 log = logging.getLogger(__name__)
 
-_executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="task")
+# The queues in the order a free thread serves them, and how many threads each may hold at
+# once. Bulk work, lookups and maintenance (an import, the dispatcher) together hold at most 5
+# of the 7 threads: an interactive send or an event always finds a thread, and takes it before
+# anything queued.
+PRIORITY = ("interactive", "events", "maintenance", "bulk", "lookups")
+LIMITS = {"interactive": 7, "events": 7, "maintenance": 2, "bulk": 2, "lookups": 1}
+THREADS = 7
+
 _beat_started = threading.Event()
+_local = threading.local()
 
 
 class InProcessResult:
@@ -27,28 +38,87 @@ class InProcessResult:
         self.id = task_id
 
 
-def _run(task, args, kwargs, retries=0):
+class Scheduler:
+    """A small priority scheduler: one FIFO per queue, served by a few threads in PRIORITY
+    order, each queue held to its limit of threads."""
+
+    def __init__(self, threads=THREADS, priority=PRIORITY, limits=LIMITS):
+        self.threads, self.priority, self.limits = threads, priority, limits
+        self._waiting = {queue: [] for queue in priority}
+        self._running = dict.fromkeys(priority, 0)
+        self._order = itertools.count()
+        self._cond = threading.Condition()
+        self._started = False
+
+    def submit(self, queue, job):
+        """Run `job` (a callable) on `queue`'s turn."""
+        queue = queue if queue in self._waiting else "maintenance"
+        with self._cond:
+            heapq.heappush(self._waiting[queue], (next(self._order), job))
+            if not self._started:
+                self._started = True
+                for n in range(self.threads):
+                    threading.Thread(target=self._serve, name=f"task-{n}", daemon=True).start()
+            self._cond.notify_all()
+
+    def _next(self):
+        for queue in self.priority:
+            if self._waiting[queue] and self._running[queue] < self.limits.get(queue, 1):
+                return queue, heapq.heappop(self._waiting[queue])[1]
+        return None, None
+
+    def _serve(self):
+        while True:
+            with self._cond:
+                queue, job = self._next()
+                while job is None:
+                    self._cond.wait()
+                    queue, job = self._next()
+                self._running[queue] += 1
+            try:
+                job(queue)
+            except Exception:  # A job that raises must not kill its thread.
+                log.exception("in-process job on %s failed", queue)
+            finally:
+                with self._cond:
+                    self._running[queue] -= 1
+                    self._cond.notify_all()
+
+
+_scheduler = Scheduler()
+
+
+def current_queue():
+    """The queue of the task this thread runs, if any."""
+    return getattr(_local, "queue", None)
+
+
+def _run(task, args, kwargs, retries, queue):
+    _local.queue = queue
     close_old_connections()
     try:
         task.apply(args=args, kwargs=kwargs, throw=False, retries=retries)
-    except Exception:  # A task that raises must not kill the thread pool.
+    except Exception:  # A task that raises must not kill the thread.
         log.exception("in-process task %s failed", task.name)
     finally:
+        _local.queue = None
         connections.close_all()
 
 
-def submit(task, args, kwargs, countdown=0.0, retries=0):
+def submit(task, args, kwargs, countdown=0.0, retries=0, queue="maintenance"):
     if settings.TASKS_IN_PROCESS == "sync":
         task.apply(args=args, kwargs=kwargs, throw=True, retries=retries)
         return InProcessResult()
+
+    def job(queue):
+        _run(task, args, kwargs, retries, queue)
+
     if countdown and countdown > 0:
-        timer = threading.Timer(
-            countdown, _executor.submit, args=(_run, task, args, kwargs, retries)
-        )
+        timer = threading.Timer(countdown, _scheduler.submit, args=(queue, job))
         timer.daemon = True
         timer.start()
     else:
-        _executor.submit(_run, task, args, kwargs, retries)
+        _scheduler.submit(queue, job)
     return InProcessResult()
 
 
@@ -60,6 +130,8 @@ def start_beat(app, tick=1.0):
 
     def loop():
         from django.utils import timezone
+
+        from config.celery import enqueue
 
         started = timezone.now()
         entries = []
@@ -74,7 +146,7 @@ def start_beat(app, tick=1.0):
                 due, _next = sched.is_due(last_run)
                 if due:
                     item[2] = timezone.now()
-                    app.tasks[task_name].delay()
+                    enqueue(task_name)
             time.sleep(tick)
 
     threading.Thread(target=loop, name="beat", daemon=True).start()

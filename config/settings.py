@@ -232,6 +232,10 @@ SIMULATOR_AUTH_TOKEN = "reachable-simulator-development-token"
 STATUS_UNAVAILABLE_AFTER = timedelta(minutes=env_int("STATUS_UNAVAILABLE_AFTER_MINUTES", 30))
 MESSAGE_VALIDITY_SECONDS = env_int("MESSAGE_VALIDITY_SECONDS", 36000)
 
+# Line-type lookups a second, across every worker (Twilio Lookup's own limit is higher; this
+# keeps an import's lookups from crowding the account).
+LOOKUP_RATE = float(env_str("LOOKUP_RATE", "20"))
+
 # Celery. Without REDIS_URL, tasks run in-process on background threads (see config.celery).
 REDIS_URL = env_str("REDIS_URL")
 # Cache: Redis when there is one (shared by every process), else this process's memory. Callers

@@ -17,7 +17,7 @@ import io
 from dataclasses import dataclass
 
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count, F, Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 
@@ -290,7 +290,10 @@ def _import_batch(job, org, columns, batch, seen_phones):
     ContactImport.objects.filter(pk=job.pk).update(processed_rows=job.rows.count())
     forget_counts(org.pk)  # new contacts, and numbers that may carry a flag
     if new_phones:
-        enqueue_on_commit("deliverability.tasks.lookup_numbers", sorted(set(new_phones)))
+        phones = sorted(set(new_phones))
+        pending = F("lookups_total") + len(phones)
+        ContactImport.objects.filter(pk=job.pk).update(lookups_total=pending)
+        enqueue_on_commit("deliverability.tasks.lookup_numbers", phones, import_id=job.pk)
 
 
 def _same_phone(holder, line):

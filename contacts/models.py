@@ -47,9 +47,13 @@ class Organization(models.Model):
     quiet_hours_start = models.TimeField(default=time(8, 0), help_text="Broadcasts start at.")
     quiet_hours_end = models.TimeField(default=time(21, 0), help_text="Broadcasts stop at.")
     circuit_breaker_errors = models.PositiveIntegerField(
-        default=20, help_text="Sender or content errors on one sender that pause its broadcasts."
+        default=20,
+        help_text="Sender errors among a sender's last 100 messages (content errors among one "
+        "text's) that pause its broadcasts, when they are also at least 20% of them.",
     )
-    circuit_breaker_minutes = models.PositiveIntegerField(default=10)
+    circuit_breaker_minutes = models.PositiveIntegerField(
+        default=10, help_text="How long the circuit breaker pauses."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -217,6 +221,9 @@ class ContactImport(models.Model):
     state = models.CharField(max_length=8, choices=State.choices, default=State.QUEUED)
     total_rows = models.PositiveIntegerField(default=0)
     processed_rows = models.PositiveIntegerField(default=0)
+    # Line-type lookups of the imported numbers, which run after the rows (at LOOKUP_RATE).
+    lookups_total = models.PositiveIntegerField(default=0)
+    lookups_done = models.PositiveIntegerField(default=0)
     counts = models.JSONField(default=dict, blank=True)
     on_duplicate_phone = models.CharField(
         max_length=8, choices=OnDuplicatePhone.choices, default=OnDuplicatePhone.SKIP
@@ -234,6 +241,10 @@ class ContactImport(models.Model):
     @property
     def percent(self):
         return int(100 * self.processed_rows / self.total_rows) if self.total_rows else 100
+
+    @property
+    def lookups_pending(self):
+        return self.lookups_done < self.lookups_total
 
 
 class ContactImportRow(models.Model):

@@ -187,6 +187,8 @@ def contact_import_result(request, import_id):
             for value, label in ContactImportRow.Outcome.choices
         ],
     }
+    if request.htmx and request.htmx.target == "import-lookups":
+        return render(request, "contacts/import_lookups.html", context)
     if request.htmx and request.htmx.target == "import-progress":
         if job.state == ContactImport.State.DONE:
             return HttpResponseClientRefresh()  # The finished page shows every row's result.

@@ -216,11 +216,18 @@ class SimulatorBackend:
         if settings.SIMULATOR_CHAOS:
             steps = [(status, code, random.uniform(0.2, 3.0)) for status, code, _ in steps]
             steps.append(random.choice(steps))
-        from config.celery import app  # By name: the tasks module imports this one.
+        from config.celery import enqueue  # By name: the tasks module imports this one.
 
         for status, code, delay in steps:
-            app.tasks["conversations.tasks.simulator_callback"].apply_async(
-                args=[status_callback, sid, to, from_, status, code], countdown=delay
+            enqueue(
+                "conversations.tasks.simulator_callback",
+                status_callback,
+                sid,
+                to,
+                from_,
+                status,
+                code,
+                countdown=delay,
             )
         log.info("simulator accepted a message to %s as %s", mask(to), sid)
         return SendResult(sid=sid, status="queued")

@@ -14,20 +14,20 @@ from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
-from config.celery import enqueue, enqueue_on_commit
+from config.celery import BULK, enqueue, enqueue_on_commit
 from contacts.models import Contact
 from contacts.queries import search_q, state_filter
-from conversations.models import Broadcast, Conversation, Message, Sender
+from conversations import breaker
+from conversations.models import Broadcast, Conversation, Message
 from conversations.segments import segment
-from deliverability import catalogue, checks, services
-from deliverability.models import OrgAlert, SkipReason
+from deliverability import checks
+from deliverability.models import SkipReason
 
 RELEASE_AHEAD_SECONDS = 20  # keep this many seconds of sends released at once
 CREATE_BATCH = 2000
 FASTER_SENDER_HINT = (
     "Consider a faster sender: a toll-free number sends 3 messages a second, a short code 100."
 )
-BREAKER_CATEGORIES = (catalogue.Category.SENDER, catalogue.Category.CONTENT)
 
 Dispatch = Message.Dispatch
 
@@ -231,21 +231,6 @@ def _conversations_for(org, contact_ids):
     return existing
 
 
-def breaker_tripped(broadcast, now):
-    """Too many sender or content errors on this sender lately (SPEC §5 circuit breaker)."""
-    org = broadcast.organization
-    codes = [code for cat in BREAKER_CATEGORIES for code in catalogue.codes_in(cat)]
-    since = now - timedelta(minutes=org.circuit_breaker_minutes)
-    recent = Message.objects.filter(
-        organization=org,
-        sender=broadcast.sender,
-        status__in=["failed", "undelivered"],
-        error_code__in=codes,
-        final_at__gte=since,
-    ).count()
-    return recent >= org.circuit_breaker_errors
-
-
 def _hold(broadcast, reason, until):
     Broadcast.objects.filter(pk=broadcast.pk).exclude(state=Broadcast.State.CANCELED).update(
         state=Broadcast.State.HELD, hold_reason=reason, resume_at=until
@@ -270,20 +255,13 @@ def broadcast_dispatch(broadcast_id, now=None):
         _hold(broadcast, f"Outside sending hours; resumes at {local:%b %-d, %-I:%M %p}.", start)
         return 0
     if sender.broadcasts_paused_until and sender.broadcasts_paused_until > now:
-        _hold(broadcast, "Paused by the circuit breaker.", sender.broadcasts_paused_until)
+        _hold(broadcast, breaker.SENDER_PAUSED, sender.broadcasts_paused_until)
         return 0
-    if breaker_tripped(broadcast, now):
-        until = now + timedelta(minutes=org.circuit_breaker_minutes)
-        Sender.objects.filter(pk=sender.pk).update(broadcasts_paused_until=until)
-        services.alert_raise(
-            org=org,
-            kind=OrgAlert.Kind.CIRCUIT_BREAKER,
-            sender_ref=sender.address,
-            message=f"Broadcasts from {sender} are paused: {org.circuit_breaker_errors} or more "
-            f"sender or content errors in {org.circuit_breaker_minutes} minutes. Check the "
-            "message content and the number's registration.",
-        )
-        _hold(broadcast, "Paused by the circuit breaker after many carrier errors.", until)
+    if breaker.sender_check(sender, now):
+        _hold(broadcast, breaker.SENDER_HOLD, sender.broadcasts_paused_until)
+        return 0
+    if breaker.body_check(broadcast, now):
+        _hold(broadcast, breaker.BODY_HOLD, broadcast.body_paused_until)
         return 0
     if broadcast.state == Broadcast.State.HELD:
         Broadcast.objects.filter(pk=broadcast.pk, state=Broadcast.State.HELD).update(
@@ -305,7 +283,7 @@ def broadcast_dispatch(broadcast_id, now=None):
         dispatch=Dispatch.WAITING, status_changed_at=now
     )
     for message_id in ids:
-        enqueue("conversations.tasks.send_message", message_id)
+        enqueue("conversations.tasks.send_message", message_id, queue=BULK)
     if len(ids) < room:  # That was the last of them.
         _finish_if_done(broadcast, now)
     return released

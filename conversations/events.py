@@ -42,6 +42,7 @@ from django.utils import timezone
 
 from config.bulk import bulk_update
 from contacts.models import Organization
+from conversations import breaker
 from conversations import status as lifecycle
 from conversations.models import Message, MessageEvent
 from deliverability import catalogue
@@ -301,6 +302,11 @@ def _apply_status_batch(events):
     if changed:
         bulk_update(changed.values(), _MESSAGE_FIELDS)
     _apply_number_effects(successes, errors)
+    if errors:
+        # After the commit: the breaker's rows are outside this module's lock order, and a
+        # failure there must not undo or repeat what this batch applied (robust: logged).
+        failed = [message for message, _ in errors]
+        transaction.on_commit(lambda: breaker.errors_recorded(failed), robust=True)
     bulk_update(events, _EVENT_FIELDS)
     for event in events:
         if event.not_applied:

@@ -354,6 +354,8 @@ class Broadcast(models.Model):
     state = models.CharField(max_length=10, choices=State.choices, default=State.DRAFT)
     hold_reason = models.CharField(max_length=200, blank=True)
     resume_at = models.DateTimeField(null=True, blank=True)
+    # Set by the circuit breaker when carriers filter this text (SPEC §5): it waits until then.
+    body_paused_until = models.DateTimeField(null=True, blank=True)
     recipient_count = models.PositiveIntegerField(default=0)
     skipped_counts = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

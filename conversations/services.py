@@ -18,14 +18,14 @@ from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
 
-from config.celery import enqueue_on_commit
+from config.celery import enqueue_on_commit, message_queue
+from config.pacing import wait_for_slot
 from contacts.models import Contact
 from contacts.phones import mask, parse_phone
-from conversations import eventlog
+from conversations import breaker, eventlog
 from conversations import status as lifecycle
 from conversations.backends import SendError, get_backend
 from conversations.models import Conversation, Message, MessageEvent, Sender
-from conversations.pacing import wait_for_slot
 from conversations.segments import segment
 from deliverability import catalogue, checks, consent, replies, services
 
@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 CLAIM_TIMEOUT = timedelta(minutes=2)  # a claim older than this belonged to a dead worker
 MAX_SEND_ATTEMPTS = 7  # the first send and six retries
 RECONCILE_HORIZON = timedelta(days=3)
+BULK_HORIZON = 0.5  # seconds
 Dispatch = Message.Dispatch
 
 
@@ -113,7 +114,7 @@ def message_create_outbound(
     )
     if conversation is not None:
         _touch_conversation(conversation, message)
-    enqueue_on_commit("conversations.tasks.send_message", message.pk)
+    enqueue_on_commit("conversations.tasks.send_message", message.pk, queue=message_queue(message))
     return message
 
 
@@ -172,13 +173,22 @@ def message_send(message_id):
     if sender is None:
         _finish(message, status=Message.Status.FAILED, error_message="No sender", final_at=now)
         return "no sender"
-    wait_for_slot(f"sender-{sender.pk}", sender.throughput)
+    # A broadcast's send books its slot at most BULK_HORIZON ahead: an interactive send of
+    # the same sender then waits behind a few bulk sends, not behind the whole broadcast.
+    horizon = BULK_HORIZON if message.broadcast_id else None
+    wait_for_slot(f"sender-{sender.pk}", sender.throughput, horizon=horizon)
     # Renew the claim after the wait: if the sweeper took it meanwhile (it thought this worker
     # dead), this worker must not send as well.
     if not Message.objects.filter(pk=message.pk, dispatch=Dispatch.CLAIMED).update(
         claimed_at=timezone.now()
     ):
         return "claim lost while waiting for the sender's pace"
+    if breaker.holds(message):
+        # The breaker tripped since this was released: back with the held ones, unsent.
+        Message.objects.filter(pk=message.pk, dispatch=Dispatch.CLAIMED).update(
+            dispatch=Dispatch.HELD, attempts=F("attempts") - 1
+        )
+        return "held by the circuit breaker"
     services.record_attempts(org=org, phones=[message.to_number])
     try:
         result = get_backend().send(
@@ -241,6 +251,8 @@ def _send_failed(message, exc):
             at=now,
             sender_ref=message.from_number,
         )
+        message.error_code = info.code
+        breaker.errors_recorded([message])
     return f"failed: {exc.code or exc.http_status}"
 
 
@@ -600,7 +612,10 @@ def reconcile_unknown_send(message_id):
         message_give_up(message.pk, "Gave up after retries: the provider never took it")
         return "gave up"
     enqueue_on_commit(
-        "conversations.tasks.send_message", message.pk, countdown=backoff(message.attempts - 1)
+        "conversations.tasks.send_message",
+        message.pk,
+        countdown=backoff(message.attempts - 1),
+        queue=message_queue(message),
     )
     return "not found; sending again"
 

@@ -16,7 +16,7 @@ from django.db.models import Q
 from django.utils import timezone
 from twilio.request_validator import RequestValidator
 
-from config.celery import enqueue
+from config.celery import BULK, INTERACTIVE, enqueue
 from conversations import broadcasts, events, services
 from conversations.models import Broadcast, Message
 
@@ -75,10 +75,10 @@ def sweep_messages():
     waiting = (
         Message.objects.filter(dispatch=Message.Dispatch.WAITING, created_at__lt=cutoff)
         .filter(Q(status_changed_at__isnull=True) | Q(status_changed_at__lt=cutoff))
-        .values_list("pk", flat=True)[:1000]
+        .values_list("pk", "broadcast_id")[:1000]
     )
-    for pk in waiting:
-        enqueue("conversations.tasks.send_message", pk)
+    for pk, broadcast_id in waiting:
+        enqueue("conversations.tasks.send_message", pk, queue=BULK if broadcast_id else INTERACTIVE)
     return {"reclaimed": reclaimed}
 
 
@@ -97,6 +97,7 @@ def expire_overdue_messages():
 _processing_requested = threading.Event()
 _redis_client = None
 PROCESS_DEBOUNCE_MS = 200
+PROCESS_EVENTS = "conversations.tasks.process_events"
 _last_request = 0.0
 
 
@@ -130,10 +131,10 @@ def request_event_processing(delay=None):
         return
     if not settings.REDIS_URL:
         if settings.TASKS_IN_PROCESS == "sync":
-            process_events.delay()
+            enqueue(PROCESS_EVENTS)
         elif not _processing_requested.is_set():
             _processing_requested.set()
-            process_events.apply_async(countdown=PROCESS_DEBOUNCE_MS / 1000)
+            enqueue(PROCESS_EVENTS, countdown=PROCESS_DEBOUNCE_MS / 1000)
         return
     # Within the debounce window this process has already asked: the task it asked for runs
     # after the window and processes every event stored by then (the sweeper catches the rest).
@@ -143,7 +144,7 @@ def request_event_processing(delay=None):
     _last_request = now
     try:
         if _redis().set("reachable:events:requested", 1, nx=True, px=PROCESS_DEBOUNCE_MS):
-            process_events.apply_async(countdown=PROCESS_DEBOUNCE_MS / 1000)
+            enqueue(PROCESS_EVENTS, countdown=PROCESS_DEBOUNCE_MS / 1000)
     except Exception as exc:  # Redis down: the sweeper will process what is stored.
         log.warning("could not request event processing: %s", exc)
 
@@ -153,11 +154,11 @@ def _request_follow_up(delay):
     ask for it meanwhile."""
     if not settings.REDIS_URL:
         if settings.TASKS_IN_PROCESS != "sync":  # in tests, retries are run by the test
-            process_events.apply_async(countdown=delay)
+            enqueue(PROCESS_EVENTS, countdown=delay)
         return
     try:
         if _redis().set("reachable:events:follow-up", 1, nx=True, px=int(delay * 1000) + 1):
-            process_events.apply_async(countdown=delay)
+            enqueue(PROCESS_EVENTS, countdown=delay)
     except Exception as exc:  # Redis down: the sweeper will process what is stored.
         log.warning("could not ask for a later event processing run: %s", exc)
 

@@ -49,8 +49,9 @@ class Attempt:
 
 
 class FakeTwilio:
-    def __init__(self, hang_seconds=3.0):
+    def __init__(self, hang_seconds=3.0, latency=0.0):
         self.hang_seconds = hang_seconds
+        self.latency = latency  # seconds each create takes to answer, as Twilio's do
         self.faults = defaultdict(list)  # to -> faults still to come
         self.messages = {}  # sid -> resource
         self.attempts = []
@@ -127,6 +128,8 @@ class FakeTwilio:
         if status != 201:
             error = dict(ERRORS[status], status=status, more_info="https://www.twilio.com/docs")
             return self._answer(handler, status, error)
+        if self.latency:
+            time.sleep(self.latency)
         return self._answer(handler, 201, message)
 
     def _new_message(self, form):

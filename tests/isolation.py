@@ -11,6 +11,7 @@ TEST_SETTINGS = {
     "TASKS_IN_PROCESS": "sync",
     "SMS_BACKEND": "locmem",
     "REDIS_URL": "",
+    "LOOKUP_RATE": 10_000,  # pacing has its own tests
     "CACHES": {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
 }
 
@@ -19,7 +20,7 @@ def reset_in_process_state():
     """Forget what an earlier test left in this process: pacing, the cache, the sent texts."""
     from django.core.cache import cache
 
-    from conversations import pacing
+    from config import pacing
     from conversations.backends import get_backend
 
     pacing._local_next.clear()

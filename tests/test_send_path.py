@@ -665,7 +665,7 @@ def test_a_worker_that_lost_its_claim_while_pacing_does_not_send(
     with django_capture_on_commit_callbacks(execute=False):
         message = services.message_create_outbound(org=org, contact=contact, body="Hi")
 
-    def sweeper_takes_the_claim(key, rate):
+    def sweeper_takes_the_claim(key, rate, **options):
         # While this worker waits, the sweeper decides it is dead and takes the message over.
         Message.objects.filter(pk=message.pk).update(dispatch=Message.Dispatch.UNKNOWN)
 
@@ -687,8 +687,8 @@ def test_without_a_broker_a_retry_waits_its_back_off(
     monkeypatch.setattr(
         inprocess,
         "submit",
-        lambda task, args, kwargs, countdown=0.0, retries=0: scheduled.append(
-            (task.name, list(args), countdown, retries)
+        lambda task, args, kwargs, countdown=0.0, retries=0, queue=None: scheduled.append(
+            (task.name, list(args), countdown, retries, queue)
         ),
     )
     locmem.fail_with.append(SendError("Twilio is down", http_status=503, transient=True))
@@ -696,8 +696,9 @@ def test_without_a_broker_a_retry_waits_its_back_off(
 
     tasks.send_message.apply(args=[message.pk])
 
-    [(name, args, countdown, retries)] = scheduled
+    [(name, args, countdown, retries, queue)] = scheduled
     assert (name, args, retries) == ("conversations.tasks.send_message", [message.pk], 1)
+    assert queue == "interactive"  # a one-to-one send retries where it came from
     assert countdown > 0
     message.refresh_from_db()
     assert message.dispatch == Message.Dispatch.WAITING
