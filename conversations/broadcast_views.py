@@ -124,7 +124,12 @@ def broadcast_detail(request, broadcast_id):
         pk=broadcast_id,
         organization=request.organization,
     )
-    context = {"broadcast": broadcast, "progress": broadcasts.progress(broadcast)}
+    progress = broadcasts.progress(broadcast)
+    context = {
+        "broadcast": broadcast,
+        "progress": progress,
+        "live": broadcasts.still_changing(broadcast, progress),
+    }
     if request.htmx and request.htmx.target == "broadcast-progress":
         return render(request, "conversations/broadcast_progress.html", context)
     return render(request, "conversations/broadcast_detail.html", context)

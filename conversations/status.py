@@ -79,3 +79,11 @@ def staff_status(message, now=None):
         "canceled": "Canceled",
         "partially_delivered": "Partially delivered",
     }.get(status, status.title())
+
+
+def awaits_status(message, now=None):
+    """An outbound message whose status may still change soon: the thread keeps asking for it
+    (every few seconds) until it is final or shown as Status Unavailable."""
+    if message.direction != "outbound" or message.status not in IN_FLIGHT:
+        return False
+    return staff_status(message, now) != "Status Unavailable"

@@ -384,6 +384,66 @@ def test_a_broadcast_finishes_when_everything_is_handed_off(owner_client, club, 
     assert sorted(sent["to"] for sent in outbox) == sorted(c.phone_e164 for c in club["sendable"])
 
 
+def progress_fragment(client, broadcast):
+    response = client.get(
+        f"/broadcasts/{broadcast.pk}/", headers=HTMX | {"HX-Target": "broadcast-progress"}
+    )
+    return response.content.decode()
+
+
+def test_a_finished_broadcast_page_updates_until_every_status_is_final(
+    owner_client, club, outbox
+):
+    broadcast, _ = start(owner_client, club)
+    for _ in range(3):
+        broadcasts.broadcast_dispatch(broadcast.pk)
+    page = progress_fragment(owner_client, broadcast)
+    assert "<strong>Finished</strong>" in page
+    # 30 handed to Twilio but not yet delivered: the page keeps asking, and offers no Cancel any more.
+    assert 'hx-trigger="every 2s"' in page and "waiting for the last delivery reports" in page
+    assert "Cancel broadcast" not in page
+    broadcast.messages.exclude(status="skipped").update(status="delivered")
+    page = progress_fragment(owner_client, broadcast)
+    assert "<td>0</td><td>0</td><td>30</td>" in page
+    assert "hx-trigger" not in page
+
+
+def test_the_failed_count_links_to_the_log_filtered_to_the_broadcast(
+    owner_client, org, club, outbox
+):
+    broadcast, _ = start(owner_client, club, name="Pool news")
+    broadcasts.broadcast_dispatch(broadcast.pk)
+    one = broadcast.messages.exclude(status="skipped").first()
+    Message.objects.filter(pk=one.pk).update(status="undelivered", error_code=30003)
+    page = progress_fragment(owner_client, broadcast)
+    link = f"/conversations/failed/?broadcast={broadcast.pk}&amp;status=not_delivered"
+    assert f'<a href="{link}"' in page
+    log = owner_client.get(link.replace("&amp;", "&")).content.decode()
+    assert f'id="msg-{one.pk}"' in log
+    assert "No failed or skipped messages match" not in log
+    # The log says which filters are on, each with a way to clear it.
+    assert "Broadcast: Pool news" in log
+    assert "Status: Failed or undelivered" in log
+    assert 'aria-label="Clear the broadcast filter"' in log
+    assert '<a class="link-secondary" href="/conversations/failed/?status=not_delivered"' in log
+
+
+def test_a_broadcast_is_the_latest_message_of_each_recipients_conversation(
+    owner_client, club, outbox
+):
+    ann = club["sendable"][0]
+    conversation = pipeline.conversation_for(ann)
+    earlier = timezone.now() - timedelta(days=5)
+    type(conversation).objects.filter(pk=conversation.pk).update(last_message_at=earlier)
+    broadcast, _ = start(owner_client, club)
+    conversation.refresh_from_db()
+    assert conversation.last_message_at == broadcast.started_at
+    assert conversation.last_message_direction == "outbound"
+    assert conversation.last_message_preview == broadcast.body[:160]
+    listing = owner_client.get("/conversations/").content.decode()
+    assert listing.index(str(ann)) < listing.index("</main>")
+
+
 def test_each_recipient_gets_the_message_once_even_if_dispatched_concurrently(
     owner_client, club, outbox
 ):
@@ -408,11 +468,15 @@ def test_outside_sending_hours_the_dispatcher_holds_with_the_reason_and_resume_t
     assert broadcasts.broadcast_dispatch(broadcast.pk, now=at_night) == 0
     broadcast.refresh_from_db()
     assert broadcast.state == "held"
-    assert broadcast.hold_reason == "Outside sending hours; resumes at Feb 3, 8:00 AM."
+    assert broadcast.hold_reason == "Outside sending hours (8:00 AM–9:00 PM, America/New_York)."
     assert broadcast.resume_at == datetime(2026, 2, 3, 8, 0, tzinfo=NEW_YORK)
     assert outbox == []
     page = owner_client.get(f"/broadcasts/{broadcast.pk}/").content.decode()
-    assert "<strong>Held</strong>: Outside sending hours; resumes at Feb 3, 8:00 AM." in page
+    assert (
+        "<strong>Held</strong>: Outside sending hours (8:00 AM–9:00 PM, America/New_York). "
+        "Resumes Feb 3, 8:00 AM." in page
+    )
+    assert page.count("Feb 3, 8:00 AM") == 1
     # In the morning it goes on where it stopped.
     morning = datetime(2026, 2, 3, 8, 5, tzinfo=NEW_YORK)
     assert broadcasts.broadcast_dispatch(broadcast.pk, now=morning) == 20

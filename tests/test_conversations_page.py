@@ -422,8 +422,56 @@ def test_the_thread_partial_is_the_thread_alone_and_polls(teammate_client, peopl
     page = response.content.decode()
     assert page.lstrip().startswith('<section id="thread"')
     assert "<html" not in page and 'id="contact-card"' not in page
-    assert f'hx-get="{url}"' in page and 'hx-trigger="every 2s"' in page
     assert f'id="message-{thread["delivered"].pk}"' in page
+    # The thread itself is never swapped by the poll (an open Details would close): only
+    # the poll element asks, every 3 s while a message awaits its status.
+    assert 'hx-trigger="every 2s"' not in page
+    updates = f"/conversations/{people['ann'].conversation.pk}/updates/"
+    awaiting = f"{thread['queuing'].pk},{thread['sent'].pk}"
+    assert f'hx-get="{updates}?after={thread["inbound"].pk}&amp;awaiting={awaiting}"' in page
+    assert 'hx-trigger="every 3s"' in page
+
+
+def updates(client, people, after, awaiting=()):
+    url = f"/conversations/{people['ann'].conversation.pk}/updates/"
+    query = {"after": after, "awaiting": ",".join(str(pk) for pk in awaiting)}
+    return client.get(url, query, headers=HTMX).content.decode()
+
+
+def test_the_poll_swaps_only_status_fragments_of_awaited_messages(
+    teammate_client, people, thread
+):
+    sent = thread["sent"]
+    Message.objects.filter(pk=sent.pk).update(status="delivered")
+    page = updates(teammate_client, people, thread["inbound"].pk, [thread["queuing"].pk, sent.pk])
+    assert f'<div id="message-status-{sent.pk}" hx-swap-oob="innerHTML">' in page
+    assert f'<dl id="message-detail-{sent.pk}" hx-swap-oob="innerHTML">' in page
+    assert "Delivered</span>" in page
+    assert f'id="message-{sent.pk}"' not in page  # the message (and its Details) stays
+    assert 'id="thread-messages"' not in page  # nothing new
+    # The queued one still awaits; the delivered one is no longer asked about.
+    assert f"&amp;awaiting={thread['queuing'].pk}\"" in page
+    assert 'hx-trigger="every 3s"' in page
+
+
+def test_once_every_status_is_final_the_poll_slows_to_new_messages(
+    teammate_client, people, thread, sender
+):
+    delivered = thread["delivered"]
+    page = updates(teammate_client, people, thread["inbound"].pk, [delivered.pk])
+    assert "awaiting=" not in page and 'hx-trigger="every 10s"' in page
+    reply = make_message(
+        people["ann"], sender, status="received", direction="inbound", body="See you at 6"
+    )
+    page = updates(teammate_client, people, thread["inbound"].pk)
+    assert '<div id="thread-messages" hx-swap-oob="beforeend">' in page
+    assert "See you at 6" in page
+    assert f"after={reply.pk}" in page
+
+
+def test_the_poll_of_another_organizations_thread_is_not_found(outsider_client, people):
+    url = f"/conversations/{people['ann'].conversation.pk}/updates/"
+    assert outsider_client.get(url).status_code == 404
 
 
 def test_the_thread_partial_shows_a_status_that_moved_on(teammate_client, people, thread):
