@@ -391,15 +391,13 @@ def progress_fragment(client, broadcast):
     return response.content.decode()
 
 
-def test_a_finished_broadcast_page_updates_until_every_status_is_final(
-    owner_client, club, outbox
-):
+def test_a_finished_broadcast_page_updates_until_every_status_is_final(owner_client, club, outbox):
     broadcast, _ = start(owner_client, club)
     for _ in range(3):
         broadcasts.broadcast_dispatch(broadcast.pk)
     page = progress_fragment(owner_client, broadcast)
     assert "<strong>Finished</strong>" in page
-    # 30 handed to Twilio but not yet delivered: the page keeps asking, and offers no Cancel any more.
+    # 30 handed to Twilio, none delivered yet: the page keeps asking, with no Cancel any more.
     assert 'hx-trigger="every 2s"' in page and "waiting for the last delivery reports" in page
     assert "Cancel broadcast" not in page
     broadcast.messages.exclude(status="skipped").update(status="delivered")

@@ -438,9 +438,7 @@ def updates(client, people, after, awaiting=()):
     return client.get(url, query, headers=HTMX).content.decode()
 
 
-def test_the_poll_swaps_only_status_fragments_of_awaited_messages(
-    teammate_client, people, thread
-):
+def test_the_poll_swaps_only_status_fragments_of_awaited_messages(teammate_client, people, thread):
     sent = thread["sent"]
     Message.objects.filter(pk=sent.pk).update(status="delivered")
     page = updates(teammate_client, people, thread["inbound"].pk, [thread["queuing"].pk, sent.pk])
@@ -450,7 +448,7 @@ def test_the_poll_swaps_only_status_fragments_of_awaited_messages(
     assert f'id="message-{sent.pk}"' not in page  # the message (and its Details) stays
     assert 'id="thread-messages"' not in page  # nothing new
     # The queued one still awaits; the delivered one is no longer asked about.
-    assert f"&amp;awaiting={thread['queuing'].pk}\"" in page
+    assert f'&amp;awaiting={thread["queuing"].pk}"' in page
     assert 'hx-trigger="every 3s"' in page
 
 
