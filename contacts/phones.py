@@ -19,6 +19,7 @@ REASON_EMPTY = "No phone number"
 REASON_NOT_A_NUMBER = "Not a phone number"
 REASON_WRONG_LENGTH = "Wrong number of digits"
 REASON_NO_SUCH_AREA = "Area code or number range does not exist"
+REASON_NO_AREA_CODE = "No area code: enter the full number with its area code"
 REASON_SHORT_CODE = "Short code; not allowed as a destination"
 REASON_PREMIUM = "Premium-rate number; not allowed as a destination"
 
@@ -61,6 +62,9 @@ def parse_phone(raw, region="US"):
         ):
             return _invalid(raw, REASON_SHORT_CODE)
         if not phonenumbers.is_valid_number(number):
+            possible = phonenumbers.is_possible_number_with_reason(number)
+            if possible == phonenumbers.ValidationResult.IS_POSSIBLE_LOCAL_ONLY:
+                return _invalid(raw, REASON_NO_AREA_CODE)
             if phonenumbers.is_possible_number(number):
                 return _invalid(raw, REASON_NO_SUCH_AREA)
             return _invalid(raw, REASON_WRONG_LENGTH)

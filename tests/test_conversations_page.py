@@ -14,7 +14,7 @@ from django.utils.formats import date_format
 from conversations.models import Message
 from conversations.queries import conversation_list
 from deliverability import services
-from deliverability.models import NumberState
+from deliverability.models import NumberFacts, NumberState
 from tests.factories import make_contact, make_conversation, make_message, make_sender
 
 HTMX = {"HX-Request": "true"}
@@ -698,3 +698,24 @@ def test_the_selected_conversation_query_count_does_not_grow_with_messages(
     with django_assert_max_num_queries(LIST_QUERIES + 6) as many:
         teammate_client.get(detail_url(ann))
     assert len(many) == len(few)
+
+
+# The composer says when a message would be skipped ---------------------------------------------
+
+
+def test_a_landline_cannot_be_texted_from_the_composer(teammate_client, org, sender):
+    lily = make_contact(org, "+12125550150", first_name="Lily", last_name="Baker")
+    make_message(lily, sender, body="Hello Lily")
+    NumberFacts.objects.create(phone=lily.phone_e164, line_type="landline")
+    page = teammate_client.get(detail_url(lily)).content.decode()
+    composer = page.split('id="composer"', 1)[1]
+    assert "Messaging is off for this number: landline." in composer
+    assert "can't take text messages" in composer
+    assert f'action="/conversations/{lily.conversation.pk}/send/"' not in composer
+    assert 'id="composer-body" rows="3" disabled' in composer
+
+
+def test_an_ordinary_number_keeps_its_composer(teammate_client, people):
+    page = teammate_client.get(detail_url(people["ann"])).content.decode()
+    assert "Messaging is off" not in page
+    assert f'action="/conversations/{people["ann"].conversation.pk}/send/"' in page

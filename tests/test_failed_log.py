@@ -159,7 +159,7 @@ def test_it_has_the_columns_of_the_article_with_actions_at_the_far_right(teammat
         ("automatic", "Skipped", "Landline; not SMS-capable", "—"),  # the flag's reason
         ("opted_out", "Skipped", "Opted out", "—"),
         ("paused", "Skipped", "Paused", "—"),
-        ("bad_input", "Skipped", "Invalid number", "—"),
+        ("bad_input", "Skipped", "Not a phone number", "—"),
     ],
 )
 def test_each_row_shows_its_status_failed_reason_and_code(

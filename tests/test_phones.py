@@ -41,6 +41,7 @@ def test_it_reads_valid_numbers_as_e164(raw, e164):
         ("212555012", "Wrong number of digits"),
         ("12345", "Short code; not allowed as a destination"),
         ("+1 111 555 0123", "Area code or number range does not exist"),
+        ("555-0122", "No area code: enter the full number with its area code"),
         ("900-555-0123", "Premium-rate number; not allowed as a destination"),
     ],
 )

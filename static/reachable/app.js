@@ -45,6 +45,8 @@
     var form = event.detail.elt;
     if (form && form.matches && form.matches("form[data-reset-on-success]") && event.detail.successful) {
       form.reset();
+      // What described the old text (the counter, the warnings) goes with it.
+      form.querySelectorAll("[data-clear-on-reset]").forEach(function (el) { el.textContent = ""; });
     }
   });
 
