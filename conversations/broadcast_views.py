@@ -60,6 +60,18 @@ def broadcast_start(request):
     if not form.is_valid():
         return render(request, "conversations/broadcasts.html", {"form": form}, status=400)
     data = form.cleaned_data
+    preview = broadcasts.preview(
+        org=request.organization,
+        sender=data["sender"],
+        body=data["body"],
+        kind=data["audience"],
+        audience_filter=data["audience_filter"],
+    )
+    if data["confirmed_sendable"] != preview.sendable:
+        # Staff see "Send to N people?" first, and again if N changed since they agreed.
+        context = {"form": form, "preview": preview, "confirm": True}
+        context["listed"] = "\n".join(data["audience_filter"].get("phones", []))
+        return render(request, "conversations/broadcasts.html", context)
     try:
         broadcast = broadcasts.broadcast_start(
             org=request.organization,

@@ -169,12 +169,17 @@ class FailedMessageTable(tables.Table):
     @staticmethod
     def _action_form(record, action, label, token, back):
         url = reverse("conversations:failed_action", args=[record.pk, action])
+        confirm = ""
+        if action == "opt-out":
+            confirm = f"Opt out {record.to_number}? No messages will go to it."
         return format_html(
             '<form method="post" action="{url}" hx-post="{url}" hx-target="closest tr" '
-            'hx-swap="outerHTML"><input type="hidden" name="csrfmiddlewaretoken" value="{token}">'
+            'hx-swap="outerHTML"{confirm}>'
+            '<input type="hidden" name="csrfmiddlewaretoken" value="{token}">'
             '<input type="hidden" name="next" value="{back}">'
             '<button class="dropdown-item" type="submit">{label}</button></form>',
             url=url,
+            confirm=format_html(' hx-confirm="{}"', confirm) if confirm else "",
             token=token,
             back=back,
             label=label,

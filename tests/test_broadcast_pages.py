@@ -4,6 +4,7 @@ sender's pace, progress, cancelling without sending or losing anything, the circ
 Sample Text, and the `broadcast` command."""
 
 import json
+import re
 from datetime import datetime, time, timedelta
 from io import StringIO
 from zoneinfo import ZoneInfo
@@ -165,6 +166,24 @@ def test_a_list_with_classic_mac_line_endings_is_read_line_by_line(owner_client,
     assert (preview.total, preview.sendable, preview.skipped) == (2, 1, {"opted_out": 1})
 
 
+def test_an_uploaded_list_survives_the_confirmation_step(owner_client, org, club):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    listing = SimpleUploadedFile("list.csv", b"212-400-0001\n+12125550101\n")
+    asked = owner_client.post("/broadcasts/start/", form(club, audience="upload", numbers=listing))
+    page = asked.content.decode()
+    assert "<strong>Send to 1 person?</strong>" in page
+    listed = re.search(r'name="listed" value="([^"]*)"', page).group(1)
+    data = form(club, audience="upload", listed=listed.replace("&#x0A;", "\n"))
+    response = owner_client.post("/broadcasts/start/", data | {"confirmed_sendable": 1})
+    assert response.status_code == 302
+    broadcast = Broadcast.objects.get()
+    assert sorted(broadcast.messages.values_list("to_number", flat=True)) == [
+        "+12124000001",
+        "+12125550101",
+    ]
+
+
 def test_a_list_the_csv_reader_cannot_read_is_a_form_error(owner_client, club):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
@@ -274,9 +293,27 @@ def test_a_small_broadcast_has_no_warning(owner_client, club):
 
 
 def start(client, club, **fields):
-    response = client.post("/broadcasts/start/", form(club, **fields))
+    """Send broadcast, then "Yes, send to N people" on the confirmation it asks for."""
+    asked = client.post("/broadcasts/start/", form(club, **fields))
+    assert asked.status_code == 200, asked.content.decode()[:500]
+    sendable = asked.context["preview"].sendable
+    response = client.post("/broadcasts/start/", form(club, confirmed_sendable=sendable, **fields))
     assert response.status_code == 302, response.content.decode()[:500]
     return Broadcast.objects.latest("id"), response
+
+
+def test_send_broadcast_asks_first_with_the_sendable_count(owner_client, club):
+    response = owner_client.post("/broadcasts/start/", form(club))
+    page = response.content.decode()
+    assert "<strong>Send to 30 people?</strong> 37 recipients in all" in page
+    assert "Yes, send to 30 people</button>" in page
+    assert not Broadcast.objects.exists()  # nothing sent before the answer
+
+
+def test_a_confirmation_for_another_count_asks_again(owner_client, club):
+    response = owner_client.post("/broadcasts/start/", form(club, confirmed_sendable=31))
+    assert "<strong>Send to 30 people?</strong>" in response.content.decode()
+    assert not Broadcast.objects.exists()
 
 
 def test_starting_creates_every_message_at_once_skipped_ones_with_their_reason(
@@ -325,7 +362,9 @@ def test_starting_says_how_many_it_goes_to(owner_client, club):
 
 
 def test_a_start_with_no_recipients_is_refused(owner_client, club):
-    response = owner_client.post("/broadcasts/start/", form(club, audience="filter", q="nobody"))
+    response = owner_client.post(
+        "/broadcasts/start/", form(club, audience="filter", q="nobody", confirmed_sendable=0)
+    )
     assert response.status_code == 400
     assert "No contacts match this audience." in response.content.decode()
     assert not Broadcast.objects.exists()
