@@ -50,7 +50,7 @@ ROUTES = {
     "switch_organization": ("post", False, False, 404),
 }
 # Routes that are not pages of an organization: checked by their own tests.
-OWN_RULES = {"login", "logout", "healthz", "webhooks:status", "webhooks:inbound"}
+OWN_RULES = {"login", "logout", "healthz", "favicon", "webhooks:status", "webhooks:inbound"}
 
 
 def _route_names(patterns, namespace=""):
