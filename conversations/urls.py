@@ -11,6 +11,7 @@ urlpatterns = [
     path("<int:conversation_id>/updates/", views.thread_updates, name="thread_updates"),
     path("<int:conversation_id>/read/", views.mark_read, name="mark_read"),
     path("<int:conversation_id>/send/", views.send, name="send"),
+    path("<int:conversation_id>/simulate-reply/", views.simulate_reply, name="simulate_reply"),
     path("compose-hints/", views.compose_hints, name="compose_hints"),
 ]
 

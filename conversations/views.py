@@ -20,7 +20,7 @@ from contacts.urlparams import (
     page_number,
     search_param,
 )
-from conversations import queries
+from conversations import queries, simulate
 from conversations import status as lifecycle
 from conversations.content import compose_check
 from conversations.filters import FailedMessageFilter
@@ -101,6 +101,7 @@ def conversation_list(request, conversation_id=None):
         )
         context |= _thread_context(request, conversation)
         context |= actions.card_context(request, conversation.contact, "conversations")
+        context["simulator"] = simulate.simulator_on()
     if request.htmx and request.htmx.target == "conversation-list":
         return render(request, "conversations/list_panel.html", context)
     return render(request, "conversations/conversations.html", context)
@@ -176,6 +177,39 @@ def send(request, conversation_id):
         (messages.success if level == "success" else messages.error)(request, text)
         return redirect("conversations:detail", conversation.pk)
     response = render(request, "conversations/thread.html", _thread_context(request, conversation))
+    return trigger_client_event(response, "toast", {"message": text, "level": level})
+
+
+@require_POST
+@org_member_required
+def simulate_reply(request, conversation_id):
+    """The demo's "Simulate a reply": the member's text comes in through the real webhook."""
+    if not simulate.simulator_on():
+        raise Http404("Only with the simulator.")
+    conversation = get_object_or_404(
+        Conversation.objects.select_related("contact"),
+        pk=conversation_id,
+        organization=request.organization,
+    )
+    # A quick-reply button and the text field share the name: the one with a value counts.
+    bodies = [b.replace("\x00", "").strip() for b in request.POST.getlist("body")]
+    body = next((b for b in bodies if b), "")[:1600]
+    if not body or not conversation.contact.phone_e164:
+        text, level = "Write the member's reply first.", "danger"
+    else:
+        answered = simulate.member_reply(
+            org=request.organization, contact=conversation.contact, body=body
+        )
+        ok = answered < 300
+        text = f"The member replied “{body}”." if ok else f"The webhook answered {answered}."
+        level = "success" if ok else "danger"
+    if not request.htmx:
+        (messages.success if level == "success" else messages.error)(request, text)
+        return redirect("conversations:detail", conversation.pk)
+    context = _thread_context(request, conversation)
+    context |= actions.card_context(request, conversation.contact, "conversations")
+    response = render(request, "conversations/simulate_response.html", context)
+    trigger_client_event(response, "numberStateChanged", {"phone": conversation.contact.phone_e164})
     return trigger_client_event(response, "toast", {"message": text, "level": level})
 
 

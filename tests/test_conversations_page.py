@@ -719,3 +719,46 @@ def test_an_ordinary_number_keeps_its_composer(teammate_client, people):
     page = teammate_client.get(detail_url(people["ann"])).content.decode()
     assert "Messaging is off" not in page
     assert f'action="/conversations/{people["ann"].conversation.pk}/send/"' in page
+
+
+# The demo's "Simulate a reply" -----------------------------------------------------------------
+
+
+@pytest.fixture
+def simulator(settings):
+    settings.SMS_BACKEND = "simulator"
+
+
+def test_a_simulated_stop_comes_in_through_the_webhook_and_opts_out(
+    teammate_client, org, people, simulator, django_capture_on_commit_callbacks
+):
+    ann = people["ann"]
+    page = teammate_client.get(detail_url(ann)).content.decode()
+    assert "Simulate a reply" in page
+    with django_capture_on_commit_callbacks(execute=True):
+        response = teammate_client.post(
+            f"/conversations/{ann.conversation.pk}/simulate-reply/",
+            {"body": ["STOP", ""]},
+            headers=HTMX,
+        )
+    assert json.loads(response["HX-Trigger"])["toast"]["level"] == "success"
+    inbound = ann.conversation.messages.get(direction="inbound", body="STOP")
+    assert inbound.provider_sid.startswith("SM")
+    state = NumberState.objects.get(organization=org, phone=ann.phone_e164)
+    assert state.opt_out_reason == "stop_keyword"
+    page = response.content.decode()
+    assert 'id="contact-card" class="card mb-3"' in page and 'hx-swap-oob="true"' in page
+
+
+def test_simulate_a_reply_is_only_there_with_the_simulator(teammate_client, people):
+    ann = people["ann"]
+    assert "Simulate a reply" not in teammate_client.get(detail_url(ann)).content.decode()
+    url = f"/conversations/{ann.conversation.pk}/simulate-reply/"
+    assert teammate_client.post(url, {"body": "STOP"}).status_code == 404
+
+
+def test_simulate_a_reply_in_another_organization_is_not_found(
+    outsider_client, people, simulator
+):
+    url = f"/conversations/{people['ann'].conversation.pk}/simulate-reply/"
+    assert outsider_client.post(url, {"body": "STOP"}).status_code == 404
