@@ -8,6 +8,7 @@ from playwright.sync_api import expect
 from conversations.models import Message
 from deliverability import services
 from deliverability.models import AuditEvent
+from tests.browser import ARTIFACTS
 from tests.factories import make_contact, make_message, make_sender
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -79,6 +80,12 @@ def test_opt_out_asks_first_and_takes_the_note(browse, teammate, club):
     card = page.locator("#contact-card")
     card.get_by_role("button", name="More actions").click()
     card.get_by_label("Why opt out? (optional)").fill("Asked at the front desk")
+    shots = ARTIFACTS / "pages"
+    shots.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shots / "staff-contact-menu-1280.png"))
+    page.set_viewport_size({"width": 390, "height": 844})
+    card.get_by_label("Why opt out? (optional)").scroll_into_view_if_needed()
+    page.screenshot(path=str(shots / "staff-contact-menu-390.png"))
     card.get_by_role("button", name="Opt out", exact=True).click()
     expect(card.locator(".badge", has_text="Opted out")).to_be_visible()
     assert asked == [

@@ -757,8 +757,6 @@ def test_simulate_a_reply_is_only_there_with_the_simulator(teammate_client, peop
     assert teammate_client.post(url, {"body": "STOP"}).status_code == 404
 
 
-def test_simulate_a_reply_in_another_organization_is_not_found(
-    outsider_client, people, simulator
-):
+def test_simulate_a_reply_in_another_organization_is_not_found(outsider_client, people, simulator):
     url = f"/conversations/{people['ann'].conversation.pk}/simulate-reply/"
     assert outsider_client.post(url, {"body": "STOP"}).status_code == 404
