@@ -81,6 +81,20 @@ def to_e164(raw, region="US"):
     return parse_phone(raw, region).e164
 
 
+def national(e164, region="US"):
+    """How staff read a number: "(212) 555-0118" for one of the org's own country, the
+    international form for any other; "" stays "", anything unparsable is shown unchanged."""
+    if not e164:
+        return ""
+    try:
+        number = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return e164
+    if phonenumbers.region_code_for_number(number) == (region or "US").upper():
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+
+
 def mask(e164):
     """A number fit for logs: the country code and the last two digits only."""
     if not e164:

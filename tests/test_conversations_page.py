@@ -760,3 +760,14 @@ def test_simulate_a_reply_is_only_there_with_the_simulator(teammate_client, peop
 def test_simulate_a_reply_in_another_organization_is_not_found(outsider_client, people, simulator):
     url = f"/conversations/{people['ann'].conversation.pk}/simulate-reply/"
     assert outsider_client.post(url, {"body": "STOP"}).status_code == 404
+
+
+def test_numbers_read_in_national_format_with_e164_on_hover(teammate_client, people):
+    page = teammate_client.get(detail_url(people["ann"])).content.decode()
+    assert '<span title="+12125550101">(212) 555-0101</span>' in page
+
+
+@pytest.mark.parametrize("typed", ["(212) 555-0101", "212.555.0101", "+1 212 555 0101"])
+def test_search_accepts_the_number_in_any_format(teammate_client, people, typed):
+    response = teammate_client.get("/conversations/", {"q": typed})
+    assert [c.first_name for c in listed(response)] == ["Ann"]

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from contacts.phones import RAW_MAX_LENGTH, mask, parse_phone
+from contacts.phones import RAW_MAX_LENGTH, mask, national, parse_phone
 from tests.factories import make_contact
 
 
@@ -161,3 +161,16 @@ def test_it_shows_only_the_ends_of_a_number_in_logs():
     assert mask("+442071838750") == "+4•••••••••50"
     assert mask("") == ""
     assert mask(None) == ""
+
+
+@pytest.mark.parametrize(
+    "e164, region, shown",
+    [
+        ("+12125550118", "US", "(212) 555-0118"),
+        ("+442079460958", "US", "+44 20 7946 0958"),
+        ("+442079460958", "GB", "020 7946 0958"),
+        ("", "US", ""),
+    ],
+)
+def test_numbers_show_in_the_orgs_national_format(e164, region, shown):
+    assert national(e164, region) == shown
