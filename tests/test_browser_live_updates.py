@@ -137,3 +137,49 @@ def test_on_a_phone_opening_a_conversation_shows_its_thread(browse, teammate, cl
     page.locator("#conversation-list a", has_text="Bob Ray").click()
     expect(page.locator("#contact-card")).to_be_in_viewport()
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
+
+
+def test_a_landline_gets_no_composer_but_a_reason(browse, teammate, org, club):
+    from deliverability.models import NumberFacts
+
+    lily = make_contact(org, "+12125550150", first_name="Lily", last_name="Baker")
+    make_message(lily, club["sender"], status=Message.Status.SKIPPED, skip_reason="landline")
+    NumberFacts.objects.create(phone=lily.phone_e164, line_type="landline")
+    page = browse(teammate)
+    page.goto(f"/conversations/{lily.conversation.pk}/")
+    expect(page.locator("#composer-off")).to_contain_text("Messaging is off for this number")
+    expect(page.locator("#composer-body")).to_be_disabled()
+    expect(page.get_by_role("button", name="Send")).to_be_disabled()
+
+
+def test_a_broadcasts_failed_count_opens_the_log_filtered_and_the_filter_clears(
+    browse, owner, org, club
+):
+    from conversations.models import Broadcast
+
+    broadcast = Broadcast.objects.create(
+        organization=org,
+        sender=club["sender"],
+        name="Pool news",
+        body="Pool closed",
+        state=Broadcast.State.FINISHED,
+        recipient_count=1,
+    )
+    failed = make_message(
+        club["bob"],
+        club["sender"],
+        status=Message.Status.UNDELIVERED,
+        error_code=30003,
+        broadcast=broadcast,
+        body="Pool closed",
+    )
+    page = browse(owner)
+    page.goto(f"/broadcasts/{broadcast.pk}/")
+    page.get_by_role("link", name="1 failed or undelivered: show them").click()
+    expect(page.locator(f"#msg-{failed.pk}")).to_be_visible()
+    expect(page.locator("#failed-table tbody tr")).to_have_count(1)
+    chips = page.get_by_label("Active filters")
+    expect(chips).to_contain_text("Broadcast: Pool news")
+    page.get_by_role("link", name="Clear the broadcast filter").click()
+    expect(page.get_by_label("Active filters")).not_to_contain_text("Broadcast")
+    expect(page.locator("#failed-table tbody tr")).to_have_count(5)
