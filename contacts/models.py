@@ -44,8 +44,16 @@ class Organization(models.Model):
         default="Reply STOP to unsubscribe. Msg & data rates may apply.",
         help_text="Sent in answer to HELP or INFO.",
     )
-    quiet_hours_start = models.TimeField(default=time(8, 0), help_text="Broadcasts start at.")
-    quiet_hours_end = models.TimeField(default=time(21, 0), help_text="Broadcasts stop at.")
+    quiet_hours_start = models.TimeField(
+        default=time(8, 0),
+        help_text="Start of the daily sending window for broadcasts, in the organization's "
+        "time zone. Before it, broadcasts wait; one-to-one messages are not held.",
+    )
+    quiet_hours_end = models.TimeField(
+        default=time(21, 0),
+        help_text="End of the daily sending window: what a broadcast has not sent by then "
+        "waits for the next day's window.",
+    )
     circuit_breaker_errors = models.PositiveIntegerField(
         default=20,
         help_text="Sender errors among a sender's last 100 messages (content errors among one "
@@ -121,8 +129,10 @@ class Contact(models.Model):
     """A member or lead. The phone is kept as entered and, when it parses, in E.164."""
 
     class PhoneStatus(models.TextChoices):
-        VALID = "valid", "Valid"
-        INVALID_NUMBER = "invalid_number", "Invalid number"
+        # About the number as entered (does it parse?), not its state in the org: a number
+        # staff flagged Invalid still parses, so it is "A phone number" here.
+        VALID = "valid", "A phone number"
+        INVALID_NUMBER = "invalid_number", "Not a phone number"
         MISSING = "missing", "No number"
 
     class Kind(models.TextChoices):
@@ -145,7 +155,7 @@ class Contact(models.Model):
     phone_raw = models.CharField("phone as entered", max_length=64, blank=True)
     phone_e164 = models.CharField("phone (E.164)", max_length=20, blank=True, db_index=True)
     phone_status = models.CharField(
-        max_length=16, choices=PhoneStatus.choices, default=PhoneStatus.MISSING
+        "number as entered", max_length=16, choices=PhoneStatus.choices, default=PhoneStatus.MISSING
     )
     phone_error = models.CharField(
         max_length=200, blank=True, help_text="Why the number as entered is not usable."

@@ -19,6 +19,7 @@ REASON_EMPTY = "No phone number"
 REASON_NOT_A_NUMBER = "Not a phone number"
 REASON_WRONG_LENGTH = "Wrong number of digits"
 REASON_NO_SUCH_AREA = "Area code or number range does not exist"
+REASON_NO_AREA_CODE = "No area code: enter the full number with its area code"
 REASON_SHORT_CODE = "Short code; not allowed as a destination"
 REASON_PREMIUM = "Premium-rate number; not allowed as a destination"
 
@@ -61,6 +62,9 @@ def parse_phone(raw, region="US"):
         ):
             return _invalid(raw, REASON_SHORT_CODE)
         if not phonenumbers.is_valid_number(number):
+            possible = phonenumbers.is_possible_number_with_reason(number)
+            if possible == phonenumbers.ValidationResult.IS_POSSIBLE_LOCAL_ONLY:
+                return _invalid(raw, REASON_NO_AREA_CODE)
             if phonenumbers.is_possible_number(number):
                 return _invalid(raw, REASON_NO_SUCH_AREA)
             return _invalid(raw, REASON_WRONG_LENGTH)
@@ -70,6 +74,20 @@ def parse_phone(raw, region="US"):
     except Exception:
         return _invalid(raw, REASON_NOT_A_NUMBER)
     return ParsedPhone(raw=raw, e164=e164, status="valid", error="")
+
+
+def national(e164, region="US"):
+    """How staff read a number: "(212) 555-0118" for one of the org's own country, the
+    international form for any other; "" stays "", anything unparsable is shown unchanged."""
+    if not e164:
+        return ""
+    try:
+        number = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return e164
+    if phonenumbers.region_code_for_number(number) == (region or "US").upper():
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
 
 
 def mask(e164):

@@ -3,6 +3,7 @@ from django.db import connection
 from django.db.models import Q
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.templatetags.static import static
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
@@ -38,6 +39,12 @@ def switch_organization(request):
             messages.success(request, f"You are now working in {membership.organization.name}.")
             return redirect("home")
     raise Http404("No such organization.")
+
+
+@require_GET
+def favicon(request):
+    """Browsers ask for /favicon.ico whatever the page links: send them to the icon."""
+    return redirect(static("reachable/favicon.svg"), permanent=True)
 
 
 @never_cache

@@ -71,7 +71,13 @@ class MessageAdmin(PhoneSearchMixin, ReadOnlyAdmin):
         "organization",
     ]
     list_filter = ["direction", "status", "skip_reason", "auto_reply", "is_test", "organization"]
-    search_fields = ["to_number", "from_number", "provider_sid"]
+    search_fields = [
+        "to_number",
+        "from_number",
+        "provider_sid",
+        "conversation__contact__first_name",
+        "conversation__contact__last_name",
+    ]
     phone_search_fields = ["to_number", "from_number"]
     date_hierarchy = "created_at"
     ordering = ["-created_at", "-id"]

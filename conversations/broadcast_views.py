@@ -65,6 +65,18 @@ def broadcast_start(request):
     if not form.is_valid():
         return render(request, "conversations/broadcasts.html", {"form": form}, status=400)
     data = form.cleaned_data
+    preview = broadcasts.preview(
+        org=request.organization,
+        sender=data["sender"],
+        body=data["body"],
+        kind=data["audience"],
+        audience_filter=data["audience_filter"],
+    )
+    if data["confirmed_sendable"] != preview.sendable:
+        # Staff see "Send to N people?" first, and again if N changed since they agreed.
+        context = {"form": form, "preview": preview, "confirm": True}
+        context["listed"] = "\n".join(data["audience_filter"].get("phones", []))
+        return render(request, "conversations/broadcasts.html", context)
     try:
         broadcast = broadcasts.broadcast_start(
             org=request.organization,
@@ -136,7 +148,12 @@ def broadcast_detail(request, broadcast_id):
         pk=broadcast_id,
         organization=request.organization,
     )
-    context = {"broadcast": broadcast, "progress": broadcasts.progress(broadcast)}
+    progress = broadcasts.progress(broadcast)
+    context = {
+        "broadcast": broadcast,
+        "progress": progress,
+        "live": broadcasts.still_changing(broadcast, progress),
+    }
     if request.htmx and request.htmx.target == "broadcast-progress":
         return render(request, "conversations/broadcast_progress.html", context)
     return render(request, "conversations/broadcast_detail.html", context)

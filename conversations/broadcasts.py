@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
@@ -200,6 +201,7 @@ def broadcast_start(*, org, sender, body, kind, by, name="", audience_filter=Non
                 batch.append(message)
             Message.objects.bulk_create(batch, batch_size=CREATE_BATCH)
         Broadcast.objects.filter(pk=broadcast.pk).update(skipped_counts=skipped)
+        _touch_conversations(list(conversations.values()), body, now)
         enqueue_on_commit("conversations.tasks.dispatch_broadcast", broadcast.pk)
     broadcast.refresh_from_db()
     return broadcast
@@ -231,6 +233,17 @@ def _conversations_for(org, contact_ids):
     return existing
 
 
+def _touch_conversations(conversation_ids, body, now):
+    """A broadcast message is the newest message of each recipient's conversation: the list
+    shows it and sorts by it, like any other message."""
+    for start in range(0, len(conversation_ids), 10000):
+        Conversation.objects.filter(pk__in=conversation_ids[start : start + 10000]).update(
+            last_message_at=now,
+            last_message_preview=body[:160],
+            last_message_direction=Message.Direction.OUTBOUND,
+        )
+
+
 def _hold(broadcast, reason, until):
     Broadcast.objects.filter(pk=broadcast.pk).exclude(state=Broadcast.State.CANCELED).update(
         state=Broadcast.State.HELD, hold_reason=reason, resume_at=until
@@ -251,8 +264,8 @@ def broadcast_dispatch(broadcast_id, now=None):
     org, sender = broadcast.organization, broadcast.sender
     if not in_window(org, now):
         start = next_window_start(org, now)
-        local = timezone.localtime(start, org.tzinfo)
-        _hold(broadcast, f"Outside sending hours; resumes at {local:%b %-d, %-I:%M %p}.", start)
+        window = f"{org.quiet_hours_start:%-I:%M %p}–{org.quiet_hours_end:%-I:%M %p}"
+        _hold(broadcast, f"Outside sending hours ({window}, {org.time_zone}).", start)
         return 0
     if sender.broadcasts_paused_until and sender.broadcasts_paused_until > now:
         _hold(broadcast, breaker.SENDER_PAUSED, sender.broadcasts_paused_until)
@@ -350,3 +363,16 @@ def progress(broadcast):
         SkipReason(reason).label: n for reason, n in (broadcast.skipped_counts or {}).items()
     }
     return counts
+
+
+def still_changing(broadcast, progress, now=None):
+    """Whether the broadcast page should keep asking: while it sends or is held, and after it
+    finished until every message has its final status (a sent message that never hears more
+    stops counting once it shows as Status Unavailable)."""
+    if broadcast.state in (Broadcast.State.SENDING, Broadcast.State.HELD):
+        return True
+    if not (progress["queued"] or progress["sent"]):
+        return False
+    ended = broadcast.finished_at or broadcast.canceled_at
+    now = now or timezone.now()
+    return ended is None or now - ended < settings.STATUS_UNAVAILABLE_AFTER

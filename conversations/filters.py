@@ -3,7 +3,7 @@ from django import forms
 from django.db.models import Q
 
 from contacts.urlparams import id_param
-from conversations.models import Message, Sender
+from conversations.models import Broadcast, Message, Sender
 from deliverability import catalogue
 from deliverability.models import SkipReason
 
@@ -22,6 +22,15 @@ def reason_choices():
     return [("Skipped", skip), ("Failed", errors)]
 
 
+def _flat(choices):
+    """Grouped choices as one list of (value, label)."""
+    for value, label in choices:
+        if isinstance(label, (list, tuple)):
+            yield from _flat(label)
+        else:
+            yield str(value), label
+
+
 class FailedMessageFilter(django_filters.FilterSet):
     """Filters of the Failed & Disabled Messages log (SPEC §7)."""
 
@@ -32,8 +41,14 @@ class FailedMessageFilter(django_filters.FilterSet):
         label="Category", choices=CATEGORY_CHOICES, method="filter_category", empty_label="Any"
     )
     status = django_filters.ChoiceFilter(
-        choices=[("failed", "Failed"), ("undelivered", "Undelivered"), ("skipped", "Skipped")],
+        choices=[
+            ("not_delivered", "Failed or undelivered"),
+            ("failed", "Failed"),
+            ("undelivered", "Undelivered"),
+            ("skipped", "Skipped"),
+        ],
         empty_label="Any status",
+        method="filter_status",
     )
     date_from = django_filters.DateFilter(
         field_name="created_at",
@@ -50,7 +65,9 @@ class FailedMessageFilter(django_filters.FilterSet):
     sender = django_filters.ModelChoiceFilter(
         queryset=Sender.objects.none(), empty_label="Any sender"
     )
-    broadcast = django_filters.CharFilter(widget=forms.HiddenInput, method="filter_broadcast")
+    broadcast = django_filters.CharFilter(
+        label="Broadcast", widget=forms.HiddenInput, method="filter_broadcast"
+    )
 
     class Meta:
         model = Message
@@ -58,6 +75,7 @@ class FailedMessageFilter(django_filters.FilterSet):
 
     def __init__(self, *args, organization, **kwargs):
         super().__init__(*args, **kwargs)
+        self.organization = organization
         self.filters["sender"].queryset = Sender.objects.filter(organization=organization)
         for field in self.form.fields.values():
             css = (
@@ -74,6 +92,37 @@ class FailedMessageFilter(django_filters.FilterSet):
         if kind == "code" and key.isdigit():
             return queryset.filter(error_code=int(key))
         return queryset
+
+    def filter_status(self, queryset, name, value):
+        if value == "not_delivered":
+            return queryset.filter(status__in=[Message.Status.FAILED, Message.Status.UNDELIVERED])
+        return queryset.filter(status=value)
+
+    def active(self, query):
+        """The filters in use, each as (label, value shown, query string without it)."""
+        if not self.is_bound or self.errors:
+            return []
+        shown = []
+        for name, value in self.form.cleaned_data.items():
+            if value in (None, ""):
+                continue
+            field = self.form[name]
+            if name == "broadcast":
+                broadcast = Broadcast.objects.filter(
+                    organization=self.organization, pk=id_param(value) or 0
+                ).first()
+                text = str(broadcast) if broadcast else f"#{value}"
+            else:
+                text = (
+                    dict(_flat(field.field.choices)).get(field.value(), value)
+                    if hasattr(field.field, "choices")
+                    else value
+                )
+            rest = query.copy()
+            rest.pop(name, None)
+            rest.pop("page", None)
+            shown.append((field.label or name.title(), text, rest.urlencode()))
+        return shown
 
     def filter_broadcast(self, queryset, name, value):
         broadcast_id = id_param(value)

@@ -2,6 +2,7 @@ import csv
 import io
 
 from django import forms
+from django.core.files.uploadedfile import SimpleUploadedFile
 
 from contacts.phones import parse_phone
 from contacts.queries import FILTERS
@@ -22,6 +23,10 @@ class BroadcastForm(forms.Form):
     q = forms.CharField(max_length=100, required=False, label="Contacts search")
     numbers = forms.FileField(required=False, label="List of numbers (CSV or text, one a line)")
     body = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), max_length=1600)
+    # The confirmation step carries the uploaded list (a file input cannot be filled again)
+    # and the sendable count staff agreed to.
+    listed = forms.CharField(required=False, widget=forms.HiddenInput)
+    confirmed_sendable = forms.IntegerField(required=False, min_value=0, widget=forms.HiddenInput)
 
     def __init__(self, *args, organization, **kwargs):
         super().__init__(*args, **kwargs)
@@ -43,6 +48,9 @@ class BroadcastForm(forms.Form):
             data["audience_filter"] = {"filter": data.get("filter") or "active", "q": data.get("q")}
         elif data.get("audience") == Broadcast.Audience.UPLOAD:
             upload = data.get("numbers")
+            if not upload and data.get("listed"):
+                listed = data["listed"].encode()
+                upload = SimpleUploadedFile("listed.txt", listed, content_type="text/plain")
             if not upload:
                 raise forms.ValidationError("Upload the list of numbers to send to.")
             data["audience_filter"] = {"phones": self._read_numbers(upload)}

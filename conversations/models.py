@@ -185,7 +185,11 @@ class Message(models.Model):
     provider_sid = models.CharField(max_length=34, null=True, blank=True, unique=True)
     segments = models.PositiveSmallIntegerField(default=1)
     encoding = models.CharField(max_length=8, blank=True, help_text="GSM-7 or UCS-2")
-    is_test = models.BooleanField(default=False, help_text="A Sample Text (SPEC §5).")
+    is_test = models.BooleanField(
+        default=False,
+        help_text="A Sample Text: a test message sent from the Broadcasts page to one number "
+        "to check a broadcast before sending it.",
+    )
     auto_reply = models.CharField(
         max_length=20, choices=AutoReply.choices, blank=True, default=AutoReply.NONE
     )

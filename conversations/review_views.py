@@ -64,6 +64,7 @@ def _respond(request, item, text, level):
     item.refresh_from_db()
     [item] = _with_conversations(request.organization, [item])
     response = render(request, "conversations/review_item.html", {"item": item})
+    trigger_client_event(response, "numberStateChanged", {"phone": item.phone})
     return trigger_client_event(response, "toast", {"message": text, "level": level})
 
 

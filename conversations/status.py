@@ -99,3 +99,11 @@ def sample_outcome(message, now=None):
         return "Sent; the carrier has not reported delivery", True
     text = {"Queuing": "Queued", "Sending": "Sent"}.get(shown, shown)
     return text, message.status in FINAL or message.status == "read"
+
+
+def awaits_status(message, now=None):
+    """An outbound message whose status may still change soon: the thread keeps asking for it
+    (every few seconds) until it is final or shown as Status Unavailable."""
+    if message.direction != "outbound" or message.status not in IN_FLIGHT:
+        return False
+    return staff_status(message, now) != "Status Unavailable"

@@ -1,5 +1,5 @@
 import django_tables2 as tables
-from django.db.models import CharField, DateTimeField, OuterRef, Subquery
+from django.db.models import CharField, DateTimeField, OuterRef, Q, Subquery
 from django.middleware.csrf import get_token
 from django.urls import reverse
 from django.utils import timezone
@@ -7,10 +7,11 @@ from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
+from contacts.models import Contact
 from conversations import status as lifecycle
 from conversations.models import Message
 from conversations.templatetags.reachable import status_class
-from deliverability import catalogue
+from deliverability import catalogue, checks
 from deliverability.models import InvalidSource, NumberState, SkipReason
 
 
@@ -26,6 +27,18 @@ def with_number_state(messages, org):
         number_invalid_reason=field("invalid_reason", CharField()),
         number_opt_out_reason=field("opt_out_reason", CharField()),
         number_paused_until=field("paused_until", DateTimeField()),
+    )
+
+
+def with_retry_check(messages, org):
+    """Annotate each message with `retry_skip_reason`: why a retry to its contact's number would
+    be skipped now (the send path's own pre-send checks), or None when a retry can go out."""
+    return checks.annotate_skip_reason(
+        messages,
+        org=org,
+        phone_ref="conversation__contact__phone_e164",
+        valid_phone=Q(conversation__contact__phone_status=Contact.PhoneStatus.VALID),
+        name="retry_skip_reason",
     )
 
 
@@ -133,7 +146,16 @@ class FailedMessageTable(tables.Table):
             for action, label, offered in ROW_ACTIONS:
                 if offered(record):
                     forms.append(self._action_form(record, action, label, token, back))
-        forms.append(self._action_form(record, "retry", "Retry", token, back))
+        if getattr(record, "retry_skip_reason", None) is None:
+            forms.append(self._action_form(record, "retry", "Retry", token, back))
+        else:
+            forms.append(
+                format_html(
+                    '<span class="dropdown-item-text small text-body-secondary">'
+                    "No retry: it would be skipped ({})</span>",
+                    SkipReason(record.retry_skip_reason).label.lower(),
+                )
+            )
         return format_html(
             '<div class="dropdown"><button class="btn btn-outline-secondary btn-sm" type="button" '
             'data-bs-toggle="dropdown" aria-expanded="false" aria-label="More actions" '
@@ -147,12 +169,17 @@ class FailedMessageTable(tables.Table):
     @staticmethod
     def _action_form(record, action, label, token, back):
         url = reverse("conversations:failed_action", args=[record.pk, action])
+        confirm = ""
+        if action == "opt-out":
+            confirm = f"Opt out {record.to_number}? No messages will go to it."
         return format_html(
             '<form method="post" action="{url}" hx-post="{url}" hx-target="closest tr" '
-            'hx-swap="outerHTML"><input type="hidden" name="csrfmiddlewaretoken" value="{token}">'
+            'hx-swap="outerHTML"{confirm}>'
+            '<input type="hidden" name="csrfmiddlewaretoken" value="{token}">'
             '<input type="hidden" name="next" value="{back}">'
             '<button class="dropdown-item" type="submit">{label}</button></form>',
             url=url,
+            confirm=format_html(' hx-confirm="{}"', confirm) if confirm else "",
             token=token,
             back=back,
             label=label,

@@ -8,8 +8,10 @@ urlpatterns = [
     path("", views.conversation_list, name="list"),
     path("<int:conversation_id>/", views.conversation_list, name="detail"),
     path("<int:conversation_id>/thread/", views.thread, name="thread"),
+    path("<int:conversation_id>/updates/", views.thread_updates, name="thread_updates"),
     path("<int:conversation_id>/read/", views.mark_read, name="mark_read"),
     path("<int:conversation_id>/send/", views.send, name="send"),
+    path("<int:conversation_id>/simulate-reply/", views.simulate_reply, name="simulate_reply"),
     path("compose-hints/", views.compose_hints, name="compose_hints"),
 ]
 

@@ -20,16 +20,22 @@ from contacts.urlparams import (
     page_number,
     search_param,
 )
-from conversations import queries
+from conversations import queries, simulate
+from conversations import status as lifecycle
 from conversations.content import compose_check
 from conversations.filters import FailedMessageFilter
 from conversations.models import Conversation, Message
 from conversations.services import SendRefused, message_create_outbound
 from conversations.status import staff_status
-from conversations.tables import FailedMessageTable, failed_reason, with_number_state
+from conversations.tables import (
+    FailedMessageTable,
+    failed_reason,
+    with_number_state,
+    with_retry_check,
+)
 from deliverability import actions
 from deliverability import services as rules
-from deliverability.models import OrgAlert, ReviewItem
+from deliverability.models import OrgAlert, ReviewItem, SkipReason
 from deliverability.queries import states_by_phone
 from deliverability.services import StateChangeRefused
 
@@ -70,6 +76,16 @@ def _thread_context(request, conversation):
         "conversation": conversation,
         "thread": thread,
         "in_review": set(in_review.values_list("inbound_message_id", flat=True)),
+    } | _poll_context(thread, after=0)
+
+
+def _poll_context(messages, after):
+    """Where the thread's poll goes on from: the newest message shown and the ones awaiting
+    a status."""
+    now = timezone.now()
+    return {
+        "last_id": max([after] + [m.pk for m in messages]),
+        "awaiting": [m.pk for m in messages if lifecycle.awaits_status(m, now)],
     }
 
 
@@ -85,6 +101,7 @@ def conversation_list(request, conversation_id=None):
         )
         context |= _thread_context(request, conversation)
         context |= actions.card_context(request, conversation.contact, "conversations")
+        context["simulator"] = simulate.simulator_on()
     if request.htmx and request.htmx.target == "conversation-list":
         return render(request, "conversations/list_panel.html", context)
     return render(request, "conversations/conversations.html", context)
@@ -97,6 +114,31 @@ def thread(request, conversation_id):
         Conversation, pk=conversation_id, organization=request.organization
     )
     return render(request, "conversations/thread.html", _thread_context(request, conversation))
+
+
+@require_GET
+@org_member_required
+def thread_updates(request, conversation_id):
+    """What changed in a thread since the page last asked: the awaited messages' status
+    fragments and the messages newer than `after` (htmx out-of-band swaps)."""
+    conversation = get_object_or_404(
+        Conversation, pk=conversation_id, organization=request.organization
+    )
+    after = id_param(request.GET.get("after")) or 0
+    awaiting = [pk for pk in map(id_param, request.GET.get("awaiting", "").split(",")) if pk]
+    changed = list(conversation.messages.filter(pk__in=awaiting[:THREAD_SIZE], pk__lte=after))
+    newer = conversation.messages.filter(pk__gt=after).order_by("created_at", "id")
+    new = list(newer[:THREAD_SIZE])
+    inbound = [m.pk for m in new if m.direction == Message.Direction.INBOUND]
+    in_review = ReviewItem.objects.pending().filter(inbound_message_id__in=inbound)
+    context = {
+        "conversation": conversation,
+        "changed": changed,
+        "new": new,
+        "after": after,
+        "in_review": set(in_review.values_list("inbound_message_id", flat=True)),
+    } | _poll_context(changed + new, after)
+    return render(request, "conversations/thread_updates.html", context)
 
 
 @require_POST
@@ -140,6 +182,39 @@ def send(request, conversation_id):
 
 @require_POST
 @org_member_required
+def simulate_reply(request, conversation_id):
+    """The demo's "Simulate a reply": the member's text comes in through the real webhook."""
+    if not simulate.simulator_on():
+        raise Http404("Only with the simulator.")
+    conversation = get_object_or_404(
+        Conversation.objects.select_related("contact"),
+        pk=conversation_id,
+        organization=request.organization,
+    )
+    # A quick-reply button and the text field share the name: the one with a value counts.
+    bodies = [b.replace("\x00", "").strip() for b in request.POST.getlist("body")]
+    body = next((b for b in bodies if b), "")[:1600]
+    if not body or not conversation.contact.phone_e164:
+        text, level = "Write the member's reply first.", "danger"
+    else:
+        answered = simulate.member_reply(
+            org=request.organization, contact=conversation.contact, body=body
+        )
+        ok = answered < 300
+        text = f"The member replied “{body}”." if ok else f"The webhook answered {answered}."
+        level = "success" if ok else "danger"
+    if not request.htmx:
+        (messages.success if level == "success" else messages.error)(request, text)
+        return redirect("conversations:detail", conversation.pk)
+    context = _thread_context(request, conversation)
+    context |= actions.card_context(request, conversation.contact, "conversations")
+    response = render(request, "conversations/simulate_response.html", context)
+    trigger_client_event(response, "numberStateChanged", {"phone": conversation.contact.phone_e164})
+    return trigger_client_event(response, "toast", {"message": text, "level": level})
+
+
+@require_POST
+@org_member_required
 def compose_hints(request):
     body = request.POST.get("body", "")[:2000]
     return render(request, "conversations/compose_hints.html", {"check": compose_check(body)})
@@ -165,13 +240,15 @@ def failed_log(request):
     filterset = FailedMessageFilter(
         request.GET or None, queryset=_failed_messages(request), organization=request.organization
     )
-    table = FailedMessageTable(filterset.qs, request=request)
+    rows = with_retry_check(filterset.qs, request.organization)
+    table = FailedMessageTable(rows, request=request)
     # Sorting from the request; pages of PAGE_SIZE whatever ?per_page= says (a page of a
     # million rows, or one too big for the database, is not a page).
     RequestConfig(request, paginate=False).configure(table)
     table.paginate(LastPageLazyPaginator, per_page=PAGE_SIZE, page=page_number(request))
     context = {
         "filter": filterset,
+        "active_filters": filterset.active(request.GET),
         "table": table,
         "now": timezone.now(),
         "query": request.GET.urlencode(),
@@ -191,7 +268,8 @@ def _render_row(request, message):
 @require_POST
 @org_member_required
 def failed_action(request, message_id, action):
-    message = get_object_or_404(_failed_messages(request), pk=message_id)
+    failed = with_retry_check(_failed_messages(request), request.organization)
+    message = get_object_or_404(failed, pk=message_id)
     contact = message.conversation.contact
     if action == "retry":
         text, level = _retry(request, [message])
@@ -214,15 +292,28 @@ def failed_action(request, message_id, action):
     if not request.htmx:
         (messages.success if level == "success" else messages.error)(request, text)
         return redirect(safe_next(request, reverse("conversations:failed")))
-    message = _failed_messages(request).get(pk=message.pk)
+    message = failed.get(pk=message.pk)
     response = _render_row(request, message)
+    if action != "retry":
+        # The number's other rows (and any list showing it) listen for this and come again.
+        trigger_client_event(response, "numberStateChanged", {"phone": message.to_number})
     return trigger_client_event(response, "toast", {"message": text, "level": level})
 
 
 def _retry(request, failed):
     """Send each message again through the send path (its pre-send checks included)."""
     queued = 0
-    for message in failed:
+    retryable = [m for m in failed if getattr(m, "retry_skip_reason", None) is None]
+    refused = len(failed) - len(retryable)
+    if refused and not retryable:
+        return (
+            "Not retried: the number would be skipped "
+            f"({SkipReason(failed[0].retry_skip_reason).label.lower()})."
+            if len(failed) == 1
+            else f"Not retried: all {refused} numbers would be skipped.",
+            "warning",
+        )
+    for message in retryable:
         try:
             message_create_outbound(
                 org=request.organization,
@@ -236,11 +327,13 @@ def _retry(request, failed):
             continue
     if not queued:
         return "Nothing could be retried (no sending number).", "danger"
-    return (
+    text = (
         f"Success: {queued} message{pluralize(queued)} queued again "
-        "(the pre-send checks still apply).",
-        "success",
+        "(the pre-send checks still apply)."
     )
+    if refused:
+        text += f" {refused} not retried: the number would be skipped."
+    return text, "success"
 
 
 BULK_LIMIT = 500
@@ -251,7 +344,8 @@ BULK_LIMIT = 500
 def failed_bulk(request):
     action = request.POST.get("action", "")
     ids = [pk for pk in map(id_param, request.POST.getlist("message")) if pk][:BULK_LIMIT]
-    selected = list(_failed_messages(request).filter(pk__in=ids))
+    failed = with_retry_check(_failed_messages(request), request.organization)
+    selected = list(failed.filter(pk__in=ids))
     if not selected:
         text, level = "Select at least one message first.", "warning"
     elif action == "retry":

@@ -11,7 +11,7 @@ from datetime import timedelta
 from django.utils import timezone
 from django.utils.formats import date_format
 
-from deliverability import services
+from deliverability import checks, services
 from deliverability.forms import PauseForm
 from deliverability.lookups import lookup_line_type
 from deliverability.models import (
@@ -20,6 +20,7 @@ from deliverability.models import (
     NumberFacts,
     OptOutReason,
     ReviewItem,
+    SkipReason,
 )
 
 PAUSE_CHOICES = [(1, "1 day"), (3, "3 days"), (7, "1 week"), (14, "2 weeks"), (30, "30 days")]
@@ -32,6 +33,8 @@ class NumberOverview:
     facts: object
     now: object
     is_manager: bool
+    # Why a message to the number would be skipped now (the send path's own check), or None.
+    skip_reason: object = None
 
     @property
     def phone(self):
@@ -79,7 +82,11 @@ class NumberOverview:
 
     @property
     def can_message(self):
-        return self.has_number and not (self.is_invalid or self.is_opted_out or self.is_paused)
+        return self.has_number and self.skip_reason is None
+
+    @property
+    def skip_label(self):
+        return SkipReason(self.skip_reason).label if self.skip_reason else ""
 
     # What the three-dot menu offers.
     @property
@@ -115,7 +122,10 @@ def number_overview(*, org, contact, is_manager, now=None):
     phone = contact.phone_e164
     state = services.number_state(org=org, phone=phone)
     facts = NumberFacts.objects.filter(phone=phone).first() if phone else None
-    return NumberOverview(contact, state, facts, now or timezone.now(), is_manager)
+    now = now or timezone.now()
+    entered = phone or contact.phone_raw
+    skip_reason = checks.check_number(org=org, phone=entered, now=now) if entered else None
+    return NumberOverview(contact, state, facts, now, is_manager, skip_reason)
 
 
 def card_context(request, contact, source_page):

@@ -76,8 +76,10 @@ def annotate_skip_reason(
     broadcast=False,
     auto_reply=False,
     duplicate=None,
+    name="skip_reason",
 ):
-    """Annotate `queryset` with `skip_reason`: the first reason of SPEC §5, or None to send.
+    """Annotate `queryset` with `skip_reason` (or `name`, on a model that has a skip_reason of
+    its own): the first reason of SPEC §5, or None to send.
 
     `phone_ref` names the E.164 column of the queryset; `valid_phone` is a Q telling whether the
     row's number parsed to a valid destination. A test message ("Sample Text") skips every
@@ -97,7 +99,7 @@ def annotate_skip_reason(
     if auto_reply:
         carrier_stop = When(_opt_out=OptOutReason.CARRIER_STOP, then=Value(SkipReason.OPTED_OUT))
         return queryset.annotate(
-            skip_reason=Case(carrier_stop, flagged, default=Value(None), output_field=text)
+            **{name: Case(carrier_stop, flagged, default=Value(None), output_field=text)}
         )
     whens = [When(Q(_opt_out__isnull=False) & ~Q(_opt_out=""), then=Value(SkipReason.OPTED_OUT))]
     if broadcast and not is_test:
@@ -138,7 +140,7 @@ def annotate_skip_reason(
         whens.append(When(~valid_phone, then=Value(SkipReason.INVALID_NUMBER)))
     if duplicate is not None:
         whens.append(When(duplicate, then=Value(SkipReason.DUPLICATE_NUMBER)))
-    return queryset.annotate(skip_reason=Case(*whens, default=Value(None), output_field=text))
+    return queryset.annotate(**{name: Case(*whens, default=Value(None), output_field=text)})
 
 
 def check_contacts(contacts, *, org, now=None, is_test=False):

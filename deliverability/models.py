@@ -35,7 +35,7 @@ class SkipReason(models.TextChoices):
     OPTED_OUT = "opted_out", "Opted out"
     PENDING_REVIEW = "pending_review", "Reply waiting in the Review queue"
     MARKED_INVALID = "marked_invalid", "Marked invalid"
-    INVALID_NUMBER = "invalid_number", "Invalid number"
+    INVALID_NUMBER = "invalid_number", "Not a phone number"
     LANDLINE = "landline", "Landline"
     PAUSED = "paused", "Paused"
     RECENT_ERRORS = "recent_errors", "Recent errors"

@@ -52,6 +52,8 @@ def contact_action(request, contact_id, action):
         "deliverability/contact_action_response.html",
         actions.card_context(request, contact, source_page),
     )
+    # Every list, tab and log row showing this number listens for this and comes again.
+    trigger_client_event(response, "numberStateChanged", {"phone": contact.phone_e164})
     return trigger_client_event(response, "toast", {"message": text, "level": level})
 
 

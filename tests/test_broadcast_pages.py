@@ -4,6 +4,7 @@ sender's pace, progress, cancelling without sending or losing anything, the circ
 Sample Text, and the `broadcast` command."""
 
 import json
+import re
 from datetime import datetime, time, timedelta
 from io import StringIO
 from zoneinfo import ZoneInfo
@@ -168,6 +169,24 @@ def test_a_list_with_classic_mac_line_endings_is_read_line_by_line(owner_client,
     assert (preview.total, preview.sendable, preview.skipped) == (2, 1, {"opted_out": 1})
 
 
+def test_an_uploaded_list_survives_the_confirmation_step(owner_client, org, club):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    listing = SimpleUploadedFile("list.csv", b"212-400-0001\n+12125550101\n")
+    asked = owner_client.post("/broadcasts/start/", form(club, audience="upload", numbers=listing))
+    page = asked.content.decode()
+    assert "<strong>Send to 1 person?</strong>" in page
+    listed = re.search(r'name="listed" value="([^"]*)"', page).group(1)
+    data = form(club, audience="upload", listed=listed.replace("&#x0A;", "\n"))
+    response = owner_client.post("/broadcasts/start/", data | {"confirmed_sendable": 1})
+    assert response.status_code == 302
+    broadcast = Broadcast.objects.get()
+    assert sorted(broadcast.messages.values_list("to_number", flat=True)) == [
+        "+12124000001",
+        "+12125550101",
+    ]
+
+
 def test_a_list_the_csv_reader_cannot_read_is_a_form_error(owner_client, club):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
@@ -277,9 +296,27 @@ def test_a_small_broadcast_has_no_warning(owner_client, club):
 
 
 def start(client, club, **fields):
-    response = client.post("/broadcasts/start/", form(club, **fields))
+    """Send broadcast, then "Yes, send to N people" on the confirmation it asks for."""
+    asked = client.post("/broadcasts/start/", form(club, **fields))
+    assert asked.status_code == 200, asked.content.decode()[:500]
+    sendable = asked.context["preview"].sendable
+    response = client.post("/broadcasts/start/", form(club, confirmed_sendable=sendable, **fields))
     assert response.status_code == 302, response.content.decode()[:500]
     return Broadcast.objects.latest("id"), response
+
+
+def test_send_broadcast_asks_first_with_the_sendable_count(owner_client, club):
+    response = owner_client.post("/broadcasts/start/", form(club))
+    page = response.content.decode()
+    assert "<strong>Send to 30 people?</strong> 37 recipients in all" in page
+    assert "Yes, send to 30 people</button>" in page
+    assert not Broadcast.objects.exists()  # nothing sent before the answer
+
+
+def test_a_confirmation_for_another_count_asks_again(owner_client, club):
+    response = owner_client.post("/broadcasts/start/", form(club, confirmed_sendable=31))
+    assert "<strong>Send to 30 people?</strong>" in response.content.decode()
+    assert not Broadcast.objects.exists()
 
 
 def test_starting_creates_every_message_at_once_skipped_ones_with_their_reason(
@@ -328,7 +365,9 @@ def test_starting_says_how_many_it_goes_to(owner_client, club):
 
 
 def test_a_start_with_no_recipients_is_refused(owner_client, club):
-    response = owner_client.post("/broadcasts/start/", form(club, audience="filter", q="nobody"))
+    response = owner_client.post(
+        "/broadcasts/start/", form(club, audience="filter", q="nobody", confirmed_sendable=0)
+    )
     assert response.status_code == 400
     assert "No contacts match this audience." in response.content.decode()
     assert not Broadcast.objects.exists()
@@ -387,6 +426,64 @@ def test_a_broadcast_finishes_when_everything_is_handed_off(owner_client, club, 
     assert sorted(sent["to"] for sent in outbox) == sorted(c.phone_e164 for c in club["sendable"])
 
 
+def progress_fragment(client, broadcast):
+    response = client.get(
+        f"/broadcasts/{broadcast.pk}/", headers=HTMX | {"HX-Target": "broadcast-progress"}
+    )
+    return response.content.decode()
+
+
+def test_a_finished_broadcast_page_updates_until_every_status_is_final(owner_client, club, outbox):
+    broadcast, _ = start(owner_client, club)
+    for _ in range(3):
+        broadcasts.broadcast_dispatch(broadcast.pk)
+    page = progress_fragment(owner_client, broadcast)
+    assert "<strong>Finished</strong>" in page
+    # 30 handed to Twilio, none delivered yet: the page keeps asking, with no Cancel any more.
+    assert 'hx-trigger="every 2s"' in page and "waiting for the last delivery reports" in page
+    assert "Cancel broadcast" not in page
+    broadcast.messages.exclude(status="skipped").update(status="delivered")
+    page = progress_fragment(owner_client, broadcast)
+    assert "<td>0</td><td>0</td><td>30</td>" in page
+    assert "hx-trigger" not in page
+
+
+def test_the_failed_count_links_to_the_log_filtered_to_the_broadcast(
+    owner_client, org, club, outbox
+):
+    broadcast, _ = start(owner_client, club, name="Pool news")
+    broadcasts.broadcast_dispatch(broadcast.pk)
+    one = broadcast.messages.exclude(status="skipped").first()
+    Message.objects.filter(pk=one.pk).update(status="undelivered", error_code=30003)
+    page = progress_fragment(owner_client, broadcast)
+    link = f"/conversations/failed/?broadcast={broadcast.pk}&amp;status=not_delivered"
+    assert f'<a href="{link}"' in page
+    log = owner_client.get(link.replace("&amp;", "&")).content.decode()
+    assert f'id="msg-{one.pk}"' in log
+    assert "No failed or skipped messages match" not in log
+    # The log says which filters are on, each with a way to clear it.
+    assert "Broadcast: Pool news" in log
+    assert "Status: Failed or undelivered" in log
+    assert 'aria-label="Clear the broadcast filter"' in log
+    assert '<a class="link-secondary" href="/conversations/failed/?status=not_delivered"' in log
+
+
+def test_a_broadcast_is_the_latest_message_of_each_recipients_conversation(
+    owner_client, club, outbox
+):
+    ann = club["sendable"][0]
+    conversation = pipeline.conversation_for(ann)
+    earlier = timezone.now() - timedelta(days=5)
+    type(conversation).objects.filter(pk=conversation.pk).update(last_message_at=earlier)
+    broadcast, _ = start(owner_client, club)
+    conversation.refresh_from_db()
+    assert conversation.last_message_at == broadcast.started_at
+    assert conversation.last_message_direction == "outbound"
+    assert conversation.last_message_preview == broadcast.body[:160]
+    listing = owner_client.get("/conversations/").content.decode()
+    assert listing.index(str(ann)) < listing.index("</main>")
+
+
 def test_each_recipient_gets_the_message_once_even_if_dispatched_concurrently(
     owner_client, club, outbox
 ):
@@ -411,11 +508,15 @@ def test_outside_sending_hours_the_dispatcher_holds_with_the_reason_and_resume_t
     assert broadcasts.broadcast_dispatch(broadcast.pk, now=at_night) == 0
     broadcast.refresh_from_db()
     assert broadcast.state == "held"
-    assert broadcast.hold_reason == "Outside sending hours; resumes at Feb 3, 8:00 AM."
+    assert broadcast.hold_reason == "Outside sending hours (8:00 AM–9:00 PM, America/New_York)."
     assert broadcast.resume_at == datetime(2026, 2, 3, 8, 0, tzinfo=NEW_YORK)
     assert outbox == []
     page = owner_client.get(f"/broadcasts/{broadcast.pk}/").content.decode()
-    assert "<strong>Held</strong>: Outside sending hours; resumes at Feb 3, 8:00 AM." in page
+    assert (
+        "<strong>Held</strong>: Outside sending hours (8:00 AM–9:00 PM, America/New_York). "
+        "Resumes Feb 3, 8:00 AM." in page
+    )
+    assert page.count("Feb 3, 8:00 AM") == 1
     # In the morning it goes on where it stopped.
     morning = datetime(2026, 2, 3, 8, 5, tzinfo=NEW_YORK)
     assert broadcasts.broadcast_dispatch(broadcast.pk, now=morning) == 20

@@ -39,6 +39,9 @@ def test_preview_then_send_and_watch_the_progress_bar_finish(browse, owner, club
     expect(preview).to_contain_text("Marked invalid")
 
     page.get_by_role("button", name="Send broadcast").click()
+    expect(page.locator("#broadcast-confirm")).to_contain_text("Send to 10 people?")
+    assert not Message.objects.filter(broadcast__isnull=False).exists()
+    page.get_by_role("button", name="Yes, send to 10 people").click()
     expect(page.locator("#toasts")).to_contain_text("Success")
     expect(page.locator("#broadcast-bar")).to_have_attribute("value", "100", timeout=20_000)
     expect(page.locator("#broadcast-progress")).to_contain_text("Finished")

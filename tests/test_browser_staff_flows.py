@@ -88,7 +88,10 @@ def test_an_automatically_flagged_row_offers_no_mark_valid(browse, teammate, riv
 
     expect(row).to_contain_text("Landline; not SMS-capable")
     row.get_by_role("button", name="More actions").click()
-    expect(row.get_by_role("button", name="Retry")).to_be_visible()
+    expect(row.get_by_role("button", name="Opt out")).to_be_visible()
+    # A retry would only be skipped again: the menu says so instead of offering it.
+    expect(row.get_by_text("No retry: it would be skipped (marked invalid)")).to_be_visible()
+    expect(row.get_by_role("button", name="Retry")).to_have_count(0)
     expect(row.get_by_role("button", name="Mark Phone as Valid")).to_have_count(0)
     expect(row.get_by_role("button", name="Mark Phone as Invalid")).to_have_count(0)
 

@@ -531,3 +531,30 @@ def test_history_is_kept_when_a_number_is_marked_invalid(teammate_client, ann):
     page = teammate_client.get(f"/conversations/{ann.conversation.pk}/").content.decode()
     assert "See you Monday" in page
     assert Message.objects.filter(conversation=ann.conversation).count() == 1
+
+
+# Why and confirm ---------------------------------------------------------------------------------
+
+
+def test_the_card_asks_why_and_opt_out_asks_first(teammate_client, ann):
+    page = teammate_client.get(f"/contacts/{ann.pk}/").content.decode()
+    assert "Why is the number invalid? (optional)" in page
+    assert "Why opt out? (optional)" in page
+    assert "Why pause? (optional)" in page
+    assert f'hx-confirm="Opt {ann} out? No messages will go to' in page
+
+
+@pytest.mark.parametrize(
+    "action, data",
+    [
+        ("mark-invalid", {"note": "Wrong number, said the daughter"}),
+        ("opt-out", {"note": "Asked at the front desk"}),
+        ("pause", {"days": "7", "note": "Travelling until the 20th"}),
+    ],
+)
+def test_the_note_shows_in_the_staff_activity_report(
+    teammate_client, owner_client, ann, action, data
+):
+    assert toast(act(teammate_client, ann, action, page="contact", **data))["level"] == "success"
+    report = owner_client.get("/reports/staff/").content.decode()
+    assert f"<td>{data['note']}</td>" in report

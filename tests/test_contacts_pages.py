@@ -92,7 +92,7 @@ def test_each_row_shows_the_numbers_state(teammate_client, org, people):
     assert f"Opted out · Staff · {local_day(org, opted_out_at)}" in row(people["cat"])
     paused_until = NumberState.objects.get(phone=people["dan"].phone_e164).paused_until
     assert f"Paused until {local_day(org, paused_until)}" in row(people["dan"])
-    assert 'title="Not a phone number">Invalid number</span>' in row(people["eve"])
+    assert 'title="Not a phone number">Not a phone number</span>' in row(people["eve"])
     assert "n/a" in row(people["eve"])  # the number as entered is never lost
     assert "badge" not in row(people["ann"])
 

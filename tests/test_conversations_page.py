@@ -14,7 +14,7 @@ from django.utils.formats import date_format
 from conversations.models import Message
 from conversations.queries import conversation_list
 from deliverability import services
-from deliverability.models import NumberState
+from deliverability.models import NumberFacts, NumberState
 from tests.factories import make_contact, make_conversation, make_message, make_sender
 
 HTMX = {"HX-Request": "true"}
@@ -422,8 +422,54 @@ def test_the_thread_partial_is_the_thread_alone_and_polls(teammate_client, peopl
     page = response.content.decode()
     assert page.lstrip().startswith('<section id="thread"')
     assert "<html" not in page and 'id="contact-card"' not in page
-    assert f'hx-get="{url}"' in page and 'hx-trigger="every 2s"' in page
     assert f'id="message-{thread["delivered"].pk}"' in page
+    # The thread itself is never swapped by the poll (an open Details would close): only
+    # the poll element asks, every 3 s while a message awaits its status.
+    assert 'hx-trigger="every 2s"' not in page
+    updates = f"/conversations/{people['ann'].conversation.pk}/updates/"
+    awaiting = f"{thread['queuing'].pk},{thread['sent'].pk}"
+    assert f'hx-get="{updates}?after={thread["inbound"].pk}&amp;awaiting={awaiting}"' in page
+    assert 'hx-trigger="every 3s"' in page
+
+
+def updates(client, people, after, awaiting=()):
+    url = f"/conversations/{people['ann'].conversation.pk}/updates/"
+    query = {"after": after, "awaiting": ",".join(str(pk) for pk in awaiting)}
+    return client.get(url, query, headers=HTMX).content.decode()
+
+
+def test_the_poll_swaps_only_status_fragments_of_awaited_messages(teammate_client, people, thread):
+    sent = thread["sent"]
+    Message.objects.filter(pk=sent.pk).update(status="delivered")
+    page = updates(teammate_client, people, thread["inbound"].pk, [thread["queuing"].pk, sent.pk])
+    assert f'<div id="message-status-{sent.pk}" hx-swap-oob="innerHTML">' in page
+    assert f'<dl id="message-detail-{sent.pk}" hx-swap-oob="innerHTML">' in page
+    assert "Delivered</span>" in page
+    assert f'id="message-{sent.pk}"' not in page  # the message (and its Details) stays
+    assert 'id="thread-messages"' not in page  # nothing new
+    # The queued one still awaits; the delivered one is no longer asked about.
+    assert f'&amp;awaiting={thread["queuing"].pk}"' in page
+    assert 'hx-trigger="every 3s"' in page
+
+
+def test_once_every_status_is_final_the_poll_slows_to_new_messages(
+    teammate_client, people, thread, sender
+):
+    delivered = thread["delivered"]
+    page = updates(teammate_client, people, thread["inbound"].pk, [delivered.pk])
+    assert "awaiting=" not in page and 'hx-trigger="every 10s"' in page
+    reply = make_message(
+        people["ann"], sender, status="received", direction="inbound", body="See you at 6"
+    )
+    page = updates(teammate_client, people, thread["inbound"].pk)
+    assert '<div id="thread-messages" hx-swap-oob="beforeend">' in page
+    assert "See you at 6" in page
+    assert f"after={reply.pk}" in page
+
+
+def test_the_poll_of_another_organizations_thread_is_not_found(outsider_client, people):
+    url = f"/conversations/{people['ann'].conversation.pk}/updates/"
+    assert outsider_client.get(url).status_code == 404
 
 
 def test_the_thread_partial_shows_a_status_that_moved_on(teammate_client, people, thread):
@@ -652,3 +698,76 @@ def test_the_selected_conversation_query_count_does_not_grow_with_messages(
     with django_assert_max_num_queries(LIST_QUERIES + 6) as many:
         teammate_client.get(detail_url(ann))
     assert len(many) == len(few)
+
+
+# The composer says when a message would be skipped ---------------------------------------------
+
+
+def test_a_landline_cannot_be_texted_from_the_composer(teammate_client, org, sender):
+    lily = make_contact(org, "+12125550150", first_name="Lily", last_name="Baker")
+    make_message(lily, sender, body="Hello Lily")
+    NumberFacts.objects.create(phone=lily.phone_e164, line_type="landline")
+    page = teammate_client.get(detail_url(lily)).content.decode()
+    composer = page.split('id="composer"', 1)[1]
+    assert "Messaging is off for this number: landline." in composer
+    assert "can't take text messages" in composer
+    assert f'action="/conversations/{lily.conversation.pk}/send/"' not in composer
+    assert 'id="composer-body" rows="3" disabled' in composer
+
+
+def test_an_ordinary_number_keeps_its_composer(teammate_client, people):
+    page = teammate_client.get(detail_url(people["ann"])).content.decode()
+    assert "Messaging is off" not in page
+    assert f'action="/conversations/{people["ann"].conversation.pk}/send/"' in page
+
+
+# The demo's "Simulate a reply" -----------------------------------------------------------------
+
+
+@pytest.fixture
+def simulator(settings):
+    settings.SMS_BACKEND = "simulator"
+
+
+def test_a_simulated_stop_comes_in_through_the_webhook_and_opts_out(
+    teammate_client, org, people, simulator, django_capture_on_commit_callbacks
+):
+    ann = people["ann"]
+    page = teammate_client.get(detail_url(ann)).content.decode()
+    assert "Simulate a reply" in page
+    with django_capture_on_commit_callbacks(execute=True):
+        response = teammate_client.post(
+            f"/conversations/{ann.conversation.pk}/simulate-reply/",
+            {"body": ["STOP", ""]},
+            headers=HTMX,
+        )
+    assert json.loads(response["HX-Trigger"])["toast"]["level"] == "success"
+    inbound = ann.conversation.messages.get(direction="inbound", body="STOP")
+    assert inbound.provider_sid.startswith("SM")
+    state = NumberState.objects.get(organization=org, phone=ann.phone_e164)
+    assert state.opt_out_reason == "stop_keyword"
+    page = response.content.decode()
+    assert 'id="contact-card" class="card mb-3"' in page and 'hx-swap-oob="true"' in page
+
+
+def test_simulate_a_reply_is_only_there_with_the_simulator(teammate_client, people):
+    ann = people["ann"]
+    assert "Simulate a reply" not in teammate_client.get(detail_url(ann)).content.decode()
+    url = f"/conversations/{ann.conversation.pk}/simulate-reply/"
+    assert teammate_client.post(url, {"body": "STOP"}).status_code == 404
+
+
+def test_simulate_a_reply_in_another_organization_is_not_found(outsider_client, people, simulator):
+    url = f"/conversations/{people['ann'].conversation.pk}/simulate-reply/"
+    assert outsider_client.post(url, {"body": "STOP"}).status_code == 404
+
+
+def test_numbers_read_in_national_format_with_e164_on_hover(teammate_client, people):
+    page = teammate_client.get(detail_url(people["ann"])).content.decode()
+    assert '<span title="+12125550101">(212) 555-0101</span>' in page
+
+
+@pytest.mark.parametrize("typed", ["(212) 555-0101", "212.555.0101", "+1 212 555 0101"])
+def test_search_accepts_the_number_in_any_format(teammate_client, people, typed):
+    response = teammate_client.get("/conversations/", {"q": typed})
+    assert [c.first_name for c in listed(response)] == ["Ann"]

@@ -7,8 +7,11 @@ from django.apps import apps
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.urls import reverse
+from django.utils import timezone
 
+from contacts.management.commands.demo import public_base_url
 from contacts.models import Contact, Membership, Organization
+from conversations.broadcasts import in_window
 from conversations.models import Conversation, Message, MessageEvent
 from deliverability.checks import check_contacts
 from deliverability.models import AuditEvent, NumberState, OrgAlert
@@ -40,11 +43,30 @@ def _skip_reasons(slug):
     return dict(contacts.values_list("external_id", "skip_reason"))
 
 
-def test_it_prints_the_url_and_the_logins(demo):
+def test_it_prints_the_logins_and_no_url_when_it_does_not_serve(demo):
     out = demo
-    assert "http://127.0.0.1:8000/" in out
+    assert "Open" not in out and "http://" not in out
     for login in ("demo / demo", "frontdesk / demo", "other / demo", "admin / admin"):
         assert login in out
+
+
+@pytest.mark.parametrize(
+    "addrport, url",
+    [
+        ("127.0.0.1:8000", "http://127.0.0.1:8000"),
+        ("8001", "http://127.0.0.1:8001"),
+        ("0.0.0.0:9000", "http://127.0.0.1:9000"),
+        ("localhost:8002", "http://localhost:8002"),
+    ],
+)
+def test_the_public_base_url_follows_the_addrport(addrport, url):
+    assert public_base_url(addrport) == url
+
+
+def test_the_demo_sends_around_the_clock(demo):
+    org = Organization.objects.get(slug="riverside-fitness")
+    night = timezone.now().astimezone(org.tzinfo).replace(hour=2, minute=30)
+    assert in_window(org, night)
 
 
 def test_a_second_run_changes_nothing(demo):
@@ -187,3 +209,4 @@ def test_conversations_show_their_latest_message(demo):
 def test_riverside_has_an_open_sender_alert(demo):
     alert = OrgAlert.objects.get(organization__slug="riverside-fitness", resolved_at=None)
     assert (alert.kind, alert.error_code) == ("sender_error", "30034")
+    assert alert.message.startswith("Sample data from the demo:")

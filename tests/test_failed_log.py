@@ -159,7 +159,7 @@ def test_it_has_the_columns_of_the_article_with_actions_at_the_far_right(teammat
         ("automatic", "Skipped", "Landline; not SMS-capable", "—"),  # the flag's reason
         ("opted_out", "Skipped", "Opted out", "—"),
         ("paused", "Skipped", "Paused", "—"),
-        ("bad_input", "Skipped", "Invalid number", "—"),
+        ("bad_input", "Skipped", "Not a phone number", "—"),
     ],
 )
 def test_each_row_shows_its_status_failed_reason_and_code(
@@ -332,6 +332,11 @@ def test_a_row_action_with_htmx_returns_the_row_alone_and_a_toast(
     assert NumberState.objects.get(organization=org, phone=message.to_number).is_invalid
     event = AuditEvent.objects.latest("id")
     assert (event.action, event.actor, event.source_page) == ("mark_invalid", teammate, "failed")
+    # The number's other rows listen for this event and come again (see the browser tests).
+    changed = json.loads(response["HX-Trigger"])["numberStateChanged"]
+    assert changed == {"phone": message.to_number}
+    listing = teammate_client.get(URL).content.decode()
+    assert 'hx-trigger="numberStateChanged from:body" hx-target="#failed-block"' in listing
 
 
 def test_the_row_offers_what_the_numbers_state_allows(teammate_client, log):
@@ -342,10 +347,24 @@ def test_the_row_offers_what_the_numbers_state_allows(teammate_client, log):
         "Opt out",
         "Retry",
     ]
-    assert offered(response, messages["manual"]) == ["Mark Phone as Valid", "Opt out", "Retry"]
-    assert offered(response, messages["automatic"]) == ["Opt out", "Retry"]  # no Mark Valid
-    assert offered(response, messages["opted_out"]) == ["Mark Phone as Invalid", "Retry"]
-    assert offered(response, messages["bad_input"]) == ["Retry"]  # no number to act on
+    # Retry only where it can go out: the send path's checks would skip the others again.
+    assert offered(response, messages["manual"]) == ["Mark Phone as Valid", "Opt out"]
+    assert offered(response, messages["automatic"]) == ["Opt out"]  # no Mark Valid
+    assert offered(response, messages["opted_out"]) == ["Mark Phone as Invalid"]
+    assert offered(response, messages["bad_input"]) == []  # no number to act on
+    row = cells(rows(response)[messages["opted_out"].pk])[7]
+    assert "No retry: it would be skipped (opted out)" in row
+
+
+def test_a_retry_that_would_be_skipped_is_refused_and_sends_nothing(teammate_client, log):
+    message = log["messages"]["opted_out"]
+    before = Message.objects.count()
+    response = row_action(teammate_client, message, "retry")
+    assert toast(response) == {
+        "message": "Not retried: the number would be skipped (opted out).",
+        "level": "warning",
+    }
+    assert Message.objects.count() == before
 
 
 def test_each_row_menu_is_named_more_actions(teammate_client, log):
@@ -480,17 +499,15 @@ def test_bulk_retry_sends_again_through_the_pre_send_checks(
     before = set(Message.objects.values_list("pk", flat=True))
     with django_capture_on_commit_callbacks(execute=True):
         response = bulk(owner_client, log, "retry", ["unreachable", "manual", "bad_input"])
+    # Only the number that can take a message is retried: the others would only add
+    # another Skipped row.
     assert flash(response) == [
-        "Success: 3 messages queued again (the pre-send checks still apply)."
+        "Success: 1 message queued again (the pre-send checks still apply). "
+        "2 not retried: the number would be skipped."
     ]
     retried = {m.to_number: m for m in Message.objects.exclude(pk__in=before)}
-    assert set(retried) == {"+12125550101", "+12125550103", "n/a"}
+    assert set(retried) == {"+12125550101"}
     assert retried["+12125550101"].status == "queued"  # went out
-    assert (retried["+12125550103"].status, retried["+12125550103"].skip_reason) == (
-        "skipped",
-        "marked_invalid",
-    )
-    assert retried["n/a"].skip_reason == "invalid_number"
     assert [sent["to"] for sent in get_backend("locmem").outbox] == ["+12125550101"]
 
 

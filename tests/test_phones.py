@@ -4,7 +4,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from contacts.phones import RAW_MAX_LENGTH, mask, parse_phone
+from contacts.phones import RAW_MAX_LENGTH, mask, national, parse_phone
 from tests.factories import make_contact
 
 
@@ -41,6 +41,7 @@ def test_it_reads_valid_numbers_as_e164(raw, e164):
         ("212555012", "Wrong number of digits"),
         ("12345", "Short code; not allowed as a destination"),
         ("+1 111 555 0123", "Area code or number range does not exist"),
+        ("555-0122", "No area code: enter the full number with its area code"),
         ("900-555-0123", "Premium-rate number; not allowed as a destination"),
     ],
 )
@@ -160,3 +161,16 @@ def test_it_shows_only_the_ends_of_a_number_in_logs():
     assert mask("+442071838750") == "+4•••••••••50"
     assert mask("") == ""
     assert mask(None) == ""
+
+
+@pytest.mark.parametrize(
+    "e164, region, shown",
+    [
+        ("+12125550118", "US", "(212) 555-0118"),
+        ("+442079460958", "US", "+44 20 7946 0958"),
+        ("+442079460958", "GB", "020 7946 0958"),
+        ("", "US", ""),
+    ],
+)
+def test_numbers_show_in_the_orgs_national_format(e164, region, shown):
+    assert national(e164, region) == shown

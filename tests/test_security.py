@@ -223,3 +223,9 @@ def test_forms_with_any_values_answer_without_a_500(owner_client, org, data):
     ]
     for url in urls:
         assert owner_client.post(url, clean).status_code < 500
+
+
+def test_favicon_ico_leads_to_the_icon_without_logging_in(client):
+    response = client.get("/favicon.ico")
+    assert response.status_code == 301
+    assert response["Location"].endswith("reachable/favicon.svg")

@@ -26,8 +26,10 @@ ROUTES = {
     "conversations:list": ("get", False, False, 200),
     "conversations:detail": ("get", True, False, 200),
     "conversations:thread": ("get", True, False, 200),
+    "conversations:thread_updates": ("get", True, False, 200),
     "conversations:mark_read": ("post", True, False, 302),
     "conversations:send": ("post", True, False, 302),
+    "conversations:simulate_reply": ("post", True, False, 404),
     "conversations:compose_hints": ("post", False, False, 200),
     "conversations:failed": ("get", False, False, 200),
     "conversations:failed_bulk": ("post", False, True, 302),
@@ -50,7 +52,7 @@ ROUTES = {
     "switch_organization": ("post", False, False, 404),
 }
 # Routes that are not pages of an organization: checked by their own tests.
-OWN_RULES = {"login", "logout", "healthz", "webhooks:status", "webhooks:inbound"}
+OWN_RULES = {"login", "logout", "healthz", "favicon", "webhooks:status", "webhooks:inbound"}
 
 
 def _route_names(patterns, namespace=""):
@@ -101,8 +103,10 @@ def objects(org, owner):
         "contacts:import_result": {"import_id": job.pk},
         "conversations:detail": {"conversation_id": contact.conversation.pk},
         "conversations:thread": {"conversation_id": contact.conversation.pk},
+        "conversations:thread_updates": {"conversation_id": contact.conversation.pk},
         "conversations:mark_read": {"conversation_id": contact.conversation.pk},
         "conversations:send": {"conversation_id": contact.conversation.pk},
+        "conversations:simulate_reply": {"conversation_id": contact.conversation.pk},
         "conversations:failed_action": {"message_id": failed.pk, "action": "retry"},
         "conversations:review_decide": {"item_id": item.pk},
         "conversations:review_undo": {"item_id": item.pk},

@@ -1,7 +1,9 @@
 """Template helpers for how staff see messages and numbers (no rules here: they call them)."""
 
 from django import template
+from django.utils.html import format_html
 
+from contacts import phones
 from conversations import status as lifecycle
 from deliverability import catalogue
 from deliverability.models import SkipReason
@@ -60,3 +62,13 @@ def message_advice(message):
 @register.filter
 def skip_reason_label(value):
     return SkipReason(value).label if value in SkipReason.values else value
+
+
+@register.simple_tag
+def phone(contact, region):
+    """A contact's number in the org's national format, E.164 on hover (as exports have it);
+    the number as entered when it does not parse."""
+    if not contact.phone_e164:
+        return contact.phone_display
+    shown = phones.national(contact.phone_e164, region)
+    return format_html('<span title="{}">{}</span>', contact.phone_e164, shown)

@@ -2,6 +2,8 @@
 (function () {
   "use strict";
 
+  var TOAST_SECONDS = 5;
+
   // Toasts: views send {"toast": {"message": "...", "level": "success"}} in HX-Trigger.
   function showToast(message, level) {
     var container = document.getElementById("toasts");
@@ -23,7 +25,7 @@
     row.appendChild(close);
     toast.appendChild(row);
     container.appendChild(toast);
-    setTimeout(function () { toast.remove(); }, 6000);
+    setTimeout(function () { toast.remove(); }, TOAST_SECONDS * 1000);
   }
 
   document.addEventListener("toast", function (event) {
@@ -34,7 +36,7 @@
   document.addEventListener("DOMContentLoaded", function () {
     // Server-rendered toasts (Django messages) fade after a while too.
     document.querySelectorAll("#toasts .toast").forEach(function (toast) {
-      setTimeout(function () { toast.remove(); }, 8000);
+      setTimeout(function () { toast.remove(); }, TOAST_SECONDS * 1000);
     });
   });
 
@@ -43,6 +45,8 @@
     var form = event.detail.elt;
     if (form && form.matches && form.matches("form[data-reset-on-success]") && event.detail.successful) {
       form.reset();
+      // What described the old text (the counter, the warnings) goes with it.
+      form.querySelectorAll("[data-clear-on-reset]").forEach(function (el) { el.textContent = ""; });
     }
   });
 
@@ -54,6 +58,19 @@
   document.addEventListener("DOMContentLoaded", scrollThread);
   document.addEventListener("htmx:afterSwap", function (event) {
     if (event.detail.target && event.detail.target.id === "thread") scrollThread();
+  });
+  // New messages arrive by an out-of-band swap into the thread.
+  document.addEventListener("htmx:oobAfterSwap", function (event) {
+    if (event.detail.target && event.detail.target.id === "thread-messages") scrollThread();
+  });
+
+  // On a phone the list comes first: opening a conversation brings its contact and thread
+  // into view.
+  document.addEventListener("DOMContentLoaded", function () {
+    var pane = document.getElementById("conversation-pane");
+    if (pane && pane.dataset.open && window.matchMedia("(max-width: 991.98px)").matches) {
+      pane.scrollIntoView();
+    }
   });
 
   // "Select all" checkboxes for bulk actions.

@@ -9,7 +9,8 @@ directly: message rows and their callbacks, and timestamps moved back over the l
 """
 
 import hashlib
-from datetime import timedelta
+import os
+from datetime import time, timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -28,6 +29,21 @@ from deliverability.models import AuditEvent, NumberFacts, NumberState, OrgAlert
 # slug, name, time zone, the manager and the staff member who act in the audit trail.
 # Harbor Physio is seeded first: a number it looked up as a landline is later added to
 # Riverside, where no lookup flagged it, which is what the `landline` skip reason is for.
+DEMO_WINDOW = (time(0, 0), time(23, 59, 59))
+SAMPLE_ALERT = (
+    "Sample data from the demo: a message failed with 30034 (sender not registered for "
+    "10DLC). In a real account, check the number's registration. Mark resolved to hide this."
+)
+
+
+def public_base_url(addrport):
+    """The origin a browser and the simulator reach `runserver ADDRPORT` at."""
+    host, _, port = addrport.rpartition(":")
+    if host in ("", "0.0.0.0", "[::]", "::"):
+        host = "127.0.0.1"
+    return f"http://{host}:{port}"
+
+
 ORGS = [
     ("harbor-physio", "Harbor Physio", "America/Los_Angeles", "other", "other"),
     ("riverside-fitness", "Riverside Fitness", "America/New_York", "demo", "frontdesk"),
@@ -136,9 +152,16 @@ class Command(BaseCommand):
         with transaction.atomic():
             users = self._users()
             for slug, name, tz, manager, staff in ORGS:
+                # The demo sends around the clock: a broadcast tried at night in the org's
+                # time zone would otherwise only show "Held" until 8 AM there.
                 org, _ = Organization.objects.get_or_create(
                     slug=slug,
-                    defaults={"name": name, "time_zone": tz},
+                    defaults={
+                        "name": name,
+                        "time_zone": tz,
+                        "quiet_hours_start": DEMO_WINDOW[0],
+                        "quiet_hours_end": DEMO_WINDOW[1],
+                    },
                 )
                 for username, org_slug, role in MEMBERSHIPS:
                     if org_slug == slug:
@@ -149,9 +172,13 @@ class Command(BaseCommand):
                 self.senders = self._senders()
                 for row in CONTACTS[slug]:
                     self._contact(*row)
-        self._print_logins(options["addrport"])
+                self._label_sample_alerts()
+        self._print_logins(None if options["no_serve"] else options["addrport"])
         if options["no_serve"]:
             return
+        # Callbacks from the simulator (and their signatures) go to where this server listens.
+        if not os.environ.get("PUBLIC_BASE_URL"):
+            settings.PUBLIC_BASE_URL = public_base_url(options["addrport"])
         if not settings.REDIS_URL:  # No broker: tasks and periodic tasks run in this process.
             from config import inprocess
             from config.celery import app
@@ -467,9 +494,17 @@ class Command(BaseCommand):
         # 30034 is about our sender (unregistered 10DLC), not the number: it raises an org alert.
         self._failure("sender-error", 30034, 1, status="failed")
 
+    def _label_sample_alerts(self):
+        """The seeded sender error raises a real org alert; it says it is sample data, so that
+        the banner on every page does not read as a broken install."""
+        OrgAlert.objects.filter(organization=self.org, error_code="30034").exclude(
+            message__startswith=SAMPLE_ALERT[:20]
+        ).update(message=SAMPLE_ALERT)
+
     def _print_logins(self, addrport):
+        where = f"Open {public_base_url(addrport)}/ and log in" if addrport else "Log in"
         self.stdout.write(
-            self.style.SUCCESS("Demo ready.") + f"\n  Open http://{addrport}/ and log in as:\n"
+            self.style.SUCCESS("Demo ready.") + f"\n  {where} as:\n"
             "    demo / demo        manager of Riverside Fitness\n"
             "    frontdesk / demo   staff of Riverside Fitness\n"
             "    other / demo       manager of Harbor Physio\n"

@@ -1,6 +1,7 @@
 from datetime import date, timedelta
 
 from django.core.management.base import BaseCommand, CommandError
+from django.template.defaultfilters import pluralize
 
 from deliverability.deactivations import import_deactivations
 
@@ -38,4 +39,4 @@ class Command(BaseCommand):
                 )
             total += result.opted_out
             day += timedelta(days=1)
-        self.stdout.write(self.style.SUCCESS(f"{total} numbers opted out"))
+        self.stdout.write(self.style.SUCCESS(f"{total} number{pluralize(total)} opted out"))
