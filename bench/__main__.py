@@ -23,6 +23,7 @@ BENCHMARKS = {
     "events": "bench.events",
     "pacing": "bench.pacing",
     "sends": "bench.sends",
+    "latency": "bench.latency",
 }
 
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from config import pacing
 from contacts.models import Contact
-from conversations import breaker, broadcasts, events, tasks
+from conversations import breaker, broadcasts, bulksend, events, tasks
 from conversations import services as pipeline
 from conversations.backends import SendError, get_backend
 from conversations.models import Broadcast, Message, MessageEvent
@@ -23,11 +23,12 @@ from tests.factories import make_sender
 @pytest.fixture(autouse=True)
 def _no_pacing_sleep(monkeypatch):
     """Sends keep their slots but do not sleep for them: pacing has its own tests."""
-    monkeypatch.setattr(
-        pipeline,
-        "wait_for_slot",
-        lambda key, rate, **options: pacing.wait_for_slot(key, rate, sleep=lambda seconds: None),
-    )
+
+    def no_sleep(key, rate, **options):
+        return pacing.wait_for_slot(key, rate, sleep=lambda seconds: None, window=False)
+
+    monkeypatch.setattr(pipeline, "wait_for_slot", no_sleep)
+    monkeypatch.setattr(bulksend, "wait_for_slot", no_sleep)
 
 
 @pytest.fixture
