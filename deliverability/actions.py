@@ -11,9 +11,8 @@ from datetime import timedelta
 from django.utils import timezone
 from django.utils.formats import date_format
 
-from deliverability import checks, services
+from deliverability import checks, lookup_packages, services
 from deliverability.forms import PauseForm
-from deliverability.lookups import lookup_line_type
 from deliverability.models import (
     NOT_SMS_CAPABLE,
     InvalidSource,
@@ -181,12 +180,15 @@ def perform(action, *, org, contact, user, data, source_page, phone=None):
         services.number_resume(**common, note=note, contact=contact)
         return "Success: messaging is resumed."
     if action == "recheck":
-        state, result = services.number_recheck(
-            **common, lookup=lookup_line_type, note=note, contact=contact
-        )
+        flagged = services.number_state(org=org, phone=common["phone"])
+        lookup = lookup_packages.recheck_lookup(org, flagged)
+        state, result = services.number_recheck(**common, lookup=lookup, note=note, contact=contact)
+        found = result.label.lower()
+        if result.line_status:
+            found += f", line {result.line_status_label.lower()}"
         if state.is_invalid:
-            return f"Re-checked: the number is still {result.label.lower()}; the flag stays."
-        return f"Success: the number is {result.label.lower()} now; the flag is cleared."
+            return f"Re-checked: the number is still {found}; the flag stays."
+        return f"Success: the number is {found} now; the flag is cleared."
     raise KeyError(action)
 
 

@@ -6,6 +6,7 @@ state, and a contact that changes number takes the state of its new number.
 """
 
 from datetime import datetime
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
@@ -27,6 +28,8 @@ class OptOutReason(models.TextChoices):
     STAFF = "staff", "Staff"
     # The member replied "wrong number": only START from the number lifts it (SPEC §3).
     WRONG_NUMBER = "wrong_number", "Wrong number"
+    # Lookup's reassigned-number check: the number changed owners after consent was given.
+    REASSIGNED = "reassigned", "Reassigned number"
 
 
 class SkipReason(models.TextChoices):
@@ -71,6 +74,24 @@ NOT_SMS_CAPABLE = frozenset(
         LineType.UAN,
     }
 )
+
+
+class LineStatus(models.TextChoices):
+    """Twilio Lookup v2 line_status (beta): the number's state on its carrier's network."""
+
+    ACTIVE = "active", "Active"
+    INACTIVE = "inactive", "Inactive (disconnected)"
+    REACHABLE = "reachable", "Reachable"
+    UNREACHABLE = "unreachable", "Unreachable (handset off or out of coverage)"
+    UNKNOWN = "unknown", "Unknown"
+
+
+class Reassigned(models.TextChoices):
+    """Twilio Lookup v2 reassigned_number.is_number_reassigned."""
+
+    YES = "yes", "Reassigned since consent"
+    NO = "no", "Same owner since consent"
+    NO_DATA = "no_data_available", "No data"
 
 
 # The recent_errors rule (SPEC §5): this many consecutive number-attributable errors skip.
@@ -205,6 +226,9 @@ class NumberFacts(models.Model):
     carrier_name = models.CharField(max_length=200, blank=True)
     looked_up_at = models.DateTimeField(null=True, blank=True)
     lookup_error = models.CharField(max_length=200, blank=True)
+    # The carrier's line status (Lookup's line_status package, when an org's lookups include it).
+    line_status = models.CharField(max_length=12, choices=LineStatus.choices, blank=True)
+    line_status_at = models.DateTimeField(null=True, blank=True)
     deactivated_at = models.DateField(null=True, blank=True)
     last_heartbeat_at = models.DateTimeField(null=True, blank=True)
     # Number-attributable errors in every org since the latest heartbeat
@@ -261,6 +285,7 @@ class AuditEvent(models.Model):
         PAUSE_ENDED = "pause_ended", "Pause ended"
         RECHECK = "recheck", "Re-checked"
         PHONE_CHANGED = "phone_changed", "Phone number changed"
+        LOOKUP_PACKAGES = "lookup_packages", "Lookup packages changed"
         REVIEW_DISMISSED = "review_dismissed", "Opt-out request dismissed"
         REVIEW_CONFIRMED = "review_confirmed", "Opt-out request confirmed (already opted out)"
         REVIEW_KEPT_OPTED_OUT = "review_kept", "Resubscribe request declined"
@@ -435,6 +460,104 @@ class ReviewItem(models.Model):
     @property
     def rule_label(self):
         return RULE_LABELS.get(self.rule, self.rule)
+
+
+class LookupPackages(models.Model):
+    """Which Twilio Lookup packages an organization pays for (SPEC §2). Admin-edited, audited.
+
+    Without a row an organization gets the defaults: line type on, line status and the
+    reassigned-number check off.
+    """
+
+    organization = models.OneToOneField(
+        Organization, on_delete=models.CASCADE, related_name="lookup_packages"
+    )
+    line_type = models.BooleanField(
+        "line type", default=True, help_text="Landlines and other types that cannot take SMS."
+    )
+    line_status = models.BooleanField(
+        "line status (beta)",
+        default=False,
+        help_text="Twilio beta: whether the carrier says the number is disconnected.",
+    )
+    reassigned = models.BooleanField(
+        "reassigned number",
+        default=False,
+        help_text="US numbers only: whether the number changed owners since consent was given.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "lookup packages"
+        verbose_name_plural = "lookup packages"
+
+    def __str__(self):
+        return f"Lookup packages of {self.organization}"
+
+    def as_dict(self):
+        return {name: getattr(self, name) for name in LOOKUP_PACKAGE_NAMES}
+
+    @classmethod
+    def for_org(cls, organization):
+        """The org's packages, or the defaults (unsaved) when none were ever chosen."""
+        return cls.objects.filter(organization=organization).first() or cls(
+            organization=organization
+        )
+
+
+LOOKUP_PACKAGE_NAMES = ("line_type", "line_status", "reassigned")
+
+
+class NumberLookup(models.Model):
+    """One Lookup request made for an organization, with the packages it paid for.
+
+    The cost of a lookup is the sum of the per-lookup prices (LOOKUP_PRICE_*) of the packages
+    marked here; what it answered is also on the number's facts (line type, line status) or
+    the number's state (a reassigned number's opt-out).
+    """
+
+    organization = models.ForeignKey(
+        Organization, null=True, blank=True, on_delete=models.CASCADE, related_name="lookups"
+    )
+    phone = models.CharField(max_length=20, help_text="E.164")
+    looked_up_at = models.DateTimeField(db_index=True)
+    paid_line_type = models.BooleanField(default=False)
+    paid_line_status = models.BooleanField(default=False)
+    paid_reassigned = models.BooleanField(default=False)
+    line_type = models.CharField(max_length=16, choices=LineType.choices, blank=True)
+    line_status = models.CharField(max_length=12, choices=LineStatus.choices, blank=True)
+    reassigned = models.CharField(max_length=20, choices=Reassigned.choices, blank=True)
+    last_verified_date = models.DateField(
+        null=True, blank=True, help_text="The consent date sent with the reassigned check."
+    )
+    error = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-looked_up_at", "-id"]
+        indexes = [
+            models.Index(fields=["organization", "-looked_up_at"], name="lookup_org_time"),
+            models.Index(fields=["organization", "phone"], name="lookup_org_phone"),
+        ]
+
+    def __str__(self):
+        return f"Lookup of {self.phone}"
+
+    @property
+    def cost(self):
+        """What Twilio charges for this lookup at the configured list prices (a Decimal)."""
+        return lookup_cost(
+            line_type=self.paid_line_type,
+            line_status=self.paid_line_status,
+            reassigned=self.paid_reassigned,
+        )
+
+
+def lookup_cost(*, line_type, line_status, reassigned):
+    return (
+        (settings.LOOKUP_PRICE_LINE_TYPE if line_type else Decimal(0))
+        + (settings.LOOKUP_PRICE_LINE_STATUS if line_status else Decimal(0))
+        + (settings.LOOKUP_PRICE_REASSIGNED if reassigned else Decimal(0))
+    )
 
 
 class DeactivationImport(models.Model):
