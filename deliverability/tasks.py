@@ -7,6 +7,7 @@ from datetime import date, timedelta
 
 from celery import shared_task
 from django.conf import settings
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 from twilio.base.exceptions import TwilioRestException
@@ -107,14 +108,17 @@ def lookup_numbers(phones, import_id=None, org_id=None, force=False):
         for chunk, answers in zip(chunks, pool.map(_chunk_or_error, chunks), strict=True):
             if isinstance(answers, Exception):
                 answers = [answers] * len(chunk)
-            for request, answer in zip(chunk, answers, strict=True):
-                if isinstance(answer, TwilioRestException):
-                    _record_refusal(org, request, answer)
-                elif isinstance(answer, Exception):
-                    # Twilio unreachable: left for refresh_stale_lookups, which retries it.
-                    log.warning("lookup of %s failed: %s", mask(request.phone), answer)
-                else:
-                    lookup_packages.apply(org, answer)
+            # One commit per request's answers, not one per number (each is a disk flush).
+            with transaction.atomic():
+                for request, answer in zip(chunk, answers, strict=True):
+                    if isinstance(answer, TwilioRestException):
+                        _record_refusal(org, request, answer)
+                    elif isinstance(answer, Exception):
+                        # Twilio unreachable: left for refresh_stale_lookups, which retries it.
+                        log.warning("lookup of %s failed: %s", mask(request.phone), answer)
+                    else:
+                        lookup_packages.apply(org, answer)
+            for _ in chunk:
                 checked += 1
                 if checked % PROGRESS_EVERY == 0:
                     _count_checked(import_id, PROGRESS_EVERY)

@@ -346,3 +346,30 @@ def test_the_refresh_enqueues_one_batch_per_org(org, other_org, monkeypatch):
         ([MOBILE], org.pk),
         (["+12125550102"], other_org.pk),
     ]
+
+
+# The first broadcast on a simulator population (bench/firstsend.py, one area code) ----------
+
+
+@pytest.mark.parametrize(
+    ("configuration", "skipped_kinds"),
+    [
+        ("line type", {"landline", "deactivated"}),
+        ("line type + line status", {"landline", "deactivated", "inactive"}),
+        ("all packages", {"landline", "deactivated", "inactive", "reassigned"}),
+    ],
+)
+def test_the_first_broadcast_skips_what_the_packages_can_know(
+    db, settings, configuration, skipped_kinds
+):
+    from bench import firstsend
+
+    settings.LOOKUP_RATE = 1_000_000
+    result = firstsend.run_configuration(configuration, False, npas=[212])
+    assert result["contacts"] == 100
+    assert result["deliverable_skipped"] == 0
+    skipped = {kind for kind, counts in result["by_category"].items() if counts["skipped"]}
+    assert skipped == skipped_kinds
+    for kind in skipped_kinds:
+        counts = result["by_category"][kind]
+        assert counts["skipped"] == counts["doomed"] == counts["numbers"]
