@@ -27,7 +27,7 @@ from conversations import status as lifecycle
 from conversations.backends import SendError, get_backend
 from conversations.models import Conversation, Message, MessageEvent, Sender
 from conversations.segments import segment
-from deliverability import catalogue, checks, consent, replies, services
+from deliverability import catalogue, consent, eligibility, replies, services
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ def message_send(message_id):
     if message.broadcast and message.broadcast.state == message.broadcast.State.CANCELED:
         _finish(message, status=Message.Status.CANCELED, final_at=now)
         return "canceled"
-    reason = checks.check_number(
+    reason = eligibility.check_number(
         org=org,
         phone=message.to_number,
         is_test=message.is_test,

@@ -11,7 +11,7 @@ from datetime import timedelta
 from django.utils import timezone
 from django.utils.formats import date_format
 
-from deliverability import checks, services
+from deliverability import eligibility, services
 from deliverability.forms import PauseForm
 from deliverability.lookups import lookup_line_type
 from deliverability.models import (
@@ -124,7 +124,7 @@ def number_overview(*, org, contact, is_manager, now=None):
     facts = NumberFacts.objects.filter(phone=phone).first() if phone else None
     now = now or timezone.now()
     entered = phone or contact.phone_raw
-    skip_reason = checks.check_number(org=org, phone=entered, now=now) if entered else None
+    skip_reason = eligibility.check_number(org=org, phone=entered, now=now) if entered else None
     return NumberOverview(contact, state, facts, now, is_manager, skip_reason)
 
 

@@ -5,7 +5,7 @@ Both are keyed by the E.164 number, not by contact: two contacts sharing a numbe
 state, and a contact that changes number takes the state of its new number.
 """
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models
@@ -73,8 +73,12 @@ NOT_SMS_CAPABLE = frozenset(
 )
 
 
-# The recent_errors rule (SPEC §5): this many consecutive number-attributable errors skip.
-RECENT_ERRORS_THRESHOLD = 5
+# The error rules of the pre-send checks (SPEC §5), read by deliverability.eligibility and
+# counted by deliverability.services; defined here once.
+RECENT_ERRORS_THRESHOLD = 5  # recent_errors: this many consecutive number-attributable errors…
+ERROR_WINDOW = timedelta(days=80)  # …the fifth of them within this window
+GLOBAL_ERRORS_THRESHOLD = 5  # global_lifetime_error_count: more than this since the heartbeat
+RETRY_AFTER = timedelta(days=80)  # a number not attempted for this long gets one new attempt
 
 
 class NumberStateQuerySet(models.QuerySet):

@@ -4,7 +4,7 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from contacts.models import Contact
-from deliverability import checks
+from deliverability import eligibility
 from deliverability.models import NOT_SMS_CAPABLE, InvalidSource, NumberFacts, NumberState
 
 
@@ -35,7 +35,7 @@ def list_health(organization, now=None):
         "landline": holding(landlines),
         "paused": holding(paused),
     }
-    counts["sendable"] = checks.skip_counts(contacts, org=organization, now=now)["sendable"]
+    counts["sendable"] = eligibility.skip_counts(contacts, org=organization, now=now)["sendable"]
     counts["invalid"] = counts["invalid_manual"] + counts["invalid_automatic"]
     counts["subscribed"] = counts["total"] - counts["opted_out"]
     return counts

@@ -18,6 +18,7 @@ from contacts.queries import forget_counts
 from deliverability import catalogue
 from deliverability.catalogue import Effect
 from deliverability.models import (
+    GLOBAL_ERRORS_THRESHOLD,
     RECENT_ERRORS_THRESHOLD,
     AuditEvent,
     InvalidSource,
@@ -29,7 +30,7 @@ from deliverability.models import (
 
 MAX_PAUSE = timedelta(days=30)
 STREAK_TIMES_KEPT = RECENT_ERRORS_THRESHOLD
-GLOBAL_TIMES_KEPT = 10  # the global rule compares with 5: more than enough
+GLOBAL_TIMES_KEPT = 2 * GLOBAL_ERRORS_THRESHOLD  # the rule needs threshold + 1: ample
 
 
 class StateChangeRefused(Exception):

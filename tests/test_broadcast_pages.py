@@ -21,7 +21,7 @@ from conversations import services as pipeline
 from conversations.backends import get_backend
 from conversations.management.commands.broadcast import Command as BroadcastCommand
 from conversations.models import Broadcast, Conversation, Message, Sender
-from deliverability import checks, services
+from deliverability import eligibility, services
 from deliverability.models import NumberFacts, NumberState, OrgAlert, ReviewItem, SkipReason
 from tests.factories import make_contact, make_message, make_sender
 
@@ -128,7 +128,7 @@ def test_the_preview_counts_are_the_checks_counts(owner_client, org, club, field
     response = owner_client.post("/broadcasts/preview/", form(club, **fields), headers=HTMX)
     assert response.status_code == 200
     preview = response.context["preview"]
-    counts = checks.skip_counts(audience(org), org=org)
+    counts = eligibility.skip_counts(audience(org), org=org)
     assert preview.sendable == counts.pop("sendable")
     assert preview.skipped == {reason: n for reason, n in counts.items() if n}
     assert preview.total == audience(org).count()
@@ -255,7 +255,7 @@ def fake_count(sendable):
 
 
 def test_100k_at_one_a_second_warns_that_it_takes_more_than_a_day(org, monkeypatch):
-    monkeypatch.setattr(checks, "skip_counts", fake_count(100_000))
+    monkeypatch.setattr(eligibility, "skip_counts", fake_count(100_000))
     sender = Sender.objects.get(pk=make_sender(org, throughput=1).pk)  # as the form reads it
     preview = broadcasts.preview(
         org=org,
@@ -272,7 +272,7 @@ def test_100k_at_one_a_second_warns_that_it_takes_more_than_a_day(org, monkeypat
 
 
 def test_a_faster_sender_needs_no_warning(org, monkeypatch):
-    monkeypatch.setattr(checks, "skip_counts", fake_count(100_000))
+    monkeypatch.setattr(eligibility, "skip_counts", fake_count(100_000))
     short_code = make_sender(org, kind=Sender.Kind.SHORT_CODE, throughput=100)
     preview = broadcasts.preview(org=org, sender=short_code, body="Hi", kind="all")
     assert preview.warning == ""
@@ -280,7 +280,7 @@ def test_a_faster_sender_needs_no_warning(org, monkeypatch):
 
 
 def test_the_preview_page_shows_the_warning_and_the_finish(owner_client, club, monkeypatch):
-    monkeypatch.setattr(checks, "skip_counts", fake_count(100_000))
+    monkeypatch.setattr(eligibility, "skip_counts", fake_count(100_000))
     page = owner_client.post("/broadcasts/preview/", form(club), headers=HTMX).content.decode()
     assert "this takes more than a day" in page
     assert "Consider a faster sender" in page

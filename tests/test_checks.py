@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 from contacts.models import Contact
-from deliverability import catalogue, checks, services
+from deliverability import catalogue, eligibility, services
 from deliverability.lookups import normalize
 from deliverability.models import NumberFacts, OptOutReason, ReviewItem, SkipReason
 from deliverability.services import OptIn
@@ -28,7 +28,7 @@ UNREACHABLE = catalogue.codes_in(catalogue.Category.UNREACHABLE)
 
 def verdict(org, phone=PHONE, now=NOW, is_test=False, broadcast=True, auto_reply=False):
     """The skip reason of a message to `phone`: by default one of a broadcast."""
-    return checks.check_number(
+    return eligibility.check_number(
         org=org, phone=phone, now=now, is_test=is_test, broadcast=broadcast, auto_reply=auto_reply
     )
 
@@ -114,7 +114,7 @@ def test_invalid_number(org, raw):
 def test_contacts_without_a_usable_number_are_invalid_number(org):
     make_contact(org, "n/a")
     make_contact(org, "")
-    reasons = checks.check_contacts(Contact.objects.all(), org=org).values_list(
+    reasons = eligibility.check_contacts(Contact.objects.all(), org=org).values_list(
         "skip_reason", flat=True
     )
     assert list(reasons) == ["invalid_number", "invalid_number"]
@@ -249,7 +249,7 @@ def test_the_broadcast_checks_stay_one_query_with_reviews_waiting(org, django_as
         if n % 2:
             possible_opt_out(org, contact.phone_e164)
     with django_assert_num_queries(1):
-        counts = checks.skip_counts(Contact.objects.all(), org=org)
+        counts = eligibility.skip_counts(Contact.objects.all(), org=org)
     assert counts["pending_review"] == 10
     assert counts["sendable"] == 10
 
@@ -259,7 +259,9 @@ def test_the_broadcast_checks_stay_one_query_with_reviews_waiting(org, django_as
 
 def verdicts(org, contacts=None):
     contacts = Contact.objects.all() if contacts is None else contacts
-    return dict(checks.check_contacts(contacts, org=org, now=NOW).values_list("id", "skip_reason"))
+    return dict(
+        eligibility.check_contacts(contacts, org=org, now=NOW).values_list("id", "skip_reason")
+    )
 
 
 def test_a_second_contact_on_the_same_number_is_a_duplicate(org):
@@ -267,7 +269,7 @@ def test_a_second_contact_on_the_same_number_is_a_duplicate(org):
     second = make_contact(org, "(212) 555-0123", first_name="Sam")
     other = make_contact(org, "+12125550124")
     assert verdicts(org) == {first.pk: None, second.pk: "duplicate_number", other.pk: None}
-    counts = checks.skip_counts(Contact.objects.all(), org=org, now=NOW)
+    counts = eligibility.skip_counts(Contact.objects.all(), org=org, now=NOW)
     assert (counts["sendable"], counts["duplicate_number"]) == (2, 1)
 
 
@@ -293,13 +295,13 @@ def test_the_duplicate_check_stays_one_query(org, django_assert_num_queries):
     for n in range(20):
         make_contact(org, f"+1212555{n // 2:04d}")
     with django_assert_num_queries(1):
-        counts = checks.skip_counts(Contact.objects.all(), org=org)
+        counts = eligibility.skip_counts(Contact.objects.all(), org=org)
     assert (counts["sendable"], counts["duplicate_number"]) == (10, 10)
 
 
 def test_a_sample_text_is_never_a_duplicate(org):
     make_contact(org, PHONE), make_contact(org, PHONE)
-    counts = checks.skip_counts(Contact.objects.all(), org=org, now=NOW, is_test=True)
+    counts = eligibility.skip_counts(Contact.objects.all(), org=org, now=NOW, is_test=True)
     assert (counts["sendable"], counts["duplicate_number"]) == (2, 0)
 
 
@@ -568,13 +570,15 @@ def mixed_contacts(org, other_org, owner):
 
 @pytest.mark.parametrize("is_test", [False, True])
 def test_check_number_agrees_with_check_contacts(org, mixed_contacts, is_test):
-    rows = checks.check_contacts(Contact.objects.all(), org=org, is_test=is_test)
+    rows = eligibility.check_contacts(Contact.objects.all(), org=org, is_test=is_test)
     found = {row.pk: row.skip_reason for row in rows}
     assert mixed_contacts["elsewhere"].pk not in found  # another org's contacts never show
     assert len(found) == len(mixed_contacts) - 1
     for contact in Contact.objects.filter(pk__in=found):
         assert (
-            checks.check_number(org=org, phone=contact.phone_raw, is_test=is_test, broadcast=True)
+            eligibility.check_number(
+                org=org, phone=contact.phone_raw, is_test=is_test, broadcast=True
+            )
             == found[contact.pk]
         ), contact.phone_raw
     if not is_test:
@@ -583,7 +587,7 @@ def test_check_number_agrees_with_check_contacts(org, mixed_contacts, is_test):
 
 
 def test_skip_counts_add_up_to_the_recipients(org, mixed_contacts):
-    counts = checks.skip_counts(Contact.objects.all(), org=org)
+    counts = eligibility.skip_counts(Contact.objects.all(), org=org)
     assert counts == {
         "sendable": 2,
         "opted_out": 1,
@@ -597,13 +601,13 @@ def test_skip_counts_add_up_to_the_recipients(org, mixed_contacts):
         "duplicate_number": 0,
     }
     assert sum(counts.values()) == Contact.objects.filter(organization=org).count()
-    test_counts = checks.skip_counts(Contact.objects.all(), org=org, is_test=True)
+    test_counts = eligibility.skip_counts(Contact.objects.all(), org=org, is_test=True)
     assert sum(test_counts.values()) == Contact.objects.filter(organization=org).count()
     assert test_counts["sendable"] == 7  # a Sample Text ignores pending_review too
 
 
 def test_skip_counts_of_nobody_are_all_zero(org):
-    counts = checks.skip_counts(Contact.objects.none(), org=org)
+    counts = eligibility.skip_counts(Contact.objects.none(), org=org)
     assert set(counts) == {"sendable", *SkipReason.values}
     assert sum(counts.values()) == 0
 
@@ -631,24 +635,24 @@ def add_recipients(org, owner, start, stop):
 
 def queries_to_check(org):
     with CaptureQueriesContext(connection) as counted:
-        checks.skip_counts(Contact.objects.all(), org=org, now=NOW)
-        list(checks.check_contacts(Contact.objects.all(), org=org, now=NOW))
+        eligibility.skip_counts(Contact.objects.all(), org=org, now=NOW)
+        list(eligibility.check_contacts(Contact.objects.all(), org=org, now=NOW))
     return len(counted.captured_queries)
 
 
 def test_the_number_of_queries_does_not_grow_with_recipients(org, owner, django_assert_num_queries):
     add_recipients(org, owner, 0, 10)
     with django_assert_num_queries(1):
-        checks.skip_counts(Contact.objects.all(), org=org, now=NOW)
+        eligibility.skip_counts(Contact.objects.all(), org=org, now=NOW)
     with django_assert_num_queries(1):
-        assert len(list(checks.check_contacts(Contact.objects.all(), org=org, now=NOW))) == 10
+        assert len(list(eligibility.check_contacts(Contact.objects.all(), org=org, now=NOW))) == 10
     for_ten = queries_to_check(org)
 
     add_recipients(org, owner, 10, 300)
     with django_assert_num_queries(1):
-        counts = checks.skip_counts(Contact.objects.all(), org=org, now=NOW)
+        counts = eligibility.skip_counts(Contact.objects.all(), org=org, now=NOW)
     with django_assert_num_queries(1):
-        rows = list(checks.check_contacts(Contact.objects.all(), org=org, now=NOW))
+        rows = list(eligibility.check_contacts(Contact.objects.all(), org=org, now=NOW))
     assert queries_to_check(org) == for_ten
     assert len(rows) == sum(counts.values()) == 300
     assert counts["opted_out"] == 10 and counts["landline"] == 10
@@ -786,11 +790,11 @@ def compare_with_the_reference(applied, *, orgs, now, is_test):
     for key, org in orgs.items():
         for phone in PHONES:
             make_contact(org, phone)
-        rows = checks.check_contacts(Contact.objects.all(), org=org, now=now, is_test=is_test)
+        rows = eligibility.check_contacts(Contact.objects.all(), org=org, now=now, is_test=is_test)
         by_phone = dict(rows.values_list("phone_e164", "skip_reason"))
         for phone in PHONES:
             expected = reference(applied, org=key, phone=phone, now=now, is_test=is_test)
-            got = checks.check_number(org=org, phone=phone, now=now, is_test=is_test)
+            got = eligibility.check_number(org=org, phone=phone, now=now, is_test=is_test)
             hypothesis.event(f"verdict: {expected}")
             assert (key, phone, got) == (key, phone, expected)
             assert by_phone[phone] == expected

@@ -14,7 +14,7 @@ from django.utils.formats import date_format
 
 from contacts import importer
 from contacts.models import Contact, ContactImport
-from deliverability import checks, services
+from deliverability import eligibility, services
 from deliverability.models import AuditEvent, NumberFacts, NumberState
 from tests.factories import make_contact, make_message, make_sender
 
@@ -237,7 +237,7 @@ def test_a_new_number_frees_a_member_from_an_automatic_flag(
     teammate_client, org, teammate, flagged_member
 ):
     assert (
-        checks.check_contacts(Contact.objects.filter(pk=flagged_member.pk), org=org)
+        eligibility.check_contacts(Contact.objects.filter(pk=flagged_member.pk), org=org)
         .get()
         .skip_reason
         == "marked_invalid"
@@ -255,7 +255,7 @@ def test_a_new_number_frees_a_member_from_an_automatic_flag(
     card = page.split('<section id="contact-card"', 1)[1].split("</section>", 1)[0]
     assert ">Invalid</span>" not in card
     assert "This number is marked as invalid." not in card
-    checked = checks.check_contacts(Contact.objects.filter(pk=flagged_member.pk), org=org)
+    checked = eligibility.check_contacts(Contact.objects.filter(pk=flagged_member.pk), org=org)
     assert checked.get().skip_reason is None
 
 

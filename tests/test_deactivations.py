@@ -16,7 +16,7 @@ import requests
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from deliverability import checks, deactivations, services
+from deliverability import deactivations, eligibility, services
 from deliverability.deactivations import import_deactivations, parse_list
 from deliverability.models import (
     AuditEvent,
@@ -158,7 +158,7 @@ def test_listed_numbers_are_opted_out_in_every_org_holding_them(holders):
             None,
             "deactivation list 2026-11-20",
         )
-        assert checks.check_number(org=holder, phone=phone) == "opted_out"
+        assert eligibility.check_number(org=holder, phone=phone) == "opted_out"
     assert set(NumberFacts.objects.filter(deactivated_at=DAY).values_list("phone", flat=True)) == (
         set(LISTED)
     )
@@ -200,7 +200,7 @@ def test_a_pause_on_a_listed_number_becomes_an_opt_out(org, owner):
     event = AuditEvent.objects.filter(organization=org, action="opt_out").get()
     assert event.before["paused_until"] is not None
     assert event.after["paused_until"] is None
-    assert checks.check_number(org=org, phone="+12125550196") == "opted_out"
+    assert eligibility.check_number(org=org, phone="+12125550196") == "opted_out"
 
 
 def test_an_earlier_opt_out_keeps_its_reason(org):

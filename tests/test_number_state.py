@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from contacts.models import Contact
-from deliverability import catalogue, checks, services
+from deliverability import catalogue, eligibility, services
 from deliverability.catalogue import Category
 from deliverability.lookups import normalize
 from deliverability.models import AuditEvent, NumberFacts, NumberState, OptOutReason, OrgAlert
@@ -51,7 +51,7 @@ def untouched(org, phone=PHONE):
         and current.error_streak == 0
         and (known is None or (known.errors_since_heartbeat, known.error_count) == (0, 0))
         and not AuditEvent.objects.filter(phone=phone).exists()
-        and checks.check_number(org=org, phone=phone) is None
+        and eligibility.check_number(org=org, phone=phone) is None
     )
 
 
@@ -111,7 +111,7 @@ def test_a_manual_flag_can_be_marked_valid_and_that_is_audited(org, teammate, ow
         "failed",
     )
     assert event.before["invalid_source"] == "manual" and event.after["invalid_source"] == ""
-    assert checks.check_number(org=org, phone=PHONE) is None
+    assert eligibility.check_number(org=org, phone=PHONE) is None
 
 
 def test_marking_an_invalid_number_invalid_again_is_refused(org, teammate):
@@ -151,7 +151,7 @@ def test_each_invalid_code_flags_the_number_automatically_with_twilio_as_the_cau
     assert event.before["invalid_source"] == ""
     assert event.after["invalid_code"] == str(code)
     assert event.after["invalid_reason"] == catalogue.ERRORS[code][1]
-    assert checks.check_number(org=org, phone=PHONE) == "marked_invalid"
+    assert eligibility.check_number(org=org, phone=PHONE) == "marked_invalid"
 
 
 @pytest.mark.parametrize("code", INVALID_CODES)
@@ -200,7 +200,7 @@ def test_each_opt_out_reason_is_recorded_and_audited(org, owner, reason):
         assert (event.actor, event.system_cause) == (owner, "")
     else:
         assert (event.actor, event.system_cause) == (None, f"test {reason}")
-    assert checks.check_number(org=org, phone=PHONE) == "opted_out"
+    assert eligibility.check_number(org=org, phone=PHONE) == "opted_out"
 
 
 def test_a_staff_opt_out_keeps_the_note_and_the_page(org, teammate):
@@ -251,7 +251,7 @@ def test_21610_opts_the_number_out_as_a_carrier_stop(org):
     assert not opted.is_invalid
     event = AuditEvent.objects.get()
     assert (event.action, event.system_cause) == ("opt_out", "Twilio 21610")
-    assert checks.check_number(org=org, phone=PHONE) == "opted_out"
+    assert eligibility.check_number(org=org, phone=PHONE) == "opted_out"
     services.error_apply(org=org, phone=PHONE, code=21610)  # the next send fails the same way
     assert AuditEvent.objects.count() == 1
 
@@ -269,7 +269,7 @@ def test_a_start_keyword_from_the_number_lifts_every_opt_out(org, owner, reason)
     assert event.action == AuditEvent.Action.OPT_IN
     assert (event.actor, event.system_cause) == (None, "inbound START")
     assert event.before["opt_out_reason"] == reason and event.after["opt_out_reason"] == ""
-    assert checks.check_number(org=org, phone=PHONE) is None
+    assert eligibility.check_number(org=org, phone=PHONE) is None
 
 
 def test_yes_or_unstop_lift_every_opt_out_but_a_wrong_number(org, owner):
@@ -362,7 +362,7 @@ def test_a_pause_of_30_days_is_accepted_and_audited(org, teammate):
     )
     assert event.before["paused_until"] is None
     assert event.after["paused_until"] == until.isoformat()
-    assert checks.check_number(org=org, phone=PHONE) == "paused"
+    assert eligibility.check_number(org=org, phone=PHONE) == "paused"
 
 
 def test_a_pause_longer_than_30_days_is_refused(org, teammate):
@@ -397,7 +397,7 @@ def test_resume_ends_a_pause_and_is_audited(org, teammate):
     assert (event.action, event.actor, event.note) == ("resume", teammate, "Back early")
     assert event.before["paused_until"] == until.isoformat()
     assert event.after["paused_until"] is None
-    assert checks.check_number(org=org, phone=PHONE) is None
+    assert eligibility.check_number(org=org, phone=PHONE) is None
 
 
 def test_resuming_a_number_that_is_not_paused_is_refused(org, teammate):
@@ -439,7 +439,7 @@ def test_an_opt_out_during_a_pause_ends_the_pause(org, teammate):
     assert event.after["paused_until"] is None
     # Lifting the opt-out does not bring the old pause back.
     services.number_opt_in(org=org, phone=PHONE, via=OptIn.KEYWORD, cause="inbound START")
-    assert checks.check_number(org=org, phone=PHONE) is None
+    assert eligibility.check_number(org=org, phone=PHONE) is None
 
 
 def test_a_deactivation_during_a_pause_turns_it_into_an_opt_out(org, teammate):
@@ -458,7 +458,7 @@ def test_a_deactivation_during_a_pause_turns_it_into_an_opt_out(org, teammate):
     assert event.before["paused_until"] == until.isoformat()
     # Once the pause would have ended, the number is still opted out.
     later = until + timedelta(days=1)
-    assert checks.check_number(org=org, phone=contact.phone_e164, now=later) == "opted_out"
+    assert eligibility.check_number(org=org, phone=contact.phone_e164, now=later) == "opted_out"
     assert services.pauses_end_expired(now=later) == 0
 
 
@@ -508,7 +508,7 @@ def test_a_recheck_saying_sms_capable_clears_a_flag_a_lookup_can_disprove(org, t
     assert event.after["invalid_source"] == ""
     facts = NumberFacts.objects.get(phone=PHONE)
     assert (facts.line_type, facts.carrier_name) == ("mobile", "Verizon")
-    assert checks.check_number(org=org, phone=PHONE) is None
+    assert eligibility.check_number(org=org, phone=PHONE) is None
 
 
 @pytest.mark.parametrize("line_type", ["landline", "pager", "voicemail", "unknown"])
@@ -556,7 +556,7 @@ def test_a_new_number_frees_the_contact_and_the_old_number_keeps_its_flag(
     conversation_messages = [make_message(contact), make_message(contact)]
     services.error_apply(org=org, phone=PHONE, code=21614)
     contacts = Contact.objects.filter(pk=contact.pk)
-    assert checks.check_contacts(contacts, org=org).get().skip_reason == "marked_invalid"
+    assert eligibility.check_contacts(contacts, org=org).get().skip_reason == "marked_invalid"
 
     with django_capture_on_commit_callbacks(execute=True):
         services.contact_change_phone(
@@ -571,8 +571,8 @@ def test_a_new_number_frees_the_contact_and_the_old_number_keeps_its_flag(
     assert (contact.phone_raw, contact.phone_e164) == ("(212) 555-0140", "+12125550140")
     assert state(org).invalid_code == "21614"  # the flag belongs to the old number
     assert not services.number_state(org=org, phone="+12125550140").is_invalid
-    assert checks.check_contacts(contacts, org=org).get().skip_reason is None
-    assert checks.check_number(org=org, phone=contact.phone_e164) is None
+    assert eligibility.check_contacts(contacts, org=org).get().skip_reason is None
+    assert eligibility.check_number(org=org, phone=contact.phone_e164) is None
     # The conversation and its history stay with the person.
     assert contact.conversation.pk == conversation_messages[0].conversation_id
     assert set(contact.conversation.messages.values_list("pk", flat=True)) == {
@@ -595,7 +595,7 @@ def test_a_new_number_brings_the_state_it_already_has_in_the_org(org, owner, tea
     opt_out(org, OptOutReason.STOP_KEYWORD, owner, phone=taken)
     services.contact_change_phone(contact=contact, raw=taken, by=teammate)
     contacts = Contact.objects.filter(pk=contact.pk)
-    assert checks.check_contacts(contacts, org=org).get().skip_reason == "opted_out"
+    assert eligibility.check_contacts(contacts, org=org).get().skip_reason == "opted_out"
 
 
 def test_a_new_number_that_turns_out_to_be_a_landline_is_flagged_by_its_lookup(
@@ -612,7 +612,7 @@ def test_a_new_number_that_turns_out_to_be_a_landline_is_flagged_by_its_lookup(
     )
     assert last_audit(org, "+12125550150").system_cause == "line-type lookup"
     contacts = Contact.objects.filter(pk=contact.pk)
-    assert checks.check_contacts(contacts, org=org).get().skip_reason == "marked_invalid"
+    assert eligibility.check_contacts(contacts, org=org).get().skip_reason == "marked_invalid"
 
 
 def test_a_new_number_that_does_not_parse_is_kept_as_entered_and_not_sent_to(org, teammate):
@@ -625,7 +625,7 @@ def test_a_new_number_that_does_not_parse_is_kept_as_entered_and_not_sent_to(org
         "invalid_number",
     )
     contacts = Contact.objects.filter(pk=contact.pk)
-    assert checks.check_contacts(contacts, org=org).get().skip_reason == "invalid_number"
+    assert eligibility.check_contacts(contacts, org=org).get().skip_reason == "invalid_number"
 
 
 # Errors counted against the number (unreachable and unknown codes) -------------------------------
@@ -685,7 +685,7 @@ def test_30006_on_a_landline_flags_the_number_after_a_fresh_lookup(
         "line-type lookup",
     )
     contacts = Contact.objects.filter(pk=contact.pk)
-    assert checks.check_contacts(contacts, org=org).get().skip_reason == "marked_invalid"
+    assert eligibility.check_contacts(contacts, org=org).get().skip_reason == "marked_invalid"
     # A lookup can disprove this flag, so staff may re-check it (but not mark it valid).
     assert services.may_recheck(flagged)
 
@@ -697,7 +697,7 @@ def test_30006_on_a_landline_no_contact_holds_skips_it_as_a_landline(
         services.error_apply(org=org, phone=LANDLINE, code=30006)
     assert not state(org, LANDLINE).is_invalid
     assert facts(LANDLINE).line_type == "landline"
-    assert checks.check_number(org=org, phone=LANDLINE) == "landline"
+    assert eligibility.check_number(org=org, phone=LANDLINE) == "landline"
 
 
 def test_30006_on_a_mobile_only_counts_the_error(org, django_capture_on_commit_callbacks):
@@ -707,7 +707,7 @@ def test_30006_on_a_mobile_only_counts_the_error(org, django_capture_on_commit_c
     assert not state(org, MOBILE).is_invalid
     assert facts(MOBILE).line_type == "mobile"
     assert state(org, MOBILE).error_streak == 1
-    assert checks.check_number(org=org, phone=MOBILE) is None
+    assert eligibility.check_number(org=org, phone=MOBILE) is None
 
 
 @pytest.mark.parametrize("code", [12345, "99999", 30999])
@@ -724,9 +724,9 @@ def test_an_unknown_code_counts_as_unreachable_with_a_readable_reason(org, code)
 def test_an_unknown_code_counts_toward_the_error_rules_like_any_unreachable_one(org):
     for _ in range(4):
         services.error_apply(org=org, phone=PHONE, code=30003)
-    assert checks.check_number(org=org, phone=PHONE) is None
+    assert eligibility.check_number(org=org, phone=PHONE) is None
     services.error_apply(org=org, phone=PHONE, code=31999)
-    assert checks.check_number(org=org, phone=PHONE) == "recent_errors"
+    assert eligibility.check_number(org=org, phone=PHONE) == "recent_errors"
 
 
 def test_an_attempt_reported_late_does_not_move_the_last_attempt_back(org):
@@ -801,7 +801,7 @@ def test_states_belong_to_one_organization(org, other_org, owner, teammate):
         assert not elsewhere.is_invalid
         assert not elsewhere.is_opted_out
         assert elsewhere.paused_until is None
-        assert checks.check_number(org=other_org, phone=phone) is None
+        assert eligibility.check_number(org=other_org, phone=phone) is None
     assert not AuditEvent.objects.filter(organization=other_org).exists()
 
 

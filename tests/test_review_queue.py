@@ -173,14 +173,14 @@ def test_opt_out_opts_the_number_out_audited_with_the_note(
 def test_not_an_opt_out_changes_nothing_but_is_audited_and_frees_broadcasts(
     teammate_client, teammate, possible_opt_out, org
 ):
-    from deliverability import checks
+    from deliverability import eligibility
 
-    assert checks.check_number(org=org, phone=PHONE, broadcast=True) == "pending_review"
+    assert eligibility.check_number(org=org, phone=PHONE, broadcast=True) == "pending_review"
     decide(teammate_client, possible_opt_out, "not_opt_out")
 
     assert opt_out_reason(org) == ""
     assert AuditEvent.objects.get(action=AuditEvent.Action.REVIEW_DISMISSED).actor == teammate
-    assert checks.check_number(org=org, phone=PHONE, broadcast=True) is None
+    assert eligibility.check_number(org=org, phone=PHONE, broadcast=True) is None
 
 
 def test_resubscribe_lifts_the_opt_out(teammate_client, teammate, resubscribe, org):

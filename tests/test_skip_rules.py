@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from contacts.models import Contact
-from deliverability import checks, services
+from deliverability import eligibility, services
 from deliverability.models import NumberFacts, NumberState, OptOutReason
 from tests.factories import make_contact
 
@@ -18,7 +18,7 @@ NOW = timezone.now().replace(microsecond=0)
 
 
 def verdict(org, phone=PHONE, now=NOW, is_test=False):
-    return checks.check_number(org=org, phone=phone, now=now, is_test=is_test)
+    return eligibility.check_number(org=org, phone=phone, now=now, is_test=is_test)
 
 
 def errors(org, days_ago, phone=PHONE, code=30003):
@@ -174,14 +174,14 @@ def test_the_number_of_queries_does_not_grow_with_recipients(org, django_assert_
     for n in range(10):
         make_contact(org, f"+1212555{n:04d}")
     with django_assert_num_queries(1):
-        checks.skip_counts(Contact.objects.all(), org=org)
+        eligibility.skip_counts(Contact.objects.all(), org=org)
     for n in range(10, 300):
         make_contact(org, f"+1212555{n:04d}")
     with django_assert_num_queries(1):
-        counts = checks.skip_counts(Contact.objects.all(), org=org)
+        counts = eligibility.skip_counts(Contact.objects.all(), org=org)
     assert sum(counts.values()) == 300
     with django_assert_num_queries(1):
-        assert len(list(checks.check_contacts(Contact.objects.all(), org=org))) == 300
+        assert len(list(eligibility.check_contacts(Contact.objects.all(), org=org))) == 300
 
 
 def test_the_single_recipient_form_agrees_with_the_set(org, owner):
@@ -189,10 +189,10 @@ def test_the_single_recipient_form_agrees_with_the_set(org, owner):
     services.number_mark_invalid(org=org, phone=contacts[0].phone_e164, by=owner)
     services.number_opt_out(org=org, phone=contacts[1].phone_e164, reason="staff", by=owner)
     NumberFacts.objects.create(phone=contacts[2].phone_e164, line_type="landline")
-    for contact, reason in checks.check_contacts(Contact.objects.all(), org=org).values_list(
+    for contact, reason in eligibility.check_contacts(Contact.objects.all(), org=org).values_list(
         "phone_e164", "skip_reason"
     ):
-        assert checks.check_number(org=org, phone=contact) == reason
+        assert eligibility.check_number(org=org, phone=contact) == reason
 
 
 # A reference model, and random histories -----------------------------------------------------
