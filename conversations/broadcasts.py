@@ -17,12 +17,13 @@ from django.utils import timezone
 
 from config.celery import BULK, enqueue, enqueue_on_commit
 from contacts.models import Contact
-from contacts.queries import search_q, state_filter
+from contacts.queries import search_q
 from conversations import breaker
 from conversations.models import Broadcast, Conversation, Message
 from conversations.segments import segment
 from deliverability import eligibility
 from deliverability.models import SkipReason
+from deliverability.queries import state_filter
 
 RELEASE_AHEAD_SECONDS = 20  # keep this many seconds of sends released at once
 CREATE_BATCH = 2000
