@@ -21,7 +21,7 @@ from conversations import services as pipeline
 from conversations.backends import get_backend
 from conversations.management.commands.broadcast import Command as BroadcastCommand
 from conversations.models import Broadcast, Conversation, Message, Sender
-from deliverability import eligibility, services
+from deliverability import eligibility, errors
 from deliverability.models import NumberFacts, NumberState, OrgAlert, ReviewItem, SkipReason
 from tests.factories import make_contact, make_message, make_sender
 
@@ -62,20 +62,19 @@ def club(org, owner):
         # A second member on the first one's number: one number, one text.
         "duplicate_number": make_contact(org, "+12124000000", first_name="Partner"),
     }
-    services.number_opt_out(
-        org=org, phone=skipped["opted_out"].phone_e164, reason="stop_keyword", cause="STOP"
+    NumberState.objects.of(org=org, phone=skipped["opted_out"].phone_e164).opt_out(
+        reason="stop_keyword", cause="STOP"
     )
-    services.number_mark_invalid(org=org, phone=skipped["marked_invalid"].phone_e164, by=owner)
+    NumberState.objects.of(org=org, phone=skipped["marked_invalid"].phone_e164).mark_invalid(
+        by=owner
+    )
     NumberFacts.objects.create(phone=skipped["landline"].phone_e164, line_type="landline")
-    services.number_pause(
-        org=org,
-        phone=skipped["paused"].phone_e164,
-        until=timezone.now() + timedelta(days=3),
-        by=owner,
+    NumberState.objects.of(org=org, phone=skipped["paused"].phone_e164).pause(
+        until=timezone.now() + timedelta(days=3), by=owner
     )
     now = timezone.now()
     for minutes in range(5):
-        services.record_number_error(
+        errors.record_number_error(
             org=org,
             phone=skipped["recent_errors"].phone_e164,
             at=now - timedelta(minutes=minutes + 1),

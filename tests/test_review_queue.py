@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from conversations.models import Message
-from deliverability import consent, replies, services
+from deliverability import consent, replies
 from deliverability.models import AuditEvent, NumberState, OptOutReason, OrgAlert, ReviewItem
 from deliverability.tasks import apply_review_deadlines
 from tests.factories import make_contact, make_message
@@ -47,7 +47,9 @@ def possible_opt_out(member):
 
 @pytest.fixture
 def resubscribe(org, member):
-    services.number_opt_out(org=org, phone=PHONE, reason=OptOutReason.STOP_KEYWORD, cause="STOP")
+    NumberState.objects.of(org=org, phone=PHONE).opt_out(
+        reason=OptOutReason.STOP_KEYWORD, cause="STOP"
+    )
     return reply_from(member, "please text me again")
 
 
@@ -198,7 +200,9 @@ def test_keep_opted_out_keeps_it(teammate_client, resubscribe, org):
 
 
 def test_resubscribe_cannot_lift_an_opt_out_only_the_member_can(teammate_client, member, org):
-    services.number_opt_out(org=org, phone=PHONE, reason=OptOutReason.CARRIER_STOP, cause="21610")
+    NumberState.objects.of(org=org, phone=PHONE).opt_out(
+        reason=OptOutReason.CARRIER_STOP, cause="21610"
+    )
     item = reply_from(member, "please text me again")
 
     response = decide(teammate_client, item, "resubscribe", htmx=True)
@@ -281,7 +285,9 @@ def test_undo_is_short_lived(teammate_client, possible_opt_out, org):
 def test_undo_does_not_lift_an_opt_out_the_decision_did_not_make(
     teammate_client, possible_opt_out, org
 ):
-    services.number_opt_out(org=org, phone=PHONE, reason=OptOutReason.CARRIER_STOP, cause="21610")
+    NumberState.objects.of(org=org, phone=PHONE).opt_out(
+        reason=OptOutReason.CARRIER_STOP, cause="21610"
+    )
     decide(teammate_client, possible_opt_out, "opt_out")
     undo(teammate_client, possible_opt_out)
 
