@@ -79,7 +79,7 @@ NOT_SMS_CAPABLE = frozenset(
 
 
 # The error rules of the pre-send checks (SPEC §5), read by deliverability.eligibility and
-# counted by deliverability.services; defined here once.
+# counted by NumberState.record_error and NumberFacts.record_error; defined here once.
 RECENT_ERRORS_THRESHOLD = 5  # recent_errors: this many consecutive number-attributable errors…
 ERROR_WINDOW = timedelta(days=80)  # …the fifth of them within this window
 GLOBAL_ERRORS_THRESHOLD = 5  # global_lifetime_error_count: more than this since the heartbeat
@@ -159,11 +159,10 @@ def transition(change):
             action = change(self, actor, *args, **kwargs)
             if action is None:
                 return self
-            if self.snapshot() != before:
-                self.save()
-                # The lists' Active/Invalid/Opted-Out counts changed.
-                forget_counts(self.organization_id)
+            self.save()
             self.audit(action, actor, before=before)
+            # The lists' Active/Invalid/Opted-Out counts may have changed.
+            forget_counts(self.organization_id)
         return self
 
     return method
