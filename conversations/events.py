@@ -45,7 +45,7 @@ from contacts.models import Organization
 from conversations import breaker
 from conversations import status as lifecycle
 from conversations.models import Message, MessageEvent
-from deliverability import catalogue
+from deliverability import catalogue, outcomes
 from deliverability.models import NumberFacts, NumberState, OrgAlert
 from deliverability.services import alert_raise
 
@@ -427,7 +427,7 @@ def _apply_number_effects(successes, errors):
     if errors:
         orgs = Organization.objects.in_bulk({m.organization_id for m, _ in errors})
         for message, report in sorted(errors, key=lambda e: (e[0].organization_id, e[0].to_number)):
-            errors.error_apply(
+            outcomes.error_apply(
                 org=orgs[message.organization_id],
                 phone=message.to_number,
                 code=report.error_code,

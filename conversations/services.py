@@ -27,7 +27,7 @@ from conversations import status as lifecycle
 from conversations.backends import SendError, get_backend
 from conversations.models import Conversation, Message, MessageEvent, Sender
 from conversations.segments import segment
-from deliverability import catalogue, consent, eligibility, errors, replies
+from deliverability import catalogue, consent, eligibility, outcomes, replies
 from deliverability.models import NumberState
 
 log = logging.getLogger(__name__)
@@ -190,7 +190,7 @@ def message_send(message_id):
             dispatch=Dispatch.HELD, attempts=F("attempts") - 1
         )
         return "held by the circuit breaker"
-    errors.record_attempts(org=org, phones=[message.to_number])
+    outcomes.record_attempts(org=org, phones=[message.to_number])
     try:
         result = get_backend().send(
             to=message.to_number,
@@ -245,7 +245,7 @@ def _send_failed(message, exc):
         final_at=now,
     )
     if exc.code is not None:
-        errors.error_apply(
+        outcomes.error_apply(
             org=message.organization,
             phone=message.to_number,
             code=exc.code,
@@ -419,7 +419,7 @@ def message_apply_status(message, *, status, error_code=None, sid="", done_at=No
     message.save(update_fields=fields)
     attempted_at = message.sent_at or message.created_at
     if info is not None and error_code is not None:
-        errors.error_apply(
+        outcomes.error_apply(
             org=message.organization,
             phone=message.to_number,
             code=error_code,
@@ -427,7 +427,7 @@ def message_apply_status(message, *, status, error_code=None, sid="", done_at=No
             sender_ref=message.from_number,
         )
     elif status in {"delivered", "read"}:
-        errors.record_success(
+        outcomes.record_success(
             org=message.organization, phone=message.to_number, at=attempted_at, delivered=True
         )
     return f"now {status}"
@@ -504,7 +504,7 @@ def inbound_apply(event):
             result = consent.reply_apply(org=org, contact=contact, message=message, reply=reply)
             return f"stored as blocked; {result.outcome}"
         return "stored as blocked (number marked invalid)"
-    errors.record_heartbeat(phone=phone, at=message.created_at)
+    outcomes.record_heartbeat(phone=phone, at=message.created_at)
     return _act_on_keywords(org, contact, sender, message, params.get("OptOutType"))
 
 
@@ -673,7 +673,7 @@ def reconcile_stuck(now=None, batch=200):
             _apply_remote(message, remote, "fetch")
         elif remote.status == "sent":
             # A sent message that never gets a later status counts as a success (SPEC §5).
-            errors.record_success(
+            outcomes.record_success(
                 org=message.organization,
                 phone=message.to_number,
                 at=message.sent_at,

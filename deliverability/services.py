@@ -2,7 +2,7 @@
 
 A change to one number's state in one org is a method of NumberState (deliverability/models.py),
 locked and audited there; the error history and a Twilio error's effect are in
-deliverability/errors.py. Here: a re-check (a Twilio lookup), a contact's new number, lookups
+deliverability/outcomes.py. Here: a re-check (a Twilio lookup), a contact's new number, lookups
 and deactivation lists that reach every org holding a number, and org alerts.
 """
 

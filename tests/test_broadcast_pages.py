@@ -21,7 +21,7 @@ from conversations import services as pipeline
 from conversations.backends import get_backend
 from conversations.management.commands.broadcast import Command as BroadcastCommand
 from conversations.models import Broadcast, Conversation, Message, Sender
-from deliverability import eligibility, errors
+from deliverability import eligibility, outcomes
 from deliverability.models import NumberFacts, NumberState, OrgAlert, ReviewItem, SkipReason
 from tests.factories import make_contact, make_message, make_sender
 
@@ -74,7 +74,7 @@ def club(org, owner):
     )
     now = timezone.now()
     for minutes in range(5):
-        errors.record_number_error(
+        outcomes.record_number_error(
             org=org,
             phone=skipped["recent_errors"].phone_e164,
             at=now - timedelta(minutes=minutes + 1),

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from contacts import importer
 from conversations.models import Broadcast, Message
-from deliverability import consent, errors, replies
+from deliverability import consent, outcomes, replies
 from deliverability.models import NumberFacts, NumberState
 from tests.browser import ARTIFACTS
 from tests.factories import make_contact, make_message, make_sender
@@ -43,7 +43,7 @@ def club(org, owner, teammate):
             bob, sender, status=Message.Status.UNDELIVERED, error_code=30003, body=f"Reminder {n}"
         )
     make_message(cat, sender, status=Message.Status.FAILED, error_code=21614)
-    errors.error_apply(org=org, phone=cat.phone_e164, code=21614)
+    outcomes.error_apply(org=org, phone=cat.phone_e164, code=21614)
     NumberFacts.objects.create(phone=lily.phone_e164, line_type="landline")
     make_message(lily, sender, status=Message.Status.SKIPPED, skip_reason="landline")
     make_message(eve, sender, status=Message.Status.SKIPPED, skip_reason="invalid_number")

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 from contacts.models import Contact
-from deliverability import catalogue, eligibility, errors, services
+from deliverability import catalogue, eligibility, outcomes, services
 from deliverability.lookups import normalize
 from deliverability.models import (
     NumberFacts,
@@ -54,25 +54,25 @@ def possible_opt_out(org, phone=PHONE, body="I want to cancel my membership"):
 
 
 def attempted(org, at, phone=PHONE):
-    errors.record_attempts(org=org, phones=[phone], at=at)
+    outcomes.record_attempts(org=org, phones=[phone], at=at)
 
 
 def failed(org, *ats, phone=PHONE, code=30003):
     """Sends attempted at each of `ats` that ended undelivered with a number-attributable code."""
     for at in ats:
         attempted(org, at, phone)
-        errors.record_number_error(org=org, phone=phone, at=at, code=code)
+        outcomes.record_number_error(org=org, phone=phone, at=at, code=code)
 
 
 def delivered(org, at, phone=PHONE):
     attempted(org, at, phone)
-    errors.record_success(org=org, phone=phone, at=at, delivered=True)
+    outcomes.record_success(org=org, phone=phone, at=at, delivered=True)
 
 
 def sent_final(org, at, phone=PHONE):
     """A send whose last status was `sent` and never got a later one."""
     attempted(org, at, phone)
-    errors.record_success(org=org, phone=phone, at=at, delivered=False)
+    outcomes.record_success(org=org, phone=phone, at=at, delivered=False)
 
 
 def days_ago(*days, now=NOW):
@@ -108,7 +108,7 @@ def test_marked_invalid_by_staff(org, teammate):
 
 
 def test_marked_invalid_automatically(org):
-    errors.error_apply(org=org, phone=PHONE, code=30005)
+    outcomes.error_apply(org=org, phone=PHONE, code=30005)
     assert verdict(org) == SkipReason.MARKED_INVALID
 
 
@@ -212,7 +212,7 @@ def test_every_reason_at_once_peels_off_in_the_order_of_the_table(org, other_org
     assert verdict(org, now=now) == SkipReason.RECENT_ERRORS
     sent_final(org, now - 10 * DAY - timedelta(hours=12))  # ends the streak, no heartbeat
     assert verdict(org, now=now) == SkipReason.GLOBAL_LIFETIME_ERROR_COUNT
-    errors.record_heartbeat(phone=PHONE, at=now - DAY)
+    outcomes.record_heartbeat(phone=PHONE, at=now - DAY)
     assert verdict(org, now=now) is None
     NumberState.objects.of(org=org, phone=PHONE).opt_out(reason=OptOutReason.STAFF, by=owner)
     NumberState.objects.of(org=org, phone=PHONE).mark_invalid(by=owner)
@@ -329,7 +329,7 @@ def test_an_automatic_reply_is_held_back_only_by_the_invalid_flag_or_a_carrier_s
 
 
 def test_an_automatic_reply_to_a_carrier_stop_is_held_back(org):
-    errors.error_apply(org=org, phone=PHONE, code=21610)
+    outcomes.error_apply(org=org, phone=PHONE, code=21610)
     assert verdict(org, auto_reply=True) == SkipReason.OPTED_OUT
 
 
@@ -354,7 +354,7 @@ def test_a_sample_text_skips_every_check_but_opted_out_and_marked_invalid(org, o
 
 
 def test_a_sample_text_to_an_automatically_flagged_number_is_skipped(org):
-    errors.error_apply(org=org, phone=PHONE, code=21614)
+    outcomes.error_apply(org=org, phone=PHONE, code=21614)
     assert verdict(org, is_test=True) == SkipReason.MARKED_INVALID
 
 
@@ -375,7 +375,7 @@ def test_recent_errors_counts_only_errors_within_the_last_80_days(org, age, expe
 
 
 def test_recent_errors_counts_the_errors_in_the_window_not_the_whole_streak(org):
-    errors.record_heartbeat(phone=PHONE, at=NOW - 95 * DAY)  # keeps the global rule out
+    outcomes.record_heartbeat(phone=PHONE, at=NOW - 95 * DAY)  # keeps the global rule out
     failed(org, *days_ago(120, 100, 90, 30, 20, 10, 5))  # a streak of 7, 4 of them recent
     assert verdict(org) is None
     failed(org, NOW - DAY)
@@ -399,7 +399,7 @@ def test_the_new_attempt_after_80_days_is_only_one(org, other_org):
     assert verdict(org) is None
     attempted(org, NOW - timedelta(minutes=5))  # the one new attempt, no outcome yet
     assert verdict(org) == SkipReason.GLOBAL_LIFETIME_ERROR_COUNT
-    errors.record_number_error(org=org, phone=PHONE, at=NOW - timedelta(minutes=5), code=30003)
+    outcomes.record_number_error(org=org, phone=PHONE, at=NOW - timedelta(minutes=5), code=30003)
     assert verdict(org) == SkipReason.GLOBAL_LIFETIME_ERROR_COUNT
 
 
@@ -449,7 +449,7 @@ def test_a_final_sent_ends_the_streak_in_the_org_but_not_the_global_count(org):
 
 def test_a_delivery_reported_late_still_ends_the_streak_of_the_errors_before_it(org):
     failed(org, *days_ago(10, 9, 8, 7, 5, 4))
-    errors.record_success(org=org, phone=PHONE, at=NOW - 6 * DAY, delivered=True)
+    outcomes.record_success(org=org, phone=PHONE, at=NOW - 6 * DAY, delivered=True)
     assert verdict(org) is None  # two errors since the delivery (and a heartbeat)
 
 
@@ -472,7 +472,7 @@ def test_errors_in_another_org_do_not_make_this_orgs_streak(org, other_org):
 def test_errors_that_are_not_the_numbers_fault_do_not_count(org, code):
     for at in days_ago(10, 9, 8, 7, 6, 5, 4):
         attempted(org, at)
-        errors.error_apply(org=org, phone=PHONE, code=code, at=at)
+        outcomes.error_apply(org=org, phone=PHONE, code=code, at=at)
     assert verdict(org) is None
 
 
@@ -480,7 +480,7 @@ def test_errors_that_are_not_the_numbers_fault_do_not_count(org, code):
 def test_every_unreachable_code_counts_toward_the_streak(org, code):
     for at in days_ago(10, 9, 8, 7, 6):
         attempted(org, at)
-        errors.error_apply(org=org, phone=PHONE, code=code, at=at)
+        outcomes.error_apply(org=org, phone=PHONE, code=code, at=at)
     assert verdict(org) == SkipReason.RECENT_ERRORS
 
 
@@ -498,7 +498,7 @@ def test_five_errors_across_orgs_are_fine_and_six_skip(org, other_org):
 def test_an_inbound_reply_resets_the_global_count(org, other_org):
     failed(org, *days_ago(10, 9, 8))
     failed(other_org, *days_ago(7, 6, 5))
-    errors.record_heartbeat(phone=PHONE, at=NOW - 4 * DAY)
+    outcomes.record_heartbeat(phone=PHONE, at=NOW - 4 * DAY)
     assert verdict(org) is None
     failed(other_org, *days_ago(3, 2, 1))
     assert verdict(org) is None  # three since the heartbeat
@@ -515,7 +515,7 @@ def test_a_delivery_in_another_org_resets_the_global_count_but_not_this_orgs_str
 
 
 def test_errors_attempted_before_the_heartbeat_do_not_count_even_if_reported_after(org, other_org):
-    errors.record_heartbeat(phone=PHONE, at=NOW - 5 * DAY)
+    outcomes.record_heartbeat(phone=PHONE, at=NOW - 5 * DAY)
     failed(org, *days_ago(12, 11, 10))
     failed(other_org, *days_ago(9, 8, 7))  # all attempted before the reply
     assert verdict(org) is None
@@ -526,7 +526,7 @@ def test_errors_attempted_before_the_heartbeat_do_not_count_even_if_reported_aft
 def test_a_heartbeat_reported_late_resets_only_the_errors_before_it(org, other_org):
     failed(org, *days_ago(20, 19, 18, 17))
     failed(other_org, *days_ago(6, 5, 4))
-    errors.record_heartbeat(phone=PHONE, at=NOW - 10 * DAY)  # reported after newer errors
+    outcomes.record_heartbeat(phone=PHONE, at=NOW - 10 * DAY)  # reported after newer errors
     assert NumberFacts.objects.get(phone=PHONE).errors_since_heartbeat == 3
     assert verdict(org) is None
     failed(other_org, *days_ago(3, 2, 1))
@@ -534,10 +534,10 @@ def test_a_heartbeat_reported_late_resets_only_the_errors_before_it(org, other_o
 
 
 def test_an_older_heartbeat_reported_late_changes_nothing(org, other_org):
-    errors.record_heartbeat(phone=PHONE, at=NOW - 30 * DAY)
+    outcomes.record_heartbeat(phone=PHONE, at=NOW - 30 * DAY)
     failed(org, *days_ago(10, 9, 8))
     failed(other_org, *days_ago(7, 6, 5))
-    errors.record_heartbeat(phone=PHONE, at=NOW - 40 * DAY)
+    outcomes.record_heartbeat(phone=PHONE, at=NOW - 40 * DAY)
     assert verdict(org) == SkipReason.GLOBAL_LIFETIME_ERROR_COUNT
 
 
@@ -732,15 +732,15 @@ def reference(applied, *, org, phone, now, is_test):
 def apply(event, *, orgs, staff):
     org = orgs[event.org]
     if event.kind in OUTCOMES:
-        errors.record_attempts(org=org, phones=[event.phone], at=event.at)
+        outcomes.record_attempts(org=org, phones=[event.phone], at=event.at)
     if event.kind == "error":
-        errors.record_number_error(org=org, phone=event.phone, at=event.at, code=event.code)
+        outcomes.record_number_error(org=org, phone=event.phone, at=event.at, code=event.code)
     elif event.kind in ("delivered", "sent"):
-        errors.record_success(
+        outcomes.record_success(
             org=org, phone=event.phone, at=event.at, delivered=event.kind == "delivered"
         )
     elif event.kind == "inbound":
-        errors.record_heartbeat(phone=event.phone, at=event.at)
+        outcomes.record_heartbeat(phone=event.phone, at=event.at)
     elif event.kind == "opt_out":
         state = NumberState.objects.of(org=org, phone=event.phone)
         if not state.is_opted_out:

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from conversations.backends import get_backend
 from conversations.models import Broadcast, Message
-from deliverability import errors, services
+from deliverability import outcomes, services
 from deliverability.models import AuditEvent, NumberState
 from tests.factories import make_contact, make_message, make_sender
 
@@ -169,7 +169,7 @@ def test_each_row_shows_its_status_failed_reason_and_code(
 
 
 def test_a_manual_flag_turned_automatic_then_shows_the_reason(teammate_client, org, log):
-    errors.error_apply(org=org, phone=log["contacts"]["cat"].phone_e164, code=30005)
+    outcomes.error_apply(org=org, phone=log["contacts"]["cat"].phone_e164, code=30005)
     row = rows(teammate_client.get(URL))[log["messages"]["manual"].pk]
     assert cells(row)[4] == "Carrier response that the number does not exist"
 

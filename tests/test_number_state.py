@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from contacts.models import Contact
-from deliverability import catalogue, eligibility, errors, services
+from deliverability import catalogue, eligibility, outcomes, services
 from deliverability.catalogue import Category
 from deliverability.lookups import normalize
 from deliverability.models import (
@@ -145,7 +145,7 @@ def test_a_contact_without_a_usable_number_cannot_be_flagged(org, teammate):
 
 @pytest.mark.parametrize("code", INVALID_CODES)
 def test_each_invalid_code_flags_the_number_automatically_with_twilio_as_the_cause(org, code):
-    info = errors.error_apply(org=org, phone=PHONE, code=code)
+    info = outcomes.error_apply(org=org, phone=PHONE, code=code)
     flagged = state(org)
     assert flagged.invalid_source == "automatic"
     assert flagged.invalid_code == str(code)
@@ -165,7 +165,7 @@ def test_each_invalid_code_flags_the_number_automatically_with_twilio_as_the_cau
 def test_an_automatic_flag_cannot_be_marked_valid_and_staff_are_told_what_to_do(
     org, teammate, code
 ):
-    errors.error_apply(org=org, phone=PHONE, code=code)
+    outcomes.error_apply(org=org, phone=PHONE, code=code)
     with pytest.raises(StateChangeRefused) as refused:
         NumberState.objects.of(org=org, phone=PHONE).mark_valid(by=teammate)
     assert "Update the phone number" in str(refused.value)
@@ -176,7 +176,7 @@ def test_an_automatic_flag_cannot_be_marked_valid_and_staff_are_told_what_to_do(
 
 def test_a_failed_send_turns_a_manual_flag_into_an_automatic_one(org, teammate):
     NumberState.objects.of(org=org, phone=PHONE).mark_invalid(by=teammate)
-    errors.error_apply(org=org, phone=PHONE, code=21614)
+    outcomes.error_apply(org=org, phone=PHONE, code=21614)
     flagged = state(org)
     assert (flagged.invalid_source, flagged.invalid_code) == ("automatic", "21614")
     assert last_audit(org).before["invalid_source"] == "manual"
@@ -185,8 +185,8 @@ def test_a_failed_send_turns_a_manual_flag_into_an_automatic_one(org, teammate):
 
 
 def test_a_second_invalid_code_keeps_the_first_automatic_flag(org):
-    errors.error_apply(org=org, phone=PHONE, code=21614)
-    errors.error_apply(org=org, phone=PHONE, code=30005)
+    outcomes.error_apply(org=org, phone=PHONE, code=21614)
+    outcomes.error_apply(org=org, phone=PHONE, code=30005)
     assert state(org).invalid_code == "21614"
     assert len(audits(org)) == 1
 
@@ -254,14 +254,14 @@ def test_a_later_opt_out_keeps_the_first_reason_and_date(org, owner):
 
 
 def test_21610_opts_the_number_out_as_a_carrier_stop(org):
-    errors.error_apply(org=org, phone=PHONE, code=21610)
+    outcomes.error_apply(org=org, phone=PHONE, code=21610)
     opted = state(org)
     assert opted.opt_out_reason == "carrier_stop"
     assert not opted.is_invalid
     event = AuditEvent.objects.get()
     assert (event.action, event.system_cause) == ("opt_out", "Twilio 21610")
     assert eligibility.check_number(org=org, phone=PHONE) == "opted_out"
-    errors.error_apply(org=org, phone=PHONE, code=21610)  # the next send fails the same way
+    outcomes.error_apply(org=org, phone=PHONE, code=21610)  # the next send fails the same way
     assert AuditEvent.objects.count() == 1
 
 
@@ -488,7 +488,7 @@ def flag(org, code, phone=PHONE):
             code=30006, reason=catalogue.ERRORS[30006][1], cause="Twilio 30006"
         )
     else:
-        errors.error_apply(org=org, phone=phone, code=code)
+        outcomes.error_apply(org=org, phone=phone, code=code)
     assert state(org, phone).invalid_source == "automatic"
 
 
@@ -538,7 +538,7 @@ def test_a_recheck_that_does_not_prove_sms_keeps_the_flag_and_is_audited(
 
 @pytest.mark.parametrize("code", [21211, 21265, 21268, 30005])
 def test_flags_a_lookup_cannot_disprove_cannot_be_rechecked(org, teammate, code):
-    errors.error_apply(org=org, phone=PHONE, code=code)
+    outcomes.error_apply(org=org, phone=PHONE, code=code)
     with pytest.raises(StateChangeRefused, match="Update the phone number"):
         services.number_recheck(org=org, phone=PHONE, by=teammate, lookup=never_called)
     assert state(org).invalid_code == str(code)
@@ -562,7 +562,7 @@ def test_a_new_number_frees_the_contact_and_the_old_number_keeps_its_flag(
 ):
     contact = make_contact(org, PHONE)
     conversation_messages = [make_message(contact), make_message(contact)]
-    errors.error_apply(org=org, phone=PHONE, code=21614)
+    outcomes.error_apply(org=org, phone=PHONE, code=21614)
     contacts = Contact.objects.filter(pk=contact.pk)
     assert eligibility.check_contacts(contacts, org=org).get().skip_reason == "marked_invalid"
 
@@ -641,7 +641,7 @@ def test_a_new_number_that_does_not_parse_is_kept_as_entered_and_not_sent_to(org
 
 @pytest.mark.parametrize("code", catalogue.codes_in(Category.UNREACHABLE))
 def test_an_unreachable_code_counts_one_error_in_the_org_and_across_orgs(org, code):
-    errors.error_apply(org=org, phone=PHONE, code=code)
+    outcomes.error_apply(org=org, phone=PHONE, code=code)
     counted = state(org)
     assert counted.error_streak == 1
     assert not counted.is_invalid and not counted.is_opted_out
@@ -651,7 +651,7 @@ def test_an_unreachable_code_counts_one_error_in_the_org_and_across_orgs(org, co
         1,
         str(code),
     )
-    errors.error_apply(org=org, phone=PHONE, code=code)
+    outcomes.error_apply(org=org, phone=PHONE, code=code)
     assert state(org).error_streak == 2
     assert facts().errors_since_heartbeat == 2
     assert not AuditEvent.objects.exists()  # counting is not a state change
@@ -663,7 +663,7 @@ def test_unreachable_codes_other_than_30006_ask_for_no_lookup(
 ):
     make_contact(org, LANDLINE)
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        errors.error_apply(org=org, phone=LANDLINE, code=code)
+        outcomes.error_apply(org=org, phone=LANDLINE, code=code)
     assert callbacks == []
     assert facts(LANDLINE).looked_up_at is None
     assert not state(org, LANDLINE).is_invalid
@@ -674,7 +674,7 @@ def test_30006_on_a_landline_flags_the_number_after_a_fresh_lookup(
 ):
     contact = make_contact(org, LANDLINE)
     with django_capture_on_commit_callbacks(execute=True):
-        errors.error_apply(org=org, phone=LANDLINE, code=30006)
+        outcomes.error_apply(org=org, phone=LANDLINE, code=30006)
 
     flagged = state(org, LANDLINE)
     assert (flagged.invalid_source, flagged.invalid_code, flagged.invalid_reason) == (
@@ -702,7 +702,7 @@ def test_30006_on_a_landline_no_contact_holds_skips_it_as_a_landline(
     org, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
-        errors.error_apply(org=org, phone=LANDLINE, code=30006)
+        outcomes.error_apply(org=org, phone=LANDLINE, code=30006)
     assert not state(org, LANDLINE).is_invalid
     assert facts(LANDLINE).line_type == "landline"
     assert eligibility.check_number(org=org, phone=LANDLINE) == "landline"
@@ -711,7 +711,7 @@ def test_30006_on_a_landline_no_contact_holds_skips_it_as_a_landline(
 def test_30006_on_a_mobile_only_counts_the_error(org, django_capture_on_commit_callbacks):
     make_contact(org, MOBILE)
     with django_capture_on_commit_callbacks(execute=True):
-        errors.error_apply(org=org, phone=MOBILE, code=30006)
+        outcomes.error_apply(org=org, phone=MOBILE, code=30006)
     assert not state(org, MOBILE).is_invalid
     assert facts(MOBILE).line_type == "mobile"
     assert state(org, MOBILE).error_streak == 1
@@ -720,7 +720,7 @@ def test_30006_on_a_mobile_only_counts_the_error(org, django_capture_on_commit_c
 
 @pytest.mark.parametrize("code", [12345, "99999", 30999])
 def test_an_unknown_code_counts_as_unreachable_with_a_readable_reason(org, code):
-    info = errors.error_apply(org=org, phone=PHONE, code=code)
+    info = outcomes.error_apply(org=org, phone=PHONE, code=code)
     assert info.category == Category.UNREACHABLE
     assert info.reason == f"Unknown error (code {code})"
     assert state(org).error_streak == 1
@@ -731,16 +731,16 @@ def test_an_unknown_code_counts_as_unreachable_with_a_readable_reason(org, code)
 
 def test_an_unknown_code_counts_toward_the_error_rules_like_any_unreachable_one(org):
     for _ in range(4):
-        errors.error_apply(org=org, phone=PHONE, code=30003)
+        outcomes.error_apply(org=org, phone=PHONE, code=30003)
     assert eligibility.check_number(org=org, phone=PHONE) is None
-    errors.error_apply(org=org, phone=PHONE, code=31999)
+    outcomes.error_apply(org=org, phone=PHONE, code=31999)
     assert eligibility.check_number(org=org, phone=PHONE) == "recent_errors"
 
 
 def test_an_attempt_reported_late_does_not_move_the_last_attempt_back(org):
     now = timezone.now()
-    errors.record_attempts(org=org, phones=[PHONE], at=now)
-    errors.record_attempts(org=org, phones=[PHONE], at=now - timedelta(days=3))
+    outcomes.record_attempts(org=org, phones=[PHONE], at=now)
+    outcomes.record_attempts(org=org, phones=[PHONE], at=now - timedelta(days=3))
     assert state(org).last_attempt_at == now
 
 
@@ -751,7 +751,7 @@ def test_an_attempt_reported_late_does_not_move_the_last_attempt_back(org):
     "code", catalogue.codes_in(Category.CONTENT) + catalogue.codes_in(Category.THROUGHPUT)
 )
 def test_content_and_throughput_errors_leave_the_number_alone(org, code):
-    info = errors.error_apply(org=org, phone=PHONE, code=code, sender_ref=SENDER)
+    info = outcomes.error_apply(org=org, phone=PHONE, code=code, sender_ref=SENDER)
     assert info.reason == catalogue.ERRORS[code][1]
     assert untouched(org)
     assert not NumberState.objects.exists()
@@ -760,7 +760,7 @@ def test_content_and_throughput_errors_leave_the_number_alone(org, code):
 
 @pytest.mark.parametrize("code", catalogue.codes_in(Category.SENDER))
 def test_a_sender_error_raises_an_org_alert_and_leaves_the_number_alone(org, code):
-    errors.error_apply(org=org, phone=PHONE, code=code, sender_ref=SENDER)
+    outcomes.error_apply(org=org, phone=PHONE, code=code, sender_ref=SENDER)
     alert = OrgAlert.objects.get()
     assert (alert.organization, alert.kind, alert.sender_ref, alert.error_code) == (
         org,
@@ -775,19 +775,19 @@ def test_a_sender_error_raises_an_org_alert_and_leaves_the_number_alone(org, cod
 
 def test_a_repeated_sender_error_counts_occurrences_on_one_alert(org, other_org):
     for _ in range(3):
-        errors.error_apply(org=org, phone=PHONE, code=30034, sender_ref=SENDER)
+        outcomes.error_apply(org=org, phone=PHONE, code=30034, sender_ref=SENDER)
     alert = OrgAlert.objects.get()
     assert alert.occurrences == 3
-    errors.error_apply(org=org, phone=PHONE, code=30018, sender_ref=SENDER)
-    errors.error_apply(org=other_org, phone=PHONE, code=30034, sender_ref="+16175550002")
+    outcomes.error_apply(org=org, phone=PHONE, code=30018, sender_ref=SENDER)
+    outcomes.error_apply(org=other_org, phone=PHONE, code=30034, sender_ref="+16175550002")
     assert OrgAlert.objects.count() == 3
     assert OrgAlert.objects.get(pk=alert.pk).occurrences == 3
 
 
 def test_a_sender_error_after_the_alert_was_resolved_opens_a_new_one(org, owner):
-    errors.error_apply(org=org, phone=PHONE, code=30034, sender_ref=SENDER)
+    outcomes.error_apply(org=org, phone=PHONE, code=30034, sender_ref=SENDER)
     OrgAlert.objects.get().resolve(by=owner)
-    errors.error_apply(org=org, phone=PHONE, code=30034, sender_ref=SENDER)
+    outcomes.error_apply(org=org, phone=PHONE, code=30034, sender_ref=SENDER)
     assert OrgAlert.objects.count() == 2
     assert OrgAlert.objects.filter(resolved_at__isnull=True).get().occurrences == 1
 
@@ -797,12 +797,12 @@ def test_a_sender_error_after_the_alert_was_resolved_opens_a_new_one(org, owner)
 
 def test_states_belong_to_one_organization(org, other_org, owner, teammate):
     make_contact(other_org, PHONE)
-    errors.error_apply(org=org, phone=PHONE, code=21614)
+    outcomes.error_apply(org=org, phone=PHONE, code=21614)
     NumberState.objects.of(org=org, phone="+12125550142").pause(
         until=timezone.now() + timedelta(days=2), by=teammate
     )
     opt_out(org, OptOutReason.STAFF, owner, phone="+12125550143")
-    errors.error_apply(org=org, phone="+12125550144", code=21610)
+    outcomes.error_apply(org=org, phone="+12125550144", code=21610)
     NumberState.objects.of(org=org, phone="+12125550145").mark_invalid(by=teammate)
     for phone in (PHONE, "+12125550142", "+12125550143", "+12125550144", "+12125550145"):
         elsewhere = NumberState.objects.of(org=other_org, phone=phone)

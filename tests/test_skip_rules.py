@@ -9,8 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from contacts.models import Contact
-from deliverability import eligibility
-from deliverability import errors as outcomes
+from deliverability import eligibility, outcomes
 from deliverability.models import NumberFacts, NumberState, OptOutReason
 from tests.factories import make_contact
 

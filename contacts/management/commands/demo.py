@@ -23,7 +23,7 @@ from django.utils import timezone
 from contacts.models import Contact, Membership, Organization
 from conversations.models import Conversation, Message, MessageEvent, Sender
 from conversations.status import FINAL
-from deliverability import catalogue, consent, errors, replies, services
+from deliverability import catalogue, consent, outcomes, replies, services
 from deliverability.lookups import normalize
 from deliverability.models import AuditEvent, NumberFacts, NumberState, OptIn, OrgAlert
 
@@ -282,13 +282,13 @@ class Command(BaseCommand):
         message.refresh_from_db()
         self._callbacks(message)
         if sent_at:  # What the send path and the callbacks would have recorded.
-            errors.record_attempts(org=self.org, phones=[self.phone], at=sent_at)
+            outcomes.record_attempts(org=self.org, phones=[self.phone], at=sent_at)
         if status in {"delivered", "read"}:
-            errors.record_success(org=self.org, phone=self.phone, at=at, delivered=True)
+            outcomes.record_success(org=self.org, phone=self.phone, at=at, delivered=True)
         elif inbound:
-            errors.record_heartbeat(phone=self.phone, at=at)
+            outcomes.record_heartbeat(phone=self.phone, at=at)
         elif message.error_code:
-            errors.error_apply(
+            outcomes.error_apply(
                 org=self.org, phone=self.phone, code=message.error_code, at=at, sender_ref=ours
             )
         self._backdate(days_ago)
