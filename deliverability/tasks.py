@@ -16,7 +16,7 @@ from contacts.models import Contact, ContactImport
 from contacts.phones import mask
 from deliverability import consent, deactivations, services
 from deliverability.lookups import lookup_line_type
-from deliverability.models import NumberFacts
+from deliverability.models import NumberFacts, NumberState
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ def refresh_stale_lookups(batch=REFRESH_BATCH):
 
 @shared_task
 def end_expired_pauses():
-    return services.pauses_end_expired()
+    return NumberState.objects.end_expired_pauses()
 
 
 @shared_task
