@@ -141,15 +141,6 @@ def _setup():
     call_command("migrate", interactive=False, verbosity=0)
 
 
-def _pre_send_checks():
-    """The module of the pre-send checks (named `eligibility` in later versions)."""
-    try:
-        from deliverability import eligibility as checks
-    except ImportError:
-        from deliverability import checks
-    return checks
-
-
 def history_available():
     """Whether this version has `manage.py import_twilio_history`; exit status 3 says not."""
     from django.core.management import get_commands
@@ -174,7 +165,7 @@ def run_configuration(name, with_history, npas=NPAS):
 
     from contacts.models import Contact, Organization
     from conversations.models import Sender
-    from deliverability import deactivations, tasks
+    from deliverability import deactivations, eligibility, tasks
     from deliverability.models import (
         DeactivationImport,
         LookupPackages,
@@ -215,9 +206,8 @@ def run_configuration(name, with_history, npas=NPAS):
     if with_history:
         history_step(org)
 
-    checks = _pre_send_checks()
     verdicts = dict(
-        checks.check_contacts(Contact.objects.filter(organization=org), org=org).values_list(
+        eligibility.check_contacts(Contact.objects.filter(organization=org), org=org).values_list(
             "phone_e164", "skip_reason"
         )
     )

@@ -269,14 +269,11 @@ def _import_batch(job, org, columns, batch, seen_phones):
         if not created and old_e164 != contact.phone_e164:
             # The member's number changed by their member id: audited like an edit by hand.
             phone_changes.append(
-                AuditEvent(
-                    organization=org,
-                    phone=contact.phone_e164 or old_e164,
-                    contact=contact,
-                    actor=job.created_by,
-                    action=AuditEvent.Action.PHONE_CHANGED,
-                    before={"phone_raw": old_raw, "phone_e164": old_e164},
-                    after={"phone_raw": contact.phone_raw, "phone_e164": contact.phone_e164},
+                AuditEvent.phone_changed(
+                    contact,
+                    old_raw=old_raw,
+                    old_e164=old_e164,
+                    by=job.created_by,
                     note=f"CSV import {job.filename}, line {line}"[:300],
                     source_page="import",
                 )

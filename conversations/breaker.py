@@ -19,8 +19,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from conversations.models import Broadcast, Message, Sender
-from deliverability import catalogue
-from deliverability import services as rules
+from deliverability import catalogue, services
 from deliverability.models import OrgAlert
 
 RECENT_SENDS = 100
@@ -66,7 +65,7 @@ def sender_check(sender, now=None):
     )
     sender.broadcasts_paused_until = until
     if paused:  # One alert per trip, however many workers saw it.
-        rules.alert_raise(
+        services.alert_raise(
             org=org,
             kind=OrgAlert.Kind.CIRCUIT_BREAKER,
             sender_ref=sender.address,

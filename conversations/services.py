@@ -27,7 +27,8 @@ from conversations import status as lifecycle
 from conversations.backends import SendError, get_backend
 from conversations.models import Conversation, Message, MessageEvent, Sender
 from conversations.segments import segment
-from deliverability import catalogue, checks, consent, replies, services
+from deliverability import catalogue, consent, eligibility, outcomes, replies
+from deliverability.models import NumberState
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +160,7 @@ def message_send(message_id):
     if message.broadcast and message.broadcast.state == message.broadcast.State.CANCELED:
         _finish(message, status=Message.Status.CANCELED, final_at=now)
         return "canceled"
-    reason = checks.check_number(
+    reason = eligibility.check_number(
         org=org,
         phone=message.to_number,
         is_test=message.is_test,
@@ -189,7 +190,7 @@ def message_send(message_id):
             dispatch=Dispatch.HELD, attempts=F("attempts") - 1
         )
         return "held by the circuit breaker"
-    services.record_attempts(org=org, phones=[message.to_number])
+    outcomes.record_attempts(org=org, phones=[message.to_number])
     try:
         result = get_backend().send(
             to=message.to_number,
@@ -244,7 +245,7 @@ def _send_failed(message, exc):
         final_at=now,
     )
     if exc.code is not None:
-        services.error_apply(
+        outcomes.error_apply(
             org=message.organization,
             phone=message.to_number,
             code=exc.code,
@@ -418,7 +419,7 @@ def message_apply_status(message, *, status, error_code=None, sid="", done_at=No
     message.save(update_fields=fields)
     attempted_at = message.sent_at or message.created_at
     if info is not None and error_code is not None:
-        services.error_apply(
+        outcomes.error_apply(
             org=message.organization,
             phone=message.to_number,
             code=error_code,
@@ -426,7 +427,7 @@ def message_apply_status(message, *, status, error_code=None, sid="", done_at=No
             sender_ref=message.from_number,
         )
     elif status in {"delivered", "read"}:
-        services.record_success(
+        outcomes.record_success(
             org=message.organization, phone=message.to_number, at=attempted_at, delivered=True
         )
     return f"now {status}"
@@ -455,14 +456,14 @@ def inbound_apply(event):
     event.organization_id = org.pk
     phone = parse_phone(sender_number, org.default_region).e164 or sender_number
     if phone.startswith("+"):
-        services.number_lock(org=org, phone=phone)
+        NumberState.objects.with_facts(org=org, phone=phone)
     same_number = Q(phone_e164=phone) if phone.startswith("+") else Q(phone_raw=sender_number)
     contact = Contact.objects.filter(same_number, organization=org).order_by("id").first()
     if contact is None:
         contact = Contact(organization=org, kind=Contact.Kind.LEAD)
         contact.set_phone(sender_number)
         contact.save()
-    state = services.number_state(org=org, phone=phone)
+    state = NumberState.objects.of(org=org, phone=phone)
     body = params.get("Body") or ""
     conversation = conversation_for(contact)
     message = Message.objects.create(
@@ -503,7 +504,7 @@ def inbound_apply(event):
             result = consent.reply_apply(org=org, contact=contact, message=message, reply=reply)
             return f"stored as blocked; {result.outcome}"
         return "stored as blocked (number marked invalid)"
-    services.record_heartbeat(phone=phone, at=message.created_at)
+    outcomes.record_heartbeat(phone=phone, at=message.created_at)
     return _act_on_keywords(org, contact, sender, message, params.get("OptOutType"))
 
 
@@ -672,7 +673,7 @@ def reconcile_stuck(now=None, batch=200):
             _apply_remote(message, remote, "fetch")
         elif remote.status == "sent":
             # A sent message that never gets a later status counts as a success (SPEC §5).
-            services.record_success(
+            outcomes.record_success(
                 org=message.organization,
                 phone=message.to_number,
                 at=message.sent_at,

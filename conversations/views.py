@@ -34,10 +34,8 @@ from conversations.tables import (
     with_retry_check,
 )
 from deliverability import actions
-from deliverability import services as rules
-from deliverability.models import OrgAlert, ReviewItem, SkipReason
+from deliverability.models import OrgAlert, ReviewItem, SkipReason, StateChangeRefused
 from deliverability.queries import states_by_phone
-from deliverability.services import StateChangeRefused
 
 PAGE_SIZE = 50
 THREAD_SIZE = 100
@@ -445,6 +443,6 @@ def failed_export(request):
 @manager_required
 def alert_resolve(request, alert_id):
     alert = get_object_or_404(OrgAlert, pk=alert_id, organization=request.organization)
-    rules.alert_resolve(alert=alert, by=request.user)
+    alert.resolve(by=request.user)
     messages.success(request, "Alert marked as resolved.")
     return redirect(safe_next(request, reverse("home")))

@@ -1,8 +1,9 @@
 """Number state, opt-outs, facts and the audit trail can be viewed here, never changed (SPEC §8).
 
-They change only through the audited services of deliverability/services.py, which the pages
-and tasks call; an edit here would change whether a number is texted with no trace of who did it.
-An organization's Lookup packages are edited here, and each change is audited in its trail.
+They change only through NumberState's audited transitions (deliverability/models.py), which the
+pages and tasks call; an edit here would change whether a number is texted with no trace of who
+did it. An organization's Lookup packages are edited here, and each change is audited in its
+trail.
 """
 
 from urllib.parse import urlencode

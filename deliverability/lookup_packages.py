@@ -23,6 +23,7 @@ from deliverability.models import (
     LookupPackages,
     NumberFacts,
     NumberLookup,
+    NumberState,
     OptOutReason,
     Reassigned,
 )
@@ -93,12 +94,8 @@ def apply(org, result, *, now=None):
     request = result.request
     services.facts_record_lookup(phone=request.phone, result=result, now=now)
     if org is not None and result.reassigned == Reassigned.YES:
-        services.number_opt_out(
-            org=org,
-            phone=request.phone,
-            reason=OptOutReason.REASSIGNED,
-            cause=REASSIGNED_CAUSE,
-            note=REASSIGNED_NOTE,
+        NumberState.objects.of(org=org, phone=request.phone).opt_out(
+            reason=OptOutReason.REASSIGNED, cause=REASSIGNED_CAUSE, note=REASSIGNED_NOTE
         )
     return record(org, request, result, now=now)
 

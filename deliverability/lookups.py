@@ -16,15 +16,11 @@ from django.conf import settings
 from twilio.base.exceptions import TwilioRestException
 
 from contacts.phones import mask
-from deliverability.catalogue import LINE_STATUS
 from deliverability.models import NOT_SMS_CAPABLE, LineStatus, LineType, Reassigned
 from deliverability.number_plan import plan_for, reassigned_since
 from deliverability.twilio_client import twilio_client
 
 log = logging.getLogger(__name__)
-
-# Line statuses that disprove a "Disconnected (carrier line status)" flag on Re-check.
-LIVE_LINE_STATUSES = frozenset({LineStatus.ACTIVE, LineStatus.REACHABLE})
 
 
 @dataclass(frozen=True)
@@ -97,13 +93,6 @@ def is_us_number(phone):
     except phonenumbers.NumberParseException:
         return False
     return phonenumbers.region_code_for_number(parsed) == "US"
-
-
-def disproves_flag(code, result):
-    """Whether a fresh lookup shows that an automatic flag set with `code` no longer holds."""
-    if code == LINE_STATUS:
-        return result.line_status in LIVE_LINE_STATUSES and result.is_sms_capable
-    return result.is_sms_capable and result.line_type not in ("", LineType.UNKNOWN)
 
 
 # Reading an answer --------------------------------------------------------------------------

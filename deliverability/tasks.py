@@ -16,10 +16,10 @@ from config.celery import enqueue
 from config.pacing import wait_for_slot
 from contacts.models import Contact, ContactImport, Organization
 from contacts.phones import mask
-from deliverability import consent, deactivations, lookup_packages, services
+from deliverability import consent, deactivations, lookup_packages
 from deliverability.lookup_packages import LOOKUP_MAX_AGE
 from deliverability.lookups import lookup, lookup_line_type, lookup_many
-from deliverability.models import NumberFacts
+from deliverability.models import NumberFacts, NumberState
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ def refresh_stale_lookups(batch=REFRESH_BATCH):
 
 @shared_task
 def end_expired_pauses():
-    return services.pauses_end_expired()
+    return NumberState.objects.end_expired_pauses()
 
 
 @shared_task

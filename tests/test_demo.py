@@ -13,7 +13,7 @@ from contacts.management.commands.demo import public_base_url
 from contacts.models import Contact, Membership, Organization
 from conversations.broadcasts import in_window
 from conversations.models import Conversation, Message, MessageEvent
-from deliverability.checks import check_contacts
+from deliverability.eligibility import check_contacts
 from deliverability.models import AuditEvent, NumberState, OrgAlert
 from tests.isolation import rows_for_the_module
 

@@ -12,7 +12,7 @@ import pytest
 from django.utils import timezone
 from twilio.base.exceptions import TwilioRestException
 
-from deliverability import actions, catalogue, lookup_packages, lookups, services, tasks
+from deliverability import actions, catalogue, lookup_packages, lookups, tasks
 from deliverability.lookups import LookupRequest, LookupResult
 from deliverability.models import (
     AuditEvent,
@@ -20,6 +20,7 @@ from deliverability.models import (
     NumberFacts,
     NumberLookup,
     NumberState,
+    OptIn,
 )
 from tests.factories import make_contact
 
@@ -170,9 +171,9 @@ def test_a_reassigned_number_is_opted_out_with_its_own_reason(org, with_reassign
 def test_only_start_lifts_a_reassigned_opt_out(org, with_reassigned):
     make_contact(org, REASSIGNED, consent_date=days_ago(60))
     tasks.lookup_numbers([REASSIGNED], org_id=org.pk)
-    services.number_opt_in(org=org, phone=REASSIGNED, via=services.OptIn.KEYWORD, cause="YES")
+    NumberState.objects.of(org=org, phone=REASSIGNED).opt_in(via=OptIn.KEYWORD, cause="YES")
     assert state(org, REASSIGNED).opt_out_reason == "reassigned"
-    services.number_opt_in(org=org, phone=REASSIGNED, via=services.OptIn.START, cause="START")
+    NumberState.objects.of(org=org, phone=REASSIGNED).opt_in(via=OptIn.START, cause="START")
     assert not state(org, REASSIGNED).is_opted_out
 
 

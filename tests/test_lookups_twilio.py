@@ -14,7 +14,7 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 
-from deliverability import checks, lookup_packages, services, tasks
+from deliverability import eligibility, lookup_packages, services, tasks
 from deliverability.lookups import (
     LookupRequest,
     LookupResult,
@@ -94,7 +94,7 @@ def test_the_lookup_task_saves_type_carrier_and_time(org, twilio_static, twilio_
     )
     assert before <= facts.looked_up_at <= timezone.now()
     assert not NumberState.objects.filter(phone=PHONE).exclude(invalid_source="").exists()
-    assert checks.check_number(org=org, phone=PHONE) is None
+    assert eligibility.check_number(org=org, phone=PHONE) is None
 
 
 @pytest.mark.twilio_mock
@@ -164,7 +164,7 @@ def test_odd_answers_never_raise_are_stored_as_unknown_and_do_not_block(
         facts = NumberFacts.objects.get(phone=phone)
         assert facts.line_type in LineType.values
         assert facts.looked_up_at is not None
-        verdict = checks.check_number(org=org, phone=phone)
+        verdict = eligibility.check_number(org=org, phone=phone)
         if facts.line_type_raw not in LineType.values:
             odd.append(facts.line_type_raw)
             assert facts.line_type == LineType.UNKNOWN
@@ -294,7 +294,7 @@ def test_a_landline_lookup_flags_the_number_in_every_org_holding_it(org, other_o
             None,
             "line-type lookup",
         )
-        assert checks.check_number(org=holder, phone=LANDLINE) == "marked_invalid"
+        assert eligibility.check_number(org=holder, phone=LANDLINE) == "marked_invalid"
     assert not NumberState.objects.filter(organization=bystander).exists()
 
     # An org that adds the number later gets the flag from the fresh lookup, without a new one.
@@ -325,7 +325,7 @@ def test_an_unknown_type_recorded_does_not_block_sending(org):
     services.facts_record_lookup(phone=PHONE, result=normalize("satellitePhone"))
     facts = NumberFacts.objects.get(phone=PHONE)
     assert (facts.line_type, facts.line_type_raw) == ("unknown", "satellitePhone")
-    assert checks.check_number(org=org, phone=PHONE) is None
+    assert eligibility.check_number(org=org, phone=PHONE) is None
 
 
 # Lookup packages against the contract: line status, reassigned number, the batch endpoint ------

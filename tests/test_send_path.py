@@ -17,7 +17,6 @@ from conversations import services, status, tasks
 from conversations.backends import RemoteMessage, SendError, SimulatorBackend, get_backend
 from conversations.models import Message, MessageEvent
 from conversations.segments import segment
-from deliverability import services as number_services
 from deliverability.models import InvalidSource, NumberFacts, NumberState, OptOutReason
 from tests.factories import make_contact, make_message
 from tests.twilio_requests import PUBLIC_BASE_URL, new_sid
@@ -115,13 +114,13 @@ def test_an_empty_body_is_refused(org, contact):
 
 
 def make_opted_out(org, owner, contact):
-    number_services.number_opt_out(
-        org=org, phone=PHONE, reason=OptOutReason.STAFF, by=owner, note="asked at the desk"
+    NumberState.objects.of(org=org, phone=PHONE).opt_out(
+        reason=OptOutReason.STAFF, by=owner, note="asked at the desk"
     )
 
 
 def make_invalid(org, owner, contact):
-    number_services.number_mark_invalid(org=org, phone=PHONE, by=owner)
+    NumberState.objects.of(org=org, phone=PHONE).mark_invalid(by=owner)
 
 
 def make_landline(org, owner, contact):
@@ -129,8 +128,8 @@ def make_landline(org, owner, contact):
 
 
 def make_paused(org, owner, contact):
-    number_services.number_pause(
-        org=org, phone=PHONE, until=timezone.now() + timedelta(days=7), by=owner
+    NumberState.objects.of(org=org, phone=PHONE).pause(
+        until=timezone.now() + timedelta(days=7), by=owner
     )
 
 

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from contacts.models import Contact
-from deliverability import checks, services
+from deliverability import eligibility, outcomes
 from deliverability.models import NumberFacts, NumberState, OptOutReason
 from tests.factories import make_contact
 
@@ -18,14 +18,14 @@ NOW = timezone.now().replace(microsecond=0)
 
 
 def verdict(org, phone=PHONE, now=NOW, is_test=False):
-    return checks.check_number(org=org, phone=phone, now=now, is_test=is_test)
+    return eligibility.check_number(org=org, phone=phone, now=now, is_test=is_test)
 
 
 def errors(org, days_ago, phone=PHONE, code=30003):
     for days in days_ago:
         at = NOW - timedelta(days=days)
-        services.record_attempts(org=org, phones=[phone], at=at)
-        services.record_number_error(org=org, phone=phone, at=at, code=code)
+        outcomes.record_attempts(org=org, phones=[phone], at=at)
+        outcomes.record_number_error(org=org, phone=phone, at=at, code=code)
 
 
 # One test per reason --------------------------------------------------------------------------
@@ -36,12 +36,12 @@ def test_a_fresh_number_is_sendable(org):
 
 
 def test_opted_out(org, owner):
-    services.number_opt_out(org=org, phone=PHONE, reason=OptOutReason.STAFF, by=owner)
+    NumberState.objects.of(org=org, phone=PHONE).opt_out(reason=OptOutReason.STAFF, by=owner)
     assert verdict(org) == "opted_out"
 
 
 def test_marked_invalid(org, owner):
-    services.number_mark_invalid(org=org, phone=PHONE, by=owner)
+    NumberState.objects.of(org=org, phone=PHONE).mark_invalid(by=owner)
     assert verdict(org) == "marked_invalid"
 
 
@@ -68,7 +68,9 @@ def test_types_that_can_take_sms_or_unknown_do_not_block(org, line_type):
 
 
 def test_paused(org, owner):
-    services.number_pause(org=org, phone=PHONE, until=timezone.now() + timedelta(days=3), by=owner)
+    NumberState.objects.of(org=org, phone=PHONE).pause(
+        until=timezone.now() + timedelta(days=3), by=owner
+    )
     assert verdict(org, now=timezone.now()) == "paused"
     assert verdict(org, now=timezone.now() + timedelta(days=4)) is None  # the pause ended
 
@@ -82,7 +84,7 @@ def test_recent_errors_needs_five_in_a_row(org):
 
 def test_a_delivery_ends_the_streak(org):
     errors(org, [10, 9, 8, 7])
-    services.record_success(
+    outcomes.record_success(
         org=org, phone=PHONE, at=NOW - timedelta(days=6, hours=12), delivered=True
     )
     errors(org, [6])
@@ -92,7 +94,7 @@ def test_a_delivery_ends_the_streak(org):
 def test_a_final_sent_ends_the_streak_but_is_no_heartbeat(org, other_org):
     errors(org, [20, 19, 18])
     errors(other_org, [17, 16, 15])
-    services.record_success(org=org, phone=PHONE, at=NOW - timedelta(days=14), delivered=False)
+    outcomes.record_success(org=org, phone=PHONE, at=NOW - timedelta(days=14), delivered=False)
     assert NumberState.objects.get(organization=org, phone=PHONE).error_streak == 0
     assert verdict(org) == "global_lifetime_error_count"  # 6 errors since any heartbeat
 
@@ -108,12 +110,12 @@ def test_global_needs_more_than_five_since_the_heartbeat(org, other_org):
 def test_a_heartbeat_resets_the_global_count(org, other_org):
     errors(org, [30, 29, 28])
     errors(other_org, [27, 26, 25])
-    services.record_heartbeat(phone=PHONE, at=NOW - timedelta(days=1))
+    outcomes.record_heartbeat(phone=PHONE, at=NOW - timedelta(days=1))
     assert verdict(org) is None
 
 
 def test_an_error_from_before_the_heartbeat_does_not_count(org, other_org):
-    services.record_heartbeat(phone=PHONE, at=NOW - timedelta(days=5))
+    outcomes.record_heartbeat(phone=PHONE, at=NOW - timedelta(days=5))
     errors(org, [30, 29, 28])
     errors(other_org, [27, 26, 25])  # reported late, attempted before the heartbeat
     assert verdict(org) is None
@@ -124,11 +126,13 @@ def test_an_error_from_before_the_heartbeat_does_not_count(org, other_org):
 
 def test_the_first_reason_in_the_table_is_recorded(org, owner):
     NumberFacts.objects.create(phone=PHONE, line_type="landline")
-    services.number_pause(org=org, phone=PHONE, until=timezone.now() + timedelta(days=3), by=owner)
+    NumberState.objects.of(org=org, phone=PHONE).pause(
+        until=timezone.now() + timedelta(days=3), by=owner
+    )
     assert verdict(org, now=timezone.now()) == "landline"
-    services.number_mark_invalid(org=org, phone=PHONE, by=owner)
+    NumberState.objects.of(org=org, phone=PHONE).mark_invalid(by=owner)
     assert verdict(org) == "marked_invalid"
-    services.number_opt_out(org=org, phone=PHONE, reason=OptOutReason.STAFF, by=owner)
+    NumberState.objects.of(org=org, phone=PHONE).opt_out(reason=OptOutReason.STAFF, by=owner)
     assert verdict(org) == "opted_out"
 
 
@@ -139,11 +143,13 @@ def test_a_sample_text_skips_every_check_but_opt_out_and_invalid(org, owner, oth
     NumberFacts.objects.create(phone=PHONE, line_type="landline")
     errors(org, [10, 9, 8, 7, 6])
     errors(other_org, [5, 4])
-    services.number_pause(org=org, phone=PHONE, until=timezone.now() + timedelta(days=3), by=owner)
+    NumberState.objects.of(org=org, phone=PHONE).pause(
+        until=timezone.now() + timedelta(days=3), by=owner
+    )
     assert verdict(org, now=timezone.now(), is_test=True) is None
-    services.number_mark_invalid(org=org, phone=PHONE, by=owner)
+    NumberState.objects.of(org=org, phone=PHONE).mark_invalid(by=owner)
     assert verdict(org, is_test=True) == "marked_invalid"
-    services.number_opt_out(org=org, phone=PHONE, reason=OptOutReason.STAFF, by=owner)
+    NumberState.objects.of(org=org, phone=PHONE).opt_out(reason=OptOutReason.STAFF, by=owner)
     assert verdict(org, is_test=True) == "opted_out"
 
 
@@ -174,25 +180,25 @@ def test_the_number_of_queries_does_not_grow_with_recipients(org, django_assert_
     for n in range(10):
         make_contact(org, f"+1212555{n:04d}")
     with django_assert_num_queries(1):
-        checks.skip_counts(Contact.objects.all(), org=org)
+        eligibility.skip_counts(Contact.objects.all(), org=org)
     for n in range(10, 300):
         make_contact(org, f"+1212555{n:04d}")
     with django_assert_num_queries(1):
-        counts = checks.skip_counts(Contact.objects.all(), org=org)
+        counts = eligibility.skip_counts(Contact.objects.all(), org=org)
     assert sum(counts.values()) == 300
     with django_assert_num_queries(1):
-        assert len(list(checks.check_contacts(Contact.objects.all(), org=org))) == 300
+        assert len(list(eligibility.check_contacts(Contact.objects.all(), org=org))) == 300
 
 
 def test_the_single_recipient_form_agrees_with_the_set(org, owner):
     contacts = [make_contact(org, f"+1212555{n:04d}") for n in range(6)]
-    services.number_mark_invalid(org=org, phone=contacts[0].phone_e164, by=owner)
-    services.number_opt_out(org=org, phone=contacts[1].phone_e164, reason="staff", by=owner)
+    NumberState.objects.of(org=org, phone=contacts[0].phone_e164).mark_invalid(by=owner)
+    NumberState.objects.of(org=org, phone=contacts[1].phone_e164).opt_out(reason="staff", by=owner)
     NumberFacts.objects.create(phone=contacts[2].phone_e164, line_type="landline")
-    for contact, reason in checks.check_contacts(Contact.objects.all(), org=org).values_list(
+    for contact, reason in eligibility.check_contacts(Contact.objects.all(), org=org).values_list(
         "phone_e164", "skip_reason"
     ):
-        assert checks.check_number(org=org, phone=contact) == reason
+        assert eligibility.check_number(org=org, phone=contact) == reason
 
 
 # A reference model, and random histories -----------------------------------------------------
@@ -258,17 +264,17 @@ def test_the_checks_agree_with_the_reference_model(org, other_org, owner, histor
         at = NOW - timedelta(days=days, minutes=n)
         target = orgs[key]
         if kind in ("error", "delivered", "sent"):
-            services.record_attempts(org=target, phones=[PHONE], at=at)
+            outcomes.record_attempts(org=target, phones=[PHONE], at=at)
         if kind == "error":
-            services.record_number_error(org=target, phone=PHONE, at=at, code=30003)
+            outcomes.record_number_error(org=target, phone=PHONE, at=at, code=30003)
         elif kind in ("delivered", "sent"):
-            services.record_success(org=target, phone=PHONE, at=at, delivered=kind == "delivered")
+            outcomes.record_success(org=target, phone=PHONE, at=at, delivered=kind == "delivered")
         elif kind == "inbound":
-            services.record_heartbeat(phone=PHONE, at=at)
-        elif kind == "opt_out" and not services.number_state(org=target, phone=PHONE).is_opted_out:
-            services.number_opt_out(org=target, phone=PHONE, reason="staff", by=owner)
-        elif kind == "invalid" and not services.number_state(org=target, phone=PHONE).is_invalid:
-            services.number_mark_invalid(org=target, phone=PHONE, by=owner)
+            outcomes.record_heartbeat(phone=PHONE, at=at)
+        elif kind == "opt_out" and not NumberState.objects.of(org=target, phone=PHONE).is_opted_out:
+            NumberState.objects.of(org=target, phone=PHONE).opt_out(reason="staff", by=owner)
+        elif kind == "invalid" and not NumberState.objects.of(org=target, phone=PHONE).is_invalid:
+            NumberState.objects.of(org=target, phone=PHONE).mark_invalid(by=owner)
         events.append((at, key, kind, None))
     expected = reference(events, "a", NOW, is_test=test_message)
     assert verdict(org, is_test=test_message) == expected

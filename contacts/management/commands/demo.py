@@ -2,7 +2,8 @@
 
 Running it again changes nothing: every object is found by a natural key (org slug, user name,
 contact member id, sender number, message SID) before it is created. A number's state is changed
-only through the audited services of deliverability.services, so the audit trail tells who did
+only through NumberState's audited transitions (deliverability/models.py), so the audit trail
+tells who did
 what; each change is made either together with the new message that caused it (a failed send,
 an inbound STOP) or only when the number does not have that state yet. Only history is written
 directly: message rows and their callbacks, and timestamps moved back over the last weeks.
@@ -22,9 +23,9 @@ from django.utils import timezone
 from contacts.models import Contact, Membership, Organization
 from conversations.models import Conversation, Message, MessageEvent, Sender
 from conversations.status import FINAL
-from deliverability import catalogue, consent, replies, services
+from deliverability import catalogue, consent, outcomes, replies, services
 from deliverability.lookups import normalize
-from deliverability.models import AuditEvent, NumberFacts, NumberState, OrgAlert
+from deliverability.models import AuditEvent, NumberFacts, NumberState, OptIn, OrgAlert
 
 # slug, name, time zone, the manager and the staff member who act in the audit trail.
 # Harbor Physio is seeded first: a number it looked up as a landline is later added to
@@ -281,13 +282,13 @@ class Command(BaseCommand):
         message.refresh_from_db()
         self._callbacks(message)
         if sent_at:  # What the send path and the callbacks would have recorded.
-            services.record_attempts(org=self.org, phones=[self.phone], at=sent_at)
+            outcomes.record_attempts(org=self.org, phones=[self.phone], at=sent_at)
         if status in {"delivered", "read"}:
-            services.record_success(org=self.org, phone=self.phone, at=at, delivered=True)
+            outcomes.record_success(org=self.org, phone=self.phone, at=at, delivered=True)
         elif inbound:
-            services.record_heartbeat(phone=self.phone, at=at)
+            outcomes.record_heartbeat(phone=self.phone, at=at)
         elif message.error_code:
-            services.error_apply(
+            outcomes.error_apply(
                 org=self.org, phone=self.phone, code=message.error_code, at=at, sender_ref=ours
             )
         self._backdate(days_ago)
@@ -333,11 +334,7 @@ class Command(BaseCommand):
         )
 
     def _state(self):
-        return services.number_state(org=self.org, phone=self.phone)
-
-    def _number(self, **kwargs):
-        """The arguments of every audited service, for this contact's number."""
-        return {"org": self.org, "phone": self.phone, "contact": self.contact} | kwargs
+        return NumberState.objects.of(org=self.org, phone=self.phone)
 
     def _reminder(self, status="delivered", days_ago=6):
         return self._message("reminder", REMINDER, status, days_ago)
@@ -384,7 +381,9 @@ class Command(BaseCommand):
         if not self._state().is_invalid:
             note = "Wrong number, says the person who answered"
             page = "conversations"
-            services.number_mark_invalid(**self._number(by=self.staff, note=note, source_page=page))
+            self._state().mark_invalid(
+                by=self.staff, note=note, source_page=page, contact=self.contact
+            )
             self._backdate(7)
         self._message("skip", "Your class starts soon.", "skipped", 1, skip_reason="marked_invalid")
 
@@ -430,7 +429,7 @@ class Command(BaseCommand):
     def _story_stop_keyword(self):
         self._reminder(days_ago=10)
         if self._message("stop", "STOP", "received", 9, inbound=True):
-            services.number_opt_out(**self._number(reason="stop_keyword", cause="inbound STOP"))
+            self._state().opt_out(reason="stop_keyword", cause="inbound STOP", contact=self.contact)
             self._backdate(9)
         self._message("skip", "Holiday hours this week.", "skipped", 2, skip_reason="opted_out")
 
@@ -438,8 +437,12 @@ class Command(BaseCommand):
         self._reminder(days_ago=15)
         if not self._state().is_opted_out:
             note = "Asked at the front desk"
-            services.number_opt_out(
-                **self._number(reason="staff", by=self.manager, note=note, source_page="contact")
+            self._state().opt_out(
+                reason="staff",
+                by=self.manager,
+                note=note,
+                source_page="contact",
+                contact=self.contact,
             )
             self._backdate(14)
 
@@ -447,17 +450,17 @@ class Command(BaseCommand):
         self._reminder(days_ago=3)
         if not self._state().paused_until:
             until, note = self.now + timedelta(days=10), "Travelling, back in ten days"
-            services.number_pause(
-                **self._number(until=until, by=self.staff, note=note, source_page="contact")
+            self._state().pause(
+                until=until, by=self.staff, note=note, source_page="contact", contact=self.contact
             )
             self._backdate(2)
 
     def _story_resubscribed(self):
         if self._message("stop", "stop", "received", 20, inbound=True):
-            services.number_opt_out(**self._number(reason="stop_keyword", cause="inbound STOP"))
+            self._state().opt_out(reason="stop_keyword", cause="inbound STOP", contact=self.contact)
             self._backdate(20)
         if self._message("yes", "YES", "received", 4, inbound=True):
-            services.number_opt_in(**self._number(via=services.OptIn.KEYWORD, cause="inbound YES"))
+            self._state().opt_in(via=OptIn.KEYWORD, cause="inbound YES", contact=self.contact)
             self._backdate(4)
         self._reminder(days_ago=3)
 
@@ -474,8 +477,8 @@ class Command(BaseCommand):
         self._reminder(days_ago=12)
         if not self._state().is_invalid:
             note = "Number belongs to someone else"
-            services.number_mark_invalid(
-                **self._number(by=self.staff, note=note, source_page="failed")
+            self._state().mark_invalid(
+                by=self.staff, note=note, source_page="failed", contact=self.contact
             )
             self._backdate(11)
         # Inbound from a number flagged Invalid is stored, marked blocked, and not acted on.
