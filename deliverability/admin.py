@@ -16,6 +16,7 @@ from django.utils import formats, timezone
 from django.utils.html import format_html
 
 from contacts.admin import PhoneSearchMixin
+from deliverability import lookup_packages
 from deliverability.models import (
     LOOKUP_PACKAGE_NAMES,
     AuditEvent,
@@ -237,6 +238,11 @@ class LookupPackagesAdmin(admin.ModelAdmin):
                 after=obj.as_dict(),
                 source_page="admin",
             )
+            if lookup_packages.turned_on(before, obj.as_dict()):
+                # The org's numbers get what they now pay for, not only new ones.
+                count = lookup_packages.lookup_org_numbers(obj.organization)
+                numbers = f"{count:,} number{'' if count == 1 else 's'}"
+                self.message_user(request, f"{numbers} of {obj.organization} will be looked up.")
 
     def delete_model(self, request, obj):
         with transaction.atomic():

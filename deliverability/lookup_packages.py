@@ -15,6 +15,7 @@ from datetime import timedelta
 from django.db.models import Max
 from django.utils import timezone
 
+from config.celery import enqueue_on_commit
 from contacts.models import Contact
 from deliverability import services
 from deliverability.catalogue import LINE_STATUS
@@ -29,6 +30,7 @@ from deliverability.models import (
 )
 
 LOOKUP_MAX_AGE = timedelta(days=90)
+LOOKUP_BATCH = 500  # numbers per lookup task, as an import's batch of rows
 REASSIGNED_CAUSE = "reassigned-number lookup"
 REASSIGNED_NOTE = "This number has changed owners since consent was given."
 
@@ -116,6 +118,30 @@ def record(org, request, result=None, *, now=None, error=""):
         last_verified_date=request.last_verified,
         error=(error or result.error)[:200],
     )
+
+
+def turned_on(before, after):
+    """Whether a change of packages (dicts of LOOKUP_PACKAGE_NAMES) turned any of them on."""
+    return any(after[name] and not before[name] for name in after)
+
+
+def lookup_org_numbers(org):
+    """Look up every number of the org with its packages (what became due), one task per
+    LOOKUP_BATCH numbers, once the transaction commits. Returns how many numbers."""
+    phones = list(
+        Contact.objects.for_org(org)
+        .with_valid_phone()
+        .order_by("phone_e164")
+        .values_list("phone_e164", flat=True)
+        .distinct()
+    )
+    for start in range(0, len(phones), LOOKUP_BATCH):
+        enqueue_on_commit(
+            "deliverability.tasks.lookup_numbers",
+            phones[start : start + LOOKUP_BATCH],
+            org_id=org.pk,
+        )
+    return len(phones)
 
 
 def recheck_lookup(org, state):

@@ -3,9 +3,16 @@ that organization's audit trail and nowhere else."""
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from deliverability import lookup_packages
-from deliverability.models import AuditEvent, LookupPackages
+from deliverability.models import (
+    AuditEvent,
+    LookupPackages,
+    NumberFacts,
+    NumberLookup,
+    NumberState,
+)
 from tests.factories import make_contact
 
 ADD = reverse("admin:deliverability_lookuppackages_add")
@@ -88,3 +95,33 @@ def test_staff_without_admin_rights_cannot_see_the_packages(client, owner, org):
     response = client.get(reverse("admin:deliverability_lookuppackages_changelist"))
     assert response.status_code == 302
     assert "/admin/login/" in response["Location"]
+
+
+def test_turning_line_status_on_looks_up_the_orgs_numbers(
+    admin_client, org, other_org, django_capture_on_commit_callbacks
+):
+    make_contact(org, "+12125550160")  # the simulator's disconnected range
+    make_contact(other_org, "+12125550161")
+    NumberFacts.objects.create(
+        phone="+12125550160", line_type="mobile", looked_up_at=timezone.now()
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(
+            ADD, {"organization": org.pk, "line_type": "on", "line_status": "on"}, follow=True
+        )
+    assert "1 number of" in response.content.decode()
+    flagged = NumberState.objects.get(organization=org, phone="+12125550160")
+    assert flagged.invalid_reason == "Disconnected (carrier line status)"
+    [lookup] = NumberLookup.objects.filter(organization=org)
+    assert (lookup.paid_line_type, lookup.paid_line_status) == (False, True)  # type was fresh
+    assert not NumberLookup.objects.filter(organization=other_org).exists()
+
+
+def test_turning_a_package_off_looks_nothing_up(
+    admin_client, org, django_capture_on_commit_callbacks
+):
+    make_contact(org, "+12125550160")
+    packages = LookupPackages.objects.create(organization=org, line_status=True)
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post(change_url(packages), {"line_type": "on"})
+    assert not NumberLookup.objects.exists()
