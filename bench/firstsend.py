@@ -51,7 +51,7 @@ def category(nn):
         (50, "reassigned"),
         (60, "landline"),
         (65, "inactive"),
-        (70, "unknown handset"),
+        (70, "unknown status"),
         (80, "flaky"),
         (85, "filtered"),
         (90, "voip"),
