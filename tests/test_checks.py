@@ -120,13 +120,17 @@ def test_contacts_without_a_usable_number_are_invalid_number(org):
     assert list(reasons) == ["invalid_number", "invalid_number"]
 
 
-@pytest.mark.parametrize("line_type", ["landline", "pager", "premium", "voicemail", "sharedCost"])
+@pytest.mark.parametrize(
+    "line_type", ["landline", "pager", "premium", "voicemail", "sharedCost", "uan"]
+)
 def test_landline_or_another_type_that_cannot_take_sms(org, line_type):
     services.facts_record_lookup(phone=PHONE, result=normalize(line_type))
     assert verdict(org) == SkipReason.LANDLINE
 
 
-@pytest.mark.parametrize("line_type", ["mobile", "nonFixedVoip", "fixedVoip", "tollFree", "odd"])
+@pytest.mark.parametrize(
+    "line_type", ["mobile", "nonFixedVoip", "fixedVoip", "tollFree", "unknown", "", "odd"]
+)
 def test_types_that_take_sms_or_are_unknown_are_sendable(org, line_type):
     services.facts_record_lookup(phone=PHONE, result=normalize(line_type))
     assert verdict(org) is None
