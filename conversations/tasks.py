@@ -1,4 +1,5 @@
-"""Celery tasks of the messaging pipeline: thin wrappers around conversations.services."""
+"""Celery tasks of the messaging pipeline: thin wrappers around conversations.sending and
+conversations.reconciliation."""
 
 import functools
 import io
@@ -17,26 +18,26 @@ from django.utils import timezone
 from twilio.request_validator import RequestValidator
 
 from config.celery import BULK, INTERACTIVE, enqueue
-from conversations import broadcasts, events, services
+from conversations import broadcasts, events, reconciliation, sending
 from conversations.models import Broadcast, Message
 
 log = logging.getLogger(__name__)
 
-MAX_SEND_RETRIES = services.MAX_SEND_ATTEMPTS - 1
+MAX_SEND_RETRIES = sending.MAX_SEND_ATTEMPTS - 1
 WAITING_GRACE_MINUTES = 10
 
 
-backoff = services.backoff
+backoff = sending.backoff
 
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=MAX_SEND_RETRIES)
 def send_message(self, message_id):
     # acks_late is safe here: the claim makes a redelivered task do nothing twice.
     try:
-        return services.message_send(message_id)
-    except services.RetryLater as exc:
+        return sending.message_send(message_id)
+    except sending.RetryLater as exc:
         if self.request.retries >= self.max_retries:
-            services.message_give_up(message_id, f"Gave up after retries: {exc}")
+            sending.message_give_up(message_id, f"Gave up after retries: {exc}")
             return "gave up"
         raise self.retry(countdown=backoff(self.request.retries), exc=exc) from exc
     except (OperationalError, InterfaceError) as exc:
@@ -48,7 +49,7 @@ def send_message(self, message_id):
 
 @shared_task
 def reconcile_unknown_send(message_id):
-    return services.reconcile_unknown_send(message_id)
+    return reconciliation.reconcile_unknown_send(message_id)
 
 
 @shared_task
@@ -69,7 +70,7 @@ def process_events():
 @shared_task
 def sweep_messages():
     """Reclaim sends of dead workers; re-enqueue messages whose task was lost."""
-    reclaimed = services.reclaim_stale_claims()
+    reclaimed = reconciliation.reclaim_stale_claims()
     cutoff = timezone.now() - timezone.timedelta(minutes=WAITING_GRACE_MINUTES)
     # Waiting since creation, or since a broadcast released it.
     waiting = (
@@ -84,12 +85,12 @@ def sweep_messages():
 
 @shared_task
 def reconcile_stuck_messages():
-    return services.reconcile_stuck()
+    return reconciliation.reconcile_stuck()
 
 
 @shared_task
 def expire_overdue_messages():
-    return services.expire_overdue()
+    return reconciliation.expire_overdue()
 
 
 # Asking for event processing without a broker round-trip per webhook ---------------------------

@@ -25,7 +25,7 @@ from conversations import status as lifecycle
 from conversations.content import compose_check
 from conversations.filters import FailedMessageFilter
 from conversations.models import Conversation, Message
-from conversations.services import SendRefused, message_create_outbound
+from conversations.sending import SendRefused, message_create_outbound
 from conversations.status import staff_status
 from conversations.tables import (
     FailedMessageTable,
