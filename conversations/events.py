@@ -46,7 +46,7 @@ from conversations import breaker, inbound
 from conversations import status as lifecycle
 from conversations.models import Message, MessageEvent
 from deliverability import catalogue
-from deliverability import services as rules
+from deliverability import services as deliverability_services
 from deliverability.models import NumberFacts, NumberState, OrgAlert
 
 log = logging.getLogger(__name__)
@@ -425,7 +425,7 @@ def _apply_number_effects(successes, errors):
     if errors:
         orgs = Organization.objects.in_bulk({m.organization_id for m, _ in errors})
         for message, report in sorted(errors, key=lambda e: (e[0].organization_id, e[0].to_number)):
-            rules.error_apply(
+            deliverability_services.error_apply(
                 org=orgs[message.organization_id],
                 phone=message.to_number,
                 code=report.error_code,
@@ -540,7 +540,7 @@ def _alert_not_applied(event):
     org = Organization.objects.filter(pk=event.organization_id).first()
     if org is None:
         return
-    rules.alert_raise(
+    deliverability_services.alert_raise(
         org=org,
         kind=OrgAlert.Kind.EVENT_NOT_APPLIED,
         message="A message from Twilio could not be applied "

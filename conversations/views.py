@@ -34,7 +34,7 @@ from conversations.tables import (
     with_retry_check,
 )
 from deliverability import actions
-from deliverability import services as rules
+from deliverability import services as deliverability_services
 from deliverability.models import OrgAlert, ReviewItem, SkipReason
 from deliverability.queries import states_by_phone
 from deliverability.services import StateChangeRefused
@@ -445,6 +445,6 @@ def failed_export(request):
 @manager_required
 def alert_resolve(request, alert_id):
     alert = get_object_or_404(OrgAlert, pk=alert_id, organization=request.organization)
-    rules.alert_resolve(alert=alert, by=request.user)
+    deliverability_services.alert_resolve(alert=alert, by=request.user)
     messages.success(request, "Alert marked as resolved.")
     return redirect(safe_next(request, reverse("home")))
