@@ -367,10 +367,10 @@ def _move(message, report, now):
     message.status_changed_at = now
     if report.done_at:
         message.carrier_done_at = report.done_at
-    if status in lifecycle.FINAL:
+    if status in Message.Status.FINAL:
         message.final_at = now
         message.dispatch = Message.Dispatch.DONE
-    if status in lifecycle.FAILED:
+    if status in Message.Status.FAILED_OR_UNDELIVERED:
         code = report.error_code
         if code is None and report.raw_error:
             reason = f"Unknown error (code {report.raw_error[:40]})"
@@ -379,7 +379,7 @@ def _move(message, report, now):
         info = catalogue.describe(code)
         message.error_code, message.error_message = info.code, info.reason
         return f"now {status}", ("error" if code is not None else None)
-    if status in {"delivered", "read"}:
+    if status in Message.Status.DELIVERED_OR_READ:
         return f"now {status}", "success"
     return f"now {status}", None
 

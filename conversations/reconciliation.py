@@ -42,12 +42,12 @@ def message_apply_status(message, *, status, error_code=None, sid="", done_at=No
     if done_at:
         message.carrier_done_at = done_at
         fields.append("carrier_done_at")
-    if status in lifecycle.FINAL:
+    if status in Message.Status.FINAL:
         message.final_at = now
         message.dispatch = Dispatch.DONE
         fields += ["final_at", "dispatch"]
     info = None
-    if status in lifecycle.FAILED:
+    if status in Message.Status.FAILED_OR_UNDELIVERED:
         info = catalogue.describe(error_code)
         message.error_code = info.code
         message.error_message = info.reason
@@ -62,7 +62,7 @@ def message_apply_status(message, *, status, error_code=None, sid="", done_at=No
             at=attempted_at,
             sender_ref=message.from_number,
         )
-    elif status in {"delivered", "read"}:
+    elif status in Message.Status.DELIVERED_OR_READ:
         deliverability_services.record_success(
             org=message.organization, phone=message.to_number, at=attempted_at, delivered=True
         )
