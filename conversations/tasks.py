@@ -4,8 +4,6 @@ conversations.reconciliation."""
 import functools
 import io
 import logging
-import threading
-import time
 from urllib.parse import urlencode, urlsplit
 
 from celery import shared_task
@@ -18,7 +16,7 @@ from django.utils import timezone
 from twilio.request_validator import RequestValidator
 
 from config.celery import BULK, INTERACTIVE, enqueue
-from conversations import broadcasts, events, reconciliation, sending
+from conversations import broadcasts, event_requests, events, reconciliation, sending
 from conversations.models import Broadcast, Message
 
 log = logging.getLogger(__name__)
@@ -59,11 +57,13 @@ def process_events():
     Events postponed by a transient failure are due later: a run that leaves some asks for
     another when the first of them is due, so they never wait for the sweeper alone.
     """
-    _processing_requested.clear()
+    event_requests.processing_started()
     applied = events.events_apply_pending(limit=5000)
     due_in = events.next_retry_in()
     if due_in is not None:
-        request_event_processing(delay=max(due_in, PROCESS_DEBOUNCE_MS / 1000))
+        event_requests.request_event_processing(
+            delay=max(due_in, event_requests.PROCESS_DEBOUNCE_MS / 1000)
+        )
     return applied
 
 
@@ -91,77 +91,6 @@ def reconcile_stuck_messages():
 @shared_task
 def expire_overdue_messages():
     return reconciliation.expire_overdue()
-
-
-# Asking for event processing without a broker round-trip per webhook ---------------------------
-
-_processing_requested = threading.Event()
-_redis_client = None
-PROCESS_DEBOUNCE_MS = 200
-PROCESS_EVENTS = "conversations.tasks.process_events"
-_last_request = 0.0
-
-
-def _redis():
-    global _redis_client
-    if _redis_client is None:
-        import redis
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
-
-        # One try: a webhook waits at most one short timeout on a Redis that does not answer
-        # (redis-py would otherwise retry three times with back-off).
-        _redis_client = redis.Redis.from_url(
-            settings.REDIS_URL,
-            socket_timeout=0.5,
-            socket_connect_timeout=0.5,
-            retry=Retry(NoBackoff(), 0),
-        )
-    return _redis_client
-
-
-def request_event_processing(delay=None):
-    """Have stored events processed soon: at most one processing task per 200 ms.
-
-    `delay`: seconds from now (a follow-up for postponed events). Never raises: if Redis is
-    down, the events stay stored and the periodic sweeper runs them.
-    """
-    global _last_request
-    if delay is not None:
-        _request_follow_up(min(delay, 600.0))
-        return
-    if not settings.REDIS_URL:
-        if settings.TASKS_IN_PROCESS == "sync":
-            enqueue(PROCESS_EVENTS)
-        elif not _processing_requested.is_set():
-            _processing_requested.set()
-            enqueue(PROCESS_EVENTS, countdown=PROCESS_DEBOUNCE_MS / 1000)
-        return
-    # Within the debounce window this process has already asked: the task it asked for runs
-    # after the window and processes every event stored by then (the sweeper catches the rest).
-    now = time.monotonic()
-    if now - _last_request < PROCESS_DEBOUNCE_MS / 1000:
-        return
-    _last_request = now
-    try:
-        if _redis().set("reachable:events:requested", 1, nx=True, px=PROCESS_DEBOUNCE_MS):
-            enqueue(PROCESS_EVENTS, countdown=PROCESS_DEBOUNCE_MS / 1000)
-    except Exception as exc:  # Redis down: the sweeper will process what is stored.
-        log.warning("could not request event processing: %s", exc)
-
-
-def _request_follow_up(delay):
-    """One processing run `delay` seconds from now for postponed events, however many runs
-    ask for it meanwhile."""
-    if not settings.REDIS_URL:
-        if settings.TASKS_IN_PROCESS != "sync":  # in tests, retries are run by the test
-            enqueue(PROCESS_EVENTS, countdown=delay)
-        return
-    try:
-        if _redis().set("reachable:events:follow-up", 1, nx=True, px=int(delay * 1000) + 1):
-            enqueue(PROCESS_EVENTS, countdown=delay)
-    except Exception as exc:  # Redis down: the sweeper will process what is stored.
-        log.warning("could not ask for a later event processing run: %s", exc)
 
 
 # The simulator's callbacks ----------------------------------------------------------------------

@@ -21,8 +21,8 @@ from twilio.request_validator import (
 )
 
 from conversations import event_store
+from conversations.event_requests import request_event_processing
 from conversations.models import MessageEvent
-from conversations.tasks import request_event_processing
 
 log = logging.getLogger(__name__)
 
