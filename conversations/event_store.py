@@ -1,34 +1,62 @@
-"""Storing webhook events (SPEC §6): every callback and inbound message is stored, once per
-event, before Twilio gets its 2xx; conversations.events applies them afterwards.
+"""Storing message events (SPEC §6): every webhook is stored, once per event, before Twilio gets
+its 2xx; conversations.events applies them afterwards. The send path and reconciliation record
+what they learn as events of their own through the same function, `event_save_once`.
 """
 
 import hashlib
 import json
 
 from django.db import IntegrityError, connection, transaction
-from django.utils import timezone
 
 from conversations import eventlog
 from conversations.models import MessageEvent
 
 
-def event_record(*, kind, key, message=None, status="", error_code=None, payload, processed):
-    """Store an event once per idempotency key; returns it, or None for a duplicate."""
+def event_store(*, kind, params, query=None):
+    """Store a webhook's payload as it came, once per event (event_key); False for a duplicate.
+
+    Raises MalformedWebhook for an inbound message without MessageSid.
+    """
+    payload = {_text(key): _text(params.get(key)) for key in params}
+    if query:
+        payload["_query"] = {_text(key): _text(query.get(key)) for key in query}
+    sid = payload.get("MessageSid") or payload.get("SmsSid") or ""
+    if kind == MessageEvent.Kind.STATUS:
+        status = payload.get("MessageStatus") or payload.get("SmsStatus") or ""
+    else:
+        status = "received"
+    event = MessageEvent(
+        kind=kind,
+        idempotency_key=event_key(kind, payload),
+        provider_sid=sid if len(sid) <= 34 else "",
+        status=status[:20],
+        error_code=_error_code_column(payload.get("ErrorCode")),
+        payload=payload,
+    )
+    return event_save_once(event)
+
+
+def event_save_once(event):
+    """Store `event`, a MessageEvent not saved yet, unless one with its idempotency key is
+    stored already; True if stored, False for a duplicate.
+
+    The ORM's INSERT, in a savepoint that a duplicate rolls back. A webhook's event on
+    PostgreSQL in autocommit (the request path in production) goes instead through the group
+    commit of conversations.eventlog: one INSERT … ON CONFLICT DO NOTHING for the rows of every
+    concurrent request and one commit, which `bench callbacks` needs to keep the webhook above
+    its floor.
+    """
+    in_autocommit = not connection.in_atomic_block
+    if connection.vendor == "postgresql" and in_autocommit and eventlog.takes(event):
+        return eventlog.writer.store(eventlog.row(event))
     try:
         with transaction.atomic():
-            return MessageEvent.objects.create(
-                kind=kind,
-                idempotency_key=key[:200],
-                message=message,
-                organization_id=message.organization_id if message else None,
-                provider_sid=(message.provider_sid or "") if message else "",
-                status=status,
-                error_code=error_code,
-                payload=payload,
-                processed_at=timezone.now() if processed else None,
-            )
+            event.save(force_insert=True)
     except IntegrityError:
-        return None
+        if MessageEvent.objects.filter(idempotency_key=event.idempotency_key).exists():
+            return False
+        raise
+    return True
 
 
 def _int_or_none(value):
@@ -85,48 +113,3 @@ def _error_code_column(value):
     payload keeps what came)."""
     code = _int_or_none(value)
     return code if code is not None and 0 <= code < 2**31 else None
-
-
-def event_store(*, kind, params, query=None):
-    """Store a webhook's payload as it came, once per event (event_key); False for a duplicate.
-
-    Raises MalformedWebhook for an inbound message without MessageSid.
-    """
-    payload = {_text(key): _text(params.get(key)) for key in params}
-    if query:
-        payload["_query"] = {_text(key): _text(query.get(key)) for key in query}
-    key = event_key(kind, payload)
-    sid = payload.get("MessageSid") or payload.get("SmsSid") or ""
-    if kind == MessageEvent.Kind.STATUS:
-        status = payload.get("MessageStatus") or payload.get("SmsStatus") or ""
-    else:
-        status = "received"
-    values = [
-        kind,
-        key,
-        sid if len(sid) <= 34 else "",
-        status[:20],
-        _error_code_column(payload.get("ErrorCode")),
-        json.dumps(payload),
-        timezone.now(),
-    ]
-    # One statement in autocommit, INSERT … ON CONFLICT DO NOTHING: the request path of a
-    # webhook is a single round trip to the database, and a duplicate is not stored again.
-    if connection.vendor != "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(_EVENT_INSERT, values)
-            return cursor.rowcount == 1
-    if connection.in_atomic_block:
-        # Inside a transaction (a caller's, or a test's) the row commits with it.
-        with connection.cursor() as cursor:
-            cursor.execute(_EVENT_INSERT, values)
-            return cursor.rowcount == 1
-    # In autocommit on PostgreSQL, concurrent requests share their commits (eventlog).
-    return eventlog.writer.store(values)
-
-
-_EVENT_INSERT = (
-    f"INSERT INTO {MessageEvent._meta.db_table} (kind, idempotency_key, provider_sid, status, "
-    "error_code, payload, received_at, outcome) VALUES (%s, %s, %s, %s, %s, %s, %s, '') "
-    "ON CONFLICT (idempotency_key) DO NOTHING"
-)

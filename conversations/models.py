@@ -350,6 +350,22 @@ class MessageEvent(models.Model):
     def __str__(self):
         return f"{self.kind} {self.provider_sid} {self.status}"
 
+    @classmethod
+    def learned(cls, message, *, kind, key, status, error_code, payload):
+        """An event our own code learned of `message` (a send error, a status fetched from the
+        provider), applied as it is stored; not saved yet (event_store.event_save_once)."""
+        return cls(
+            kind=kind,
+            idempotency_key=key[:200],
+            message=message,
+            organization_id=message.organization_id,
+            provider_sid=message.provider_sid or "",
+            status=status,
+            error_code=error_code,
+            payload=payload,
+            processed_at=timezone.now(),
+        )
+
 
 class Broadcast(models.Model):
     """One message to many contacts, paced on one sender inside quiet hours (SPEC §5)."""

@@ -14,7 +14,7 @@ from django.utils import timezone
 from config.celery import enqueue_on_commit, message_queue
 from conversations import status as lifecycle
 from conversations.backends import get_backend
-from conversations.event_store import event_record
+from conversations.event_store import event_save_once
 from conversations.models import Message, MessageEvent
 from conversations.sending import MAX_SEND_ATTEMPTS, backoff, message_give_up
 from deliverability import catalogue
@@ -71,21 +71,23 @@ def message_apply_status(message, *, status, error_code=None, sid="", done_at=No
 
 def _apply_remote(message, remote, source):
     """Apply what the provider says of a message as an event of its own (recorded once)."""
-    event = event_record(
+    event = MessageEvent.learned(
+        message,
         kind=MessageEvent.Kind.STATUS,
         key=f"{source}:{remote.sid}:{remote.status}:{remote.error_code or ''}",
-        message=message,
         status=remote.status,
         error_code=remote.error_code,
         payload={"MessageSid": remote.sid, "MessageStatus": remote.status, "source": source},
-        processed=True,
     )
+    stored = event_save_once(event)
     with transaction.atomic():
         outcome = message_apply_status(
             message, status=remote.status, error_code=remote.error_code, sid=remote.sid
         )
-    if event:
-        MessageEvent.objects.filter(pk=event.pk).update(outcome=outcome[:200])
+    if stored:
+        MessageEvent.objects.filter(idempotency_key=event.idempotency_key).update(
+            outcome=outcome[:200]
+        )
     return outcome
 
 

@@ -19,7 +19,7 @@ from config.celery import enqueue_on_commit, message_queue
 from config.pacing import wait_for_slot
 from conversations import breaker
 from conversations.backends import SendError, get_backend
-from conversations.event_store import event_record
+from conversations.event_store import event_save_once
 from conversations.models import Conversation, Message, MessageEvent, Sender
 from conversations.segments import segment
 from deliverability import catalogue, checks
@@ -218,15 +218,15 @@ def _send_failed(message, exc):
     # number; the catalogue has nothing to say and the number is not blamed.
     reason = info.reason if exc.code is not None else f"Refused (HTTP {exc.http_status}): {exc}"
     now = timezone.now()
-    event_record(
+    error_event = MessageEvent.learned(
+        message,
         kind=MessageEvent.Kind.SEND_ERROR,
         key=f"send:{message.pk}:{message.attempts + 1}:{exc.code}",
-        message=message,
         status=Message.Status.FAILED,
         error_code=info.code,
         payload={"code": exc.code, "http_status": exc.http_status, "message": str(exc)},
-        processed=True,
     )
+    event_save_once(error_event)
     _finish(
         message,
         status=Message.Status.FAILED,
