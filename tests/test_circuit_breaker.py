@@ -12,8 +12,7 @@ from django.utils import timezone
 
 from config import pacing
 from contacts.models import Contact
-from conversations import breaker, broadcasts, events, tasks
-from conversations import services as pipeline
+from conversations import breaker, broadcasts, event_store, events, sending, tasks
 from conversations.backends import SendError, get_backend
 from conversations.models import Broadcast, Message, MessageEvent
 from deliverability.models import OrgAlert
@@ -24,7 +23,7 @@ from tests.factories import make_sender
 def _no_pacing_sleep(monkeypatch):
     """Sends keep their slots but do not sleep for them: pacing has its own tests."""
     monkeypatch.setattr(
-        pipeline,
+        sending,
         "wait_for_slot",
         lambda key, rate, **options: pacing.wait_for_slot(key, rate, sleep=lambda seconds: None),
     )
@@ -127,7 +126,7 @@ def test_a_misconfigured_sender_trips_at_its_twentieth_error_at_create(
 
 
 def callback(message, code, capture):
-    pipeline.event_store(
+    event_store.event_store(
         kind=MessageEvent.Kind.STATUS,
         params={
             "MessageSid": message.provider_sid,

@@ -11,8 +11,7 @@ import config.celery
 from config import inprocess, pacing
 from contacts import importer
 from contacts.models import ContactImport
-from conversations import broadcasts
-from conversations import services as pipeline
+from conversations import broadcasts, sending
 from conversations.models import Broadcast
 from deliverability import tasks as lookup_tasks
 from deliverability.models import NumberFacts
@@ -40,7 +39,7 @@ def test_a_staff_send_is_interactive_and_a_broadcast_is_bulk(
     org, owner, sender, contact, scheduled, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
-        pipeline.message_create_outbound(org=org, contact=contact, body="See you at 6", by=owner)
+        sending.message_create_outbound(org=org, contact=contact, body="See you at 6", by=owner)
     assert scheduled == ["interactive"]
 
     scheduled.clear()
