@@ -121,20 +121,12 @@ def _act_on_keywords(org, contact, sender, message, opt_out_type):
     result = consent.reply_apply(org=org, contact=contact, message=message, reply=reply)
     if twilio_replied:
         return result.outcome
-    if result.confirm_opt_out and org.opt_out_confirmation.strip():
-        message_create_outbound(
-            org=org,
-            contact=contact,
-            body=org.opt_out_confirmation,
-            sender=sender,
-            auto_reply=Message.AutoReply.OPT_OUT_CONFIRMATION,
-        )
-    elif reply.intent == replies.Intent.HELP and org.help_reply.strip():
-        message_create_outbound(
-            org=org,
-            contact=contact,
-            body=org.help_reply,
-            sender=sender,
-            auto_reply=Message.AutoReply.HELP,
-        )
+    if result.confirm_opt_out:
+        body, kind = org.opt_out_confirmation, Message.AutoReply.OPT_OUT_CONFIRMATION
+    elif reply.intent == replies.Intent.HELP:
+        body, kind = org.help_reply, Message.AutoReply.HELP
+    else:
+        return result.outcome
+    if body.strip():
+        message_create_outbound(org=org, contact=contact, body=body, sender=sender, auto_reply=kind)
     return result.outcome
