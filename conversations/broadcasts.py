@@ -332,13 +332,14 @@ def broadcast_cancel(*, broadcast, by=None):
     return canceled
 
 
+# A partially delivered broadcast message reached the number, so progress counts it delivered.
 PROGRESS_GROUPS = {
-    "queued": ("pending",),
-    "sent": ("accepted", "scheduled", "queued", "sending", "sent"),
-    "delivered": ("delivered", "read", "partially_delivered"),
-    "failed": ("failed", "undelivered"),
-    "skipped": ("skipped",),
-    "canceled": ("canceled",),
+    "queued": (Message.Status.PENDING,),
+    "sent": Message.Status.AT_PROVIDER,
+    "delivered": (*Message.Status.DELIVERED_OR_READ, Message.Status.PARTIALLY_DELIVERED),
+    "failed": Message.Status.FAILED_OR_UNDELIVERED,
+    "skipped": (Message.Status.SKIPPED,),
+    "canceled": (Message.Status.CANCELED,),
 }
 
 

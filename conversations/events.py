@@ -13,8 +13,8 @@ two transactions never wait on each other in a cycle (a deadlock):
        Contact, Conversation, AuditEvent, OrgAlert
 
 The send path (claim a Message, then record the attempt on NumberState and NumberFacts),
-reconciliation (`services.message_apply_status`) and staff actions (a single NumberState) follow
-the same order. Inbound processing locks the number's state and facts before it creates the
+reconciliation (`reconciliation.message_apply_status`) and staff actions (a single NumberState)
+follow the same order. Inbound processing locks the number's state and facts before it creates the
 contact, conversation and message.
 
 Transactions are short: status callbacks are applied set-based, a batch at a time, and a batch
@@ -42,7 +42,7 @@ from django.utils import timezone
 
 from config.bulk import bulk_update
 from contacts.models import Organization
-from conversations import breaker
+from conversations import breaker, inbound
 from conversations import status as lifecycle
 from conversations.models import Message, MessageEvent
 from deliverability import catalogue, outcomes
@@ -157,15 +157,13 @@ def _apply_next_inbound():
 
 
 def _apply_inbound(event):
-    from conversations import services  # the inbound rules live with the rest of the pipeline
-
     linked = (event.message_id, event.organization_id)
     problem = _inbound_problem(event.payload)
     if problem:
         outcome, applied = f"malformed: {problem}", False
     else:
-        outcome = services.inbound_apply(event)
-        applied = outcome != services.NOT_OUR_NUMBER
+        outcome = inbound.inbound_apply(event)
+        applied = outcome != inbound.NOT_OUR_NUMBER
     if not applied:
         event.message_id, event.organization_id = linked
     _finish(event, outcome, applied=applied)
@@ -369,10 +367,10 @@ def _move(message, report, now):
     message.status_changed_at = now
     if report.done_at:
         message.carrier_done_at = report.done_at
-    if status in lifecycle.FINAL:
+    if status in Message.Status.FINAL:
         message.final_at = now
         message.dispatch = Message.Dispatch.DONE
-    if status in lifecycle.FAILED:
+    if status in Message.Status.FAILED_OR_UNDELIVERED:
         code = report.error_code
         if code is None and report.raw_error:
             reason = f"Unknown error (code {report.raw_error[:40]})"
@@ -381,7 +379,7 @@ def _move(message, report, now):
         info = catalogue.describe(code)
         message.error_code, message.error_message = info.code, info.reason
         return f"now {status}", ("error" if code is not None else None)
-    if status in {"delivered", "read"}:
+    if status in Message.Status.DELIVERED_OR_READ:
         return f"now {status}", "success"
     return f"now {status}", None
 

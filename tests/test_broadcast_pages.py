@@ -16,8 +16,7 @@ from django.utils import timezone
 
 from config import pacing
 from contacts.models import Contact
-from conversations import broadcasts
-from conversations import services as pipeline
+from conversations import broadcasts, sending
 from conversations.backends import get_backend
 from conversations.management.commands.broadcast import Command as BroadcastCommand
 from conversations.models import Broadcast, Conversation, Message, Sender
@@ -33,7 +32,7 @@ NEW_YORK = ZoneInfo("America/New_York")
 def _no_pacing_sleep(monkeypatch):
     """Sends keep their slots but do not sleep for them: pacing has its own tests."""
     monkeypatch.setattr(
-        pipeline,
+        sending,
         "wait_for_slot",
         lambda key, rate, **options: pacing.wait_for_slot(key, rate, sleep=lambda seconds: None),
     )
@@ -471,7 +470,7 @@ def test_a_broadcast_is_the_latest_message_of_each_recipients_conversation(
     owner_client, club, outbox
 ):
     ann = club["sendable"][0]
-    conversation = pipeline.conversation_for(ann)
+    conversation = sending.conversation_for(ann)
     earlier = timezone.now() - timedelta(days=5)
     type(conversation).objects.filter(pk=conversation.pk).update(last_message_at=earlier)
     broadcast, _ = start(owner_client, club)
@@ -490,7 +489,7 @@ def test_each_recipient_gets_the_message_once_even_if_dispatched_concurrently(
     for _ in range(6):
         broadcasts.broadcast_dispatch(broadcast.pk)
     for message in Message.objects.filter(broadcast=broadcast):
-        pipeline.message_send(message.pk)  # a duplicate task for every message
+        sending.message_send(message.pk)  # a duplicate task for every message
     assert len(outbox) == len({sent["to"] for sent in outbox}) == 30
 
 
@@ -564,7 +563,7 @@ def test_cancel_mid_broadcast_sends_nothing_more_and_loses_nothing(
     assert "Broadcast canceled: 10 messages will not be sent." in response.content.decode()
     # The stalled workers run now, and the periodic dispatcher comes by: nothing goes out.
     for pk in stalled:
-        pipeline.message_send(pk)
+        sending.message_send(pk)
     assert broadcasts.broadcast_dispatch(broadcast.pk) == 0
     assert len(outbox) == 20
     broadcast.refresh_from_db()

@@ -11,8 +11,8 @@ import pytest
 from django.utils import timezone
 
 from contacts.models import Contact
-from conversations import events
-from conversations import services as conversation_services
+from conversations import events, sending
+from conversations import inbound as inbound_rules
 from conversations.backends import get_backend
 from conversations.models import Conversation, Message, MessageEvent
 from deliverability.models import (
@@ -109,7 +109,7 @@ def test_it_routes_to_the_org_that_owns_the_to_number(client, org, other_org, co
 
 
 def test_a_message_to_a_number_we_do_not_have_gets_a_2xx_and_is_logged(client, db, caplog):
-    caplog.set_level(logging.INFO, logger="conversations.services")
+    caplog.set_level(logging.INFO, logger="conversations.inbound")
 
     response = inbound(client, "Hello?", to="+14155550999")
 
@@ -408,7 +408,7 @@ def test_no_confirmation_for_a_review_or_when_the_org_has_none(
 
 
 def test_a_confirmation_is_held_back_by_a_carrier_stop_or_the_invalid_flag(org, contact, sender):
-    from conversations.services import message_send
+    from conversations.sending import message_send
 
     for setup in ("carrier", "invalid"):
         NumberState.objects.all().delete()
@@ -418,7 +418,7 @@ def test_a_confirmation_is_held_back_by_a_carrier_stop_or_the_invalid_flag(org, 
             NumberState.objects.of(org=org, phone=THEIR_NUMBER).flag_automatically(
                 code=21614, reason="Landline", cause="test"
             )
-        message = conversation_services.message_create_outbound(
+        message = sending.message_create_outbound(
             org=org,
             contact=contact,
             body="You're unsubscribed.",
@@ -564,14 +564,14 @@ def test_an_inbound_that_fails_to_process_is_retried_and_holds_back_only_its_num
     # Real commits here: a broken event must not fail the commit of another.
     org = make_org()
     make_sender(org, phone_number=OUR_NUMBER)
-    act_on_keywords = conversation_services._act_on_keywords
+    act_on_keywords = inbound_rules._act_on_keywords
 
     def fails_on_boom(org, contact, sender, message, opt_out_type):
         if message.body == "boom":
             raise RuntimeError("processing failed")
         return act_on_keywords(org, contact, sender, message, opt_out_type)
 
-    monkeypatch.setattr(conversation_services, "_act_on_keywords", fails_on_boom)
+    monkeypatch.setattr(inbound_rules, "_act_on_keywords", fails_on_boom)
 
     broken = inbound(client, "boom")
     later_same_number = inbound(client, "STOP")
