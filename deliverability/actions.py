@@ -11,9 +11,8 @@ from datetime import timedelta
 from django.utils import timezone
 from django.utils.formats import date_format
 
-from deliverability import eligibility, services
+from deliverability import eligibility, lookup_packages, services
 from deliverability.forms import PauseForm
-from deliverability.lookups import lookup_line_type
 from deliverability.models import (
     NOT_SMS_CAPABLE,
     InvalidSource,
@@ -185,12 +184,14 @@ def perform(action, *, org, contact, user, data, source_page, phone=None):
         state.resume(**actor)
         return "Success: messaging is resumed."
     if action == "recheck":
-        state, result = services.number_recheck(
-            org=org, phone=phone, lookup=lookup_line_type, **actor
-        )
+        lookup = lookup_packages.recheck_lookup(org, state)
+        state, result = services.number_recheck(org=org, phone=phone, lookup=lookup, **actor)
+        found = result.label.lower()
+        if result.line_status:
+            found += f", line {result.line_status_label.lower()}"
         if state.is_invalid:
-            return f"Re-checked: the number is still {result.label.lower()}; the flag stays."
-        return f"Success: the number is {result.label.lower()} now; the flag is cleared."
+            return f"Re-checked: the number is still {found}; the flag stays."
+        return f"Success: the number is {found} now; the flag is cleared."
     raise KeyError(action)
 
 

@@ -17,7 +17,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from contacts.models import Organization
+from contacts.models import Contact, Organization
 from deliverability.models import (
     Actor,
     AuditEvent,
@@ -88,6 +88,11 @@ def reply_apply(*, org, contact, message, reply):
         via = OptIn.START if reply.rule == Rule.START else OptIn.KEYWORD
         state = NumberState.objects.of(org=org, phone=phone)
         state.opt_in(via=via, cause=cause, contact=contact)
+        if reply.rule == Rule.START:
+            # START is consent given anew, by whoever has the number now (SPEC §2).
+            Contact.objects.for_org(org).filter(phone_e164=phone).record_consent(
+                timezone.localdate(getattr(message, "created_at", None) or timezone.now())
+            )
         if not state.is_opted_out:
             _settle_resubscribes(org, phone, "The member opted back in with a later reply.")
         return Applied("opted in")

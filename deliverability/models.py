@@ -8,6 +8,7 @@ state, and a contact that changes number takes the state of its new number.
 import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import models, transaction
@@ -32,6 +33,8 @@ class OptOutReason(models.TextChoices):
     STAFF = "staff", "Staff"
     # The member replied "wrong number": only START from the number lifts it (SPEC §3).
     WRONG_NUMBER = "wrong_number", "Wrong number"
+    # Lookup's reassigned-number check: the number changed owners after consent was given.
+    REASSIGNED = "reassigned", "Reassigned number"
 
 
 class SkipReason(models.TextChoices):
@@ -78,6 +81,28 @@ NOT_SMS_CAPABLE = frozenset(
 )
 
 
+class LineStatus(models.TextChoices):
+    """Twilio Lookup v2 line_status (beta): the number's state on its carrier's network."""
+
+    ACTIVE = "active", "Active"
+    INACTIVE = "inactive", "Inactive (disconnected)"
+    REACHABLE = "reachable", "Reachable"
+    UNREACHABLE = "unreachable", "Unreachable (handset off or out of coverage)"
+    UNKNOWN = "unknown", "Unknown"
+
+
+# Line statuses that disprove a "Disconnected (carrier line status)" flag on Re-check.
+LIVE_LINE_STATUSES = frozenset({LineStatus.ACTIVE, LineStatus.REACHABLE})
+
+
+class Reassigned(models.TextChoices):
+    """Twilio Lookup v2 reassigned_number.is_number_reassigned."""
+
+    YES = "yes", "Reassigned since consent"
+    NO = "no", "Same owner since consent"
+    NO_DATA = "no_data_available", "No data"
+
+
 # The error rules of the pre-send checks (SPEC §5), read by deliverability.eligibility and
 # counted by NumberState.record_error and NumberFacts.record_error; defined here once.
 RECENT_ERRORS_THRESHOLD = 5  # recent_errors: this many consecutive number-attributable errors…
@@ -99,7 +124,7 @@ class OptIn:
     """How an opt-in reaches us; decides which opt-outs it may lift (SPEC §2, §3)."""
 
     START = "start"  # START (or COMENZAR) from the number itself: lifts every reason.
-    KEYWORD = "keyword"  # YES, UNSTOP: every reason but a wrong number.
+    KEYWORD = "keyword"  # YES, UNSTOP: every reason but a wrong or reassigned number.
     ANY_INBOUND = "any_inbound"  # Any message, when the org enables it: lifts a STOP keyword.
     REVIEW = "review"  # Resubscribe wording, taken by staff in the Review queue.
     UNDO = "undo"  # Staff undo their own "Opt out" review decision within minutes.
@@ -108,7 +133,8 @@ class OptIn:
 
 LIFTABLE = {
     OptIn.START: set(OptOutReason.values),
-    OptIn.KEYWORD: set(OptOutReason.values) - {OptOutReason.WRONG_NUMBER},
+    # A wrong or reassigned number is someone else's now: only START from it is consent.
+    OptIn.KEYWORD: set(OptOutReason.values) - {OptOutReason.WRONG_NUMBER, OptOutReason.REASSIGNED},
     OptIn.ANY_INBOUND: {OptOutReason.STOP_KEYWORD},
     OptIn.REVIEW: {OptOutReason.STOP_KEYWORD, OptOutReason.STAFF},
     OptIn.UNDO: {OptOutReason.STOP_KEYWORD},
@@ -302,7 +328,8 @@ class NumberState(models.Model):
 
     @property
     def may_recheck(self):
-        """Only automatic flags a lookup can disprove (21614, 30006, lookup) may be re-checked."""
+        """Only automatic flags a lookup can disprove (21614, 30006, lookup, line_status) may be
+        re-checked."""
         return (
             self.invalid_source == InvalidSource.AUTOMATIC
             and self.invalid_code in catalogue.RECHECKABLE_INVALID_CODES
@@ -459,12 +486,19 @@ class NumberState(models.Model):
 
     @transition
     def recheck(self, actor, *, result):
-        """A fresh line-type lookup (`result`, a deliverability.lookups.LookupResult) clears
-        an automatic flag only when the number is SMS-capable; either way it is audited."""
-        if self.may_recheck and result.is_sms_capable and result.line_type != "unknown":
+        """A fresh lookup (`result`, a deliverability.lookups.LookupResult) clears an automatic
+        flag only when it disproves it; either way it is audited."""
+        if self.may_recheck and self.disproved_by(result):
             self._clear_invalid()
             return AuditEvent.Action.AUTO_VALID
         return AuditEvent.Action.RECHECK
+
+    def disproved_by(self, result):
+        """Whether a fresh lookup shows the automatic flag no longer holds: for a disconnected
+        number, a carrier line status that is live again; otherwise an SMS-capable line type."""
+        if self.invalid_code == catalogue.LINE_STATUS:
+            return result.line_status in LIVE_LINE_STATUSES and result.is_sms_capable
+        return result.is_sms_capable and result.line_type not in ("", LineType.UNKNOWN)
 
     def record_error(self, at):
         """A number-attributable error of a send attempted at `at` joins the streak, unless a
@@ -514,6 +548,9 @@ class NumberFacts(models.Model):
     carrier_name = models.CharField(max_length=200, blank=True)
     looked_up_at = models.DateTimeField(null=True, blank=True)
     lookup_error = models.CharField(max_length=200, blank=True)
+    # The carrier's line status (Lookup's line_status package, when an org's lookups include it).
+    line_status = models.CharField(max_length=12, choices=LineStatus.choices, blank=True)
+    line_status_at = models.DateTimeField(null=True, blank=True)
     deactivated_at = models.DateField(null=True, blank=True)
     last_heartbeat_at = models.DateTimeField(null=True, blank=True)
     # Number-attributable errors in every org since the latest heartbeat
@@ -583,6 +620,7 @@ class AuditEvent(models.Model):
         PAUSE_ENDED = "pause_ended", "Pause ended"
         RECHECK = "recheck", "Re-checked"
         PHONE_CHANGED = "phone_changed", "Phone number changed"
+        LOOKUP_PACKAGES = "lookup_packages", "Lookup packages changed"
         REVIEW_DISMISSED = "review_dismissed", "Opt-out request dismissed"
         REVIEW_CONFIRMED = "review_confirmed", "Opt-out request confirmed (already opted out)"
         REVIEW_KEPT_OPTED_OUT = "review_kept", "Resubscribe request declined"
@@ -781,6 +819,104 @@ class ReviewItem(models.Model):
     @property
     def rule_label(self):
         return RULE_LABELS.get(self.rule, self.rule)
+
+
+class LookupPackages(models.Model):
+    """Which Twilio Lookup packages an organization pays for (SPEC §2). Admin-edited, audited.
+
+    Without a row an organization gets the defaults: line type on, line status and the
+    reassigned-number check off.
+    """
+
+    organization = models.OneToOneField(
+        Organization, on_delete=models.CASCADE, related_name="lookup_packages"
+    )
+    line_type = models.BooleanField(
+        "line type", default=True, help_text="Landlines and other types that cannot take SMS."
+    )
+    line_status = models.BooleanField(
+        "line status (beta)",
+        default=False,
+        help_text="Twilio beta: whether the carrier says the number is disconnected.",
+    )
+    reassigned = models.BooleanField(
+        "reassigned number",
+        default=False,
+        help_text="US numbers only: whether the number changed owners since consent was given.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "lookup packages"
+        verbose_name_plural = "lookup packages"
+
+    def __str__(self):
+        return f"Lookup packages of {self.organization}"
+
+    def as_dict(self):
+        return {name: getattr(self, name) for name in LOOKUP_PACKAGE_NAMES}
+
+    @classmethod
+    def for_org(cls, organization):
+        """The org's packages, or the defaults (unsaved) when none were ever chosen."""
+        return cls.objects.filter(organization=organization).first() or cls(
+            organization=organization
+        )
+
+
+LOOKUP_PACKAGE_NAMES = ("line_type", "line_status", "reassigned")
+
+
+class NumberLookup(models.Model):
+    """One Lookup request made for an organization, with the packages it paid for.
+
+    The cost of a lookup is the sum of the per-lookup prices (LOOKUP_PRICE_*) of the packages
+    marked here; what it answered is also on the number's facts (line type, line status) or
+    the number's state (a reassigned number's opt-out).
+    """
+
+    organization = models.ForeignKey(
+        Organization, null=True, blank=True, on_delete=models.CASCADE, related_name="lookups"
+    )
+    phone = models.CharField(max_length=20, help_text="E.164")
+    looked_up_at = models.DateTimeField(db_index=True)
+    paid_line_type = models.BooleanField(default=False)
+    paid_line_status = models.BooleanField(default=False)
+    paid_reassigned = models.BooleanField(default=False)
+    line_type = models.CharField(max_length=16, choices=LineType.choices, blank=True)
+    line_status = models.CharField(max_length=12, choices=LineStatus.choices, blank=True)
+    reassigned = models.CharField(max_length=20, choices=Reassigned.choices, blank=True)
+    last_verified_date = models.DateField(
+        null=True, blank=True, help_text="The consent date sent with the reassigned check."
+    )
+    error = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-looked_up_at", "-id"]
+        indexes = [
+            models.Index(fields=["organization", "-looked_up_at"], name="lookup_org_time"),
+            models.Index(fields=["organization", "phone"], name="lookup_org_phone"),
+        ]
+
+    def __str__(self):
+        return f"Lookup of {self.phone}"
+
+    @property
+    def cost(self):
+        """What Twilio charges for this lookup at the configured list prices (a Decimal)."""
+        return lookup_cost(
+            line_type=self.paid_line_type,
+            line_status=self.paid_line_status,
+            reassigned=self.paid_reassigned,
+        )
+
+
+def lookup_cost(*, line_type, line_status, reassigned):
+    return (
+        (settings.LOOKUP_PRICE_LINE_TYPE if line_type else Decimal(0))
+        + (settings.LOOKUP_PRICE_LINE_STATUS if line_status else Decimal(0))
+        + (settings.LOOKUP_PRICE_REASSIGNED if reassigned else Decimal(0))
+    )
 
 
 class DeactivationImport(models.Model):

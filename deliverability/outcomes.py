@@ -98,7 +98,7 @@ def error_apply(*, org, phone, code, at=None, sender_ref=""):
     elif info.effect == Effect.COUNT_ERROR and phone:
         record_number_error(org=org, phone=phone, at=at, code=info.code or code)
         if info.code == 30006:
-            enqueue_on_commit("deliverability.tasks.lookup_number", phone, True)
+            enqueue_on_commit("deliverability.tasks.lookup_number", phone, True, org_id=org.pk)
     elif info.effect == Effect.SENDER_ALERT:
         alert_raise(
             org=org,

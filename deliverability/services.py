@@ -25,7 +25,8 @@ from deliverability.models import (
 
 
 def number_recheck(*, org, phone, by, lookup, note="", source_page="", contact=None):
-    """A fresh line-type lookup; clears an automatic flag only when the number is SMS-capable.
+    """A fresh lookup; clears an automatic flag only when it disproves it (an SMS-capable line
+    type; for a disconnected number, a carrier line status that is active again).
 
     `lookup(phone)` returns a deliverability.lookups.LookupResult (the caller picks the
     backend). Returns (state, result). The lookup runs outside the transaction: it calls Twilio.
@@ -35,7 +36,7 @@ def number_recheck(*, org, phone, by, lookup, note="", source_page="", contact=N
     state = NumberState.objects.of(org=org, phone=phone)
     if not state.may_recheck:
         raise StateChangeRefused(
-            "Re-check applies only to numbers flagged as landline or unreachable. "
+            "Re-check applies only to numbers flagged as landline, unreachable or disconnected. "
             "Update the phone number in the member's profile instead."
         )
     result = lookup(phone)
@@ -53,13 +54,20 @@ def contact_change_phone(*, contact, raw, by, note="", source_page=""):
     """
     old_raw, old_e164 = contact.phone_raw, contact.phone_e164
     parsed = contact.set_phone(raw)
-    contact.save(update_fields=["phone_raw", "phone_e164", "phone_status", "phone_error"])
+    fields = ["phone_raw", "phone_e164", "phone_status", "phone_error"]
+    if parsed.e164 != old_e164:
+        # Consent is given for a number: the new one's dates from today (SPEC §2).
+        contact.consent_date, contact.consent_date_estimated = timezone.localdate(), False
+        fields += ["consent_date", "consent_date_estimated"]
+    contact.save(update_fields=fields)
     forget_counts(contact.organization_id)  # the contact may now be in another tab
     AuditEvent.phone_changed(
         contact, old_raw=old_raw, old_e164=old_e164, by=by, note=note, source_page=source_page
     ).save()
     if parsed.is_valid and parsed.e164 != old_e164:
-        enqueue_on_commit("deliverability.tasks.lookup_number", parsed.e164)
+        enqueue_on_commit(
+            "deliverability.tasks.lookup_number", parsed.e164, org_id=contact.organization_id
+        )
     return parsed
 
 
@@ -98,20 +106,25 @@ def alert_raise(*, org, kind, message, sender_ref="", error_code=""):
 
 
 def facts_record_lookup(*, phone, result, now=None):
-    """Save a lookup on the number's facts; a type that cannot take SMS flags it everywhere."""
+    """Save a lookup on the number's facts: its line type when it was asked, its carrier line
+    status when it was answered. A type that cannot take SMS, or a line the carrier reports
+    disconnected, flags the number in every org that holds it; `unreachable` is only a fact."""
     now = now or timezone.now()
-    NumberFacts.objects.update_or_create(
-        phone=phone,
-        defaults={
+    defaults = {"lookup_error": result.error[:200]}
+    if result.line_type:
+        defaults |= {
             "line_type": result.line_type,
             "line_type_raw": result.raw_type[:64],
             "carrier_name": result.carrier_name[:200],
             "looked_up_at": now,
-            "lookup_error": result.error[:200],
-        },
-    )
+        }
+    if result.line_status:
+        defaults |= {"line_status": result.line_status, "line_status_at": now}
+    NumberFacts.objects.update_or_create(phone=phone, defaults=defaults)
     if not result.is_sms_capable:
         flag_holders_of_landline(phone=phone, label=result.label)
+    if result.is_disconnected:
+        flag_holders_of_disconnected(phone=phone)
 
 
 def flag_holders_of_landline(*, phone, label):
@@ -120,6 +133,16 @@ def flag_holders_of_landline(*, phone, label):
     for org in Organization.objects.filter(contacts__phone_e164=phone).distinct():
         NumberState.objects.of(org=org, phone=phone).flag_automatically(
             code=catalogue.LOOKUP, reason=reason, cause="line-type lookup"
+        )
+
+
+def flag_holders_of_disconnected(*, phone):
+    """Every org holding a number its carrier reports disconnected flags it (idempotent)."""
+    for org in Organization.objects.filter(contacts__phone_e164=phone).distinct():
+        NumberState.objects.of(org=org, phone=phone).flag_automatically(
+            code=catalogue.LINE_STATUS,
+            reason=catalogue.DISCONNECTED_REASON,
+            cause="carrier line status",
         )
 
 

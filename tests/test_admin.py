@@ -7,6 +7,7 @@ import re
 import pytest
 from django.apps import apps
 from django.urls import reverse
+from django.utils import timezone
 
 from contacts.models import Contact, ContactImport, ContactImportRow, Organization
 from conversations.models import Broadcast, Message, MessageEvent
@@ -15,7 +16,9 @@ from deliverability.models import (
     AuditEvent,
     DeactivationImport,
     LineType,
+    LookupPackages,
     NumberFacts,
+    NumberLookup,
     NumberState,
     OptOutReason,
     OrgAlert,
@@ -64,6 +67,14 @@ def data(org, other_org, owner, outsider):
     Broadcast.objects.create(organization=org, sender=sender, name="Spring hours", body="Hi")
     OrgAlert.objects.create(organization=org, kind=OrgAlert.Kind.SENDER_ERROR, message="21606")
     DeactivationImport.objects.create(date=datetime.date(2026, 1, 5), numbers_listed=3)
+    LookupPackages.objects.create(organization=org, line_status=True)
+    NumberLookup.objects.create(
+        organization=org,
+        phone=bob.phone_e164,
+        looked_up_at=timezone.now(),
+        paid_line_type=True,
+        line_type=LineType.LANDLINE,
+    )
     reply = make_message(
         ann, sender, direction=Message.Direction.INBOUND, body="I want to cancel my membership"
     )

@@ -88,8 +88,8 @@ def test_the_lookup_answers_through_the_contract(mock):
 
 def test_a_fresh_lookup_is_not_repeated_and_an_old_one_is(org, mock, monkeypatch):
     calls = []
-    real = tasks.lookup_line_type
-    monkeypatch.setattr(tasks, "lookup_line_type", lambda phone: calls.append(phone) or real(phone))
+    real = tasks.lookup
+    monkeypatch.setattr(tasks, "lookup", lambda request: calls.append(request) or real(request))
     tasks.lookup_number(PHONE)
     tasks.lookup_number(PHONE)
     assert len(calls) == 1

@@ -281,11 +281,13 @@ def test_a_start_keyword_from_the_number_lifts_every_opt_out(org, owner, reason)
     assert eligibility.check_number(org=org, phone=PHONE) is None
 
 
-def test_yes_or_unstop_lift_every_opt_out_but_a_wrong_number(org, owner):
+def test_yes_or_unstop_lift_every_opt_out_but_a_wrong_or_reassigned_number(org, owner):
+    # A wrong or reassigned number is someone else's now: only START from it is consent.
+    kept = {"wrong_number", "reassigned"}
     for reason in OPT_OUT_REASONS:
         opt_out(org, reason, owner)
         NumberState.objects.of(org=org, phone=PHONE).opt_in(via=OptIn.KEYWORD, cause="inbound YES")
-        assert state(org).opt_out_reason == ("wrong_number" if reason == "wrong_number" else "")
+        assert state(org).opt_out_reason == (reason if reason in kept else "")
         NumberState.objects.of(org=org, phone=PHONE).opt_in(via=OptIn.START, cause="inbound START")
 
 

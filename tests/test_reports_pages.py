@@ -55,6 +55,7 @@ def opt_outs(org, owner, other_org, outsider):
     opt_out(org, "+12125550114", "carrier_stop", 20)
     opt_out(org, "+12125550115", "deactivated", 60)
     opt_out(org, "+12125550116", "staff", 100, by=owner)  # before every period
+    opt_out(org, "+12125550117", "reassigned", 5)
     # Another organization's opt-outs never count here.
     for n in range(4):
         opt_out(other_org, f"+1212555020{n}", "deactivated", 1, by=None)
@@ -62,14 +63,14 @@ def opt_outs(org, owner, other_org, outsider):
 
 # (reason label, count, share) per period
 OPT_OUTS = {
-    "7": [("STOP keyword", 2, "66.7"), ("Carrier STOP", 0, "0.0"), ("Deactivated", 0, "0.0"),
-          ("Staff", 1, "33.3"), ("Wrong number", 0, "0.0")],
-    "30": [("STOP keyword", 2, "50.0"), ("Carrier STOP", 1, "25.0"), ("Deactivated", 0, "0.0"),
-           ("Staff", 1, "25.0"), ("Wrong number", 0, "0.0")],
-    "90": [("STOP keyword", 2, "40.0"), ("Carrier STOP", 1, "20.0"), ("Deactivated", 1, "20.0"),
-           ("Staff", 1, "20.0"), ("Wrong number", 0, "0.0")],
+    "7": [("STOP keyword", 2, "50.0"), ("Carrier STOP", 0, "0.0"), ("Deactivated", 0, "0.0"),
+          ("Staff", 1, "25.0"), ("Wrong number", 0, "0.0"), ("Reassigned number", 1, "25.0")],
+    "30": [("STOP keyword", 2, "40.0"), ("Carrier STOP", 1, "20.0"), ("Deactivated", 0, "0.0"),
+           ("Staff", 1, "20.0"), ("Wrong number", 0, "0.0"), ("Reassigned number", 1, "20.0")],
+    "90": [("STOP keyword", 2, "33.3"), ("Carrier STOP", 1, "16.7"), ("Deactivated", 1, "16.7"),
+           ("Staff", 1, "16.7"), ("Wrong number", 0, "0.0"), ("Reassigned number", 1, "16.7")],
     "custom": [("STOP keyword", 0, "0"), ("Carrier STOP", 0, "0"), ("Deactivated", 1, "100.0"),
-               ("Staff", 0, "0"), ("Wrong number", 0, "0")],
+               ("Staff", 0, "0"), ("Wrong number", 0, "0"), ("Reassigned number", 0, "0")],
 }  # fmt: skip
 
 
@@ -152,7 +153,7 @@ def test_a_bad_custom_range_says_so_above_the_last_30_days(owner_client, org, op
     assert response.status_code == 400
     assert "Enter both dates of a custom period (YYYY-MM-DD)." in response.content.decode()
     assert response.context["period"].key == "30"
-    assert response.context["data"]["total"] == 4
+    assert response.context["data"]["total"] == 5
 
 
 def test_a_reversed_custom_range_is_a_form_error(owner_client, org, opt_outs):

@@ -23,9 +23,16 @@ from django.utils import timezone
 from contacts.models import Contact, Membership, Organization
 from conversations.models import Conversation, Message, MessageEvent, Sender
 from conversations.status import FINAL
-from deliverability import catalogue, consent, outcomes, replies, services
-from deliverability.lookups import normalize
-from deliverability.models import AuditEvent, NumberFacts, NumberState, OptIn, OrgAlert
+from deliverability import catalogue, consent, lookup_packages, outcomes, replies, services
+from deliverability.lookups import LookupRequest, LookupResult, normalize
+from deliverability.models import (
+    AuditEvent,
+    LookupPackages,
+    NumberFacts,
+    NumberState,
+    OptIn,
+    OrgAlert,
+)
 
 # slug, name, time zone, the manager and the staff member who act in the audit trail.
 # Harbor Physio is seeded first: a number it looked up as a landline is later added to
@@ -109,6 +116,9 @@ CONTACTS = {
         ("R030", "Owen", "Wright", "212-555-0118", "member", "sender_error"),
         # Also a Harbor Physio patient (H003): that lookup flagged the number there only.
         ("R031", "Lily", "Baker", "510-555-0152", "member", "known_landline"),
+        # Riverside's Lookup packages include line status and the reassigned-number check.
+        ("R032", "Nathan", "Hill", "917-555-0163", "member", "disconnected"),
+        ("R033", "Layla", "Green", "212-555-0147", "member", "reassigned"),
     ],
     "harbor-physio": [
         ("H001", "Nora", "Scott", "(415) 555-0120", "member", "delivered"),
@@ -170,6 +180,10 @@ class Command(BaseCommand):
                             user=users[username], organization=org, defaults={"role": role}
                         )
                 self.org, self.manager, self.staff = org, users[manager], users[staff]
+                if slug == "riverside-fitness":
+                    LookupPackages.objects.get_or_create(
+                        organization=org, defaults={"line_status": True, "reassigned": True}
+                    )
                 self.senders = self._senders()
                 for row in CONTACTS[slug]:
                     self._contact(*row)
@@ -228,7 +242,11 @@ class Command(BaseCommand):
             contact.save()
             # Members joined over the last months, before any of their messages.
             joined = self.now - timedelta(days=45 + 2 * int(external_id[1:]))
-            Contact.objects.filter(pk=contact.pk).update(created_at=joined)
+            # They agreed to texts when they joined.
+            Contact.objects.filter(pk=contact.pk).update(
+                created_at=joined, consent_date=timezone.localdate(joined)
+            )
+            contact.refresh_from_db()
         conversation, created = Conversation.objects.get_or_create(
             contact=contact, defaults={"organization": org}
         )
@@ -396,6 +414,33 @@ class Command(BaseCommand):
 
     def _story_landline_21614(self):
         self._failure("landline", 21614, 9, status="failed")
+
+    def _story_disconnected(self):
+        # Line status: the carrier says the number is disconnected (flag, Re-check offered).
+        self._reminder(days_ago=40)
+        if not self._state().is_invalid:
+            request = LookupRequest(self.phone, line_type=True, line_status=True)
+            answer = LookupResult(
+                line_type="mobile",
+                carrier_name="Simulated Wireless",
+                line_status="inactive",
+                request=request,
+            )
+            lookup_packages.apply(self.org, answer, now=self.now - timedelta(days=5))
+            self._backdate(5)
+        self._message("skip", "Your class starts soon.", "skipped", 2, skip_reason="marked_invalid")
+
+    def _story_reassigned(self):
+        # The reassigned-number check: the number changed owners since the member joined.
+        self._reminder(days_ago=60)
+        if not self._state().is_opted_out:
+            request = LookupRequest(
+                self.phone, line_type=False, last_verified=self.contact.consent_date
+            )
+            answer = LookupResult(line_type="", reassigned="yes", request=request)
+            lookup_packages.apply(self.org, answer, now=self.now - timedelta(days=4))
+            self._backdate(4)
+        self._message("skip", "Holiday hours this week.", "skipped", 2, skip_reason="opted_out")
 
     def _story_unknown_30005(self):
         self._failure("unknown", 30005, 8)
