@@ -3,16 +3,16 @@
 The dispatcher releases a broadcast's messages in chunks of about a tenth of a second of its
 sender's rate (`chunk_size`), one `send_messages` task each. A chunk is claimed in one
 statement and loaded in one query; its pre-send checks run set-based over the chunk in one
-more (`deliverability.checks`, the expression the preview and the hand-off use), the circuit
+more (`deliverability.eligibility`, the expression the preview and the hand-off use), the circuit
 breaker is asked once for it, and the attempts are recorded once. Then each message waits for
 its sender's pace, goes to the provider on the thread's kept-alive client, and is stored in one
-statement. A one-to-one send keeps `services.message_send`, which does the same per message.
+statement. A one-to-one send keeps `sending.message_send`, which does the same per message.
 
 The answers of the checks and of the breaker are at most FRESH_FOR old when a message goes
 out: a chunk asks again for its remaining messages when they are older, and at once after one
 of its own sends drew an error (the error that trips the breaker stops the rest of the chunk).
 A claim is renewed before it grows old enough for the sweeper to take it for a dead worker's.
-Errors are handled as for any send (`services._send_failed`); a transient one sends that
+Errors are handled as for any send (`sending._send_failed`); a transient one sends that
 message again later on its own, with back-off.
 """
 
@@ -29,11 +29,10 @@ from django.utils import timezone
 from config.celery import BULK, enqueue
 from config.pacing import wait_for_slot
 from contacts.phones import parse_phone
-from conversations import services
+from conversations import sending
 from conversations.backends import SendError, get_backend
 from conversations.models import Broadcast, Message, Sender
-from deliverability import checks
-from deliverability import services as rules
+from deliverability import eligibility, outcomes
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +40,7 @@ Dispatch = Message.Dispatch
 CHUNK_SECONDS = 0.1  # a chunk holds about this many seconds of its sender's sends
 MAX_CHUNK = 20
 FRESH_FOR = 1.0  # seconds the checks' and the breaker's answers stay good for a send
-RENEW_AFTER = 30.0  # seconds; the sweeper takes claims older than services.CLAIM_TIMEOUT
+RENEW_AFTER = 30.0  # seconds; the sweeper takes claims older than reconciliation.CLAIM_TIMEOUT
 
 
 def chunk_size(rate):
@@ -78,7 +77,7 @@ def _verdicts(messages, now):
         if parsed.is_valid and parsed.e164 == message.to_number:
             by_org.setdefault(message.organization, []).append(message.pk)
         else:
-            verdicts[message.pk] = checks.check_number(
+            verdicts[message.pk] = eligibility.check_number(
                 org=message.organization, phone=message.to_number, now=now, broadcast=True
             )
     for org, ids in by_org.items():
@@ -100,7 +99,7 @@ MAX_STATEMENTS = 200
 
 
 def _checked(org, ids, now):
-    return checks.annotate_skip_reason(
+    return eligibility.annotate_skip_reason(
         Message.objects.filter(pk__in=ids),
         org=org,
         phone_ref="to_number",
@@ -187,13 +186,13 @@ _STORE_SENT = (
 def _retry_later(message):
     """A transient failure released the claim: this message alone goes again after a back-off,
     or fails once it has had its attempts."""
-    if message.attempts >= services.MAX_SEND_ATTEMPTS:
-        services.message_give_up(message.pk, "Gave up after retries: the provider kept failing")
+    if message.attempts >= sending.MAX_SEND_ATTEMPTS:
+        sending.message_give_up(message.pk, "Gave up after retries: the provider kept failing")
         return "gave up"
     enqueue(
         "conversations.tasks.send_message",
         message.pk,
-        countdown=services.backoff(message.attempts - 1),
+        countdown=sending.backoff(message.attempts - 1),
         queue=BULK,
     )
     return "retry later"
@@ -209,7 +208,7 @@ def messages_send(message_ids, clock=time.monotonic):
         .select_related("organization", "sender", "broadcast")
         .order_by("pk")
     )
-    outcomes = Counter()
+    ended = Counter()
     checked_at = claimed_at = clock()
     verdicts, held, recorded = None, set(), set()
     for index, message in enumerate(messages):
@@ -221,7 +220,7 @@ def messages_send(message_ids, clock=time.monotonic):
             new = [m for m in rest if m.pk not in recorded and not verdicts[m.pk]]
             for org in {m.organization for m in new}:
                 phones = [m.to_number for m in new if m.organization == org]
-                rules.record_attempts(org=org, phones=phones)
+                outcomes.record_attempts(org=org, phones=phones)
             recorded.update(m.pk for m in new)
         outcome = _send_one(message, verdicts[message.pk], message.broadcast_id in held, now)
         if clock() - claimed_at > RENEW_AFTER:
@@ -231,16 +230,16 @@ def messages_send(message_ids, clock=time.monotonic):
             ).update(claimed_at=timezone.now())
         if outcome.startswith(("failed", "outcome unknown", "retry", "gave up")):
             verdicts = None  # an error of ours may have tripped the breaker: ask again
-        outcomes[outcome.split(":")[0]] += 1
-    return dict(outcomes)
+        ended[outcome.split(":")[0]] += 1
+    return dict(ended)
 
 
 def _send_one(message, reason, held, now):
     if message.broadcast and message.broadcast.state == Broadcast.State.CANCELED:
-        services._finish(message, status=Message.Status.CANCELED, final_at=now)
+        sending._finish(message, status=Message.Status.CANCELED, final_at=now)
         return "canceled"
     if reason:
-        services._finish(message, status=Message.Status.SKIPPED, skip_reason=reason, final_at=now)
+        sending._finish(message, status=Message.Status.SKIPPED, skip_reason=reason, final_at=now)
         return "skipped"
     if held:
         # The breaker tripped since this was released: back with the held ones, unsent.
@@ -250,20 +249,20 @@ def _send_one(message, reason, held, now):
         return "held"
     sender = message.sender
     if sender is None:
-        services._finish(message, status=Message.Status.FAILED, error_message="No sender")
+        sending._finish(message, status=Message.Status.FAILED, error_message="No sender")
         return "failed: no sender"
-    wait_for_slot(f"sender-{sender.pk}", sender.throughput, horizon=services.BULK_HORIZON)
+    wait_for_slot(f"sender-{sender.pk}", sender.throughput, horizon=sending.BULK_HORIZON)
     try:
         result = get_backend().send(
             to=message.to_number,
             from_=sender.address,
             body=message.body,
-            status_callback=services.status_callback_url(message),
+            status_callback=sending.status_callback_url(message),
         )
     except SendError as exc:
         try:
-            return services._send_failed(message, exc)
-        except services.RetryLater:
+            return sending._send_failed(message, exc)
+        except sending.RetryLater:
             return _retry_later(message)
     _store_sent(message, result)
     return "sent"

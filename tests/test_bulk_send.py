@@ -19,8 +19,7 @@ from contacts.models import Contact
 from conversations import breaker, broadcasts, bulksend
 from conversations.backends import SendError, TwilioBackend, get_backend
 from conversations.models import Broadcast, Message
-from deliverability import checks
-from deliverability import services as rules
+from deliverability import eligibility
 from deliverability.models import NumberFacts, NumberState, OptOutReason
 from tests.factories import make_sender
 
@@ -101,7 +100,9 @@ def test_a_chunk_sends_each_message_once_with_one_statement_per_send(org, owner,
 def test_a_number_that_opted_out_after_the_release_is_skipped(org, owner, backend):
     _, ids = released(org, owner, 5)
     stopped = Message.objects.get(pk=ids[2])
-    rules.number_opt_out(org=org, phone=stopped.to_number, reason=OptOutReason.STOP_KEYWORD)
+    NumberState.objects.of(org=org, phone=stopped.to_number).opt_out(
+        reason=OptOutReason.STOP_KEYWORD
+    )
 
     assert bulksend.messages_send(ids) == {"sent": 4, "skipped": 1}
     stopped.refresh_from_db()
@@ -123,7 +124,9 @@ def test_a_stop_applied_while_a_chunk_sends_is_honoured_by_its_later_messages(
 
     def send(**kwargs):
         if len(backend.outbox) == 2:  # the STOP comes in while the chunk is under way
-            rules.number_opt_out(org=org, phone=late.to_number, reason=OptOutReason.STOP_KEYWORD)
+            NumberState.objects.of(org=org, phone=late.to_number).opt_out(
+                reason=OptOutReason.STOP_KEYWORD
+            )
         return accept(**kwargs)
 
     monkeypatch.setattr(backend, "send", send)
@@ -198,13 +201,17 @@ def test_a_chunks_verdicts_agree_with_the_single_recipient_checks(org, owner, ba
     _, ids = released(org, owner, 8)
     phones = dict(Message.objects.filter(pk__in=ids).values_list("pk", "to_number"))
     now = timezone.now()
-    rules.number_opt_out(org=org, phone=phones[ids[0]], reason=OptOutReason.STOP_KEYWORD)
-    rules.number_pause(org=org, phone=phones[ids[1]], until=now + timedelta(days=1), by=owner)
-    rules.number_pause(org=org, phone=phones[ids[2]], until=now + timedelta(hours=1), by=owner)
+    NumberState.objects.of(org=org, phone=phones[ids[0]]).opt_out(reason=OptOutReason.STOP_KEYWORD)
+    NumberState.objects.of(org=org, phone=phones[ids[1]]).pause(
+        until=now + timedelta(days=1), by=owner
+    )
+    NumberState.objects.of(org=org, phone=phones[ids[2]]).pause(
+        until=now + timedelta(hours=1), by=owner
+    )
     NumberState.objects.filter(organization=org, phone=phones[ids[2]]).update(
         paused_until=now - timedelta(minutes=1)  # a pause that has just ended
     )
-    rules.number_mark_invalid(org=org, phone=phones[ids[3]], by=owner)
+    NumberState.objects.of(org=org, phone=phones[ids[3]]).mark_invalid(by=owner)
     NumberFacts.objects.update_or_create(phone=phones[ids[4]], defaults={"line_type": "landline"})
     NumberFacts.objects.update_or_create(
         phone=phones[ids[5]], defaults={"errors_since_heartbeat": 9, "last_attempt_at": now}
@@ -213,7 +220,7 @@ def test_a_chunks_verdicts_agree_with_the_single_recipient_checks(org, owner, ba
     for moment in (now, now + timedelta(hours=2)):  # the same statement, later
         verdicts = bulksend._verdicts(messages, moment)
         expected = {
-            m.pk: checks.check_number(org=org, phone=m.to_number, now=moment, broadcast=True)
+            m.pk: eligibility.check_number(org=org, phone=m.to_number, now=moment, broadcast=True)
             for m in messages
         }
         assert verdicts == expected
