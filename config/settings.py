@@ -7,6 +7,7 @@ Production values (SECRET_KEY, ALLOWED_HOSTS, DEBUG=0) only ever come from the e
 
 import os
 from datetime import timedelta
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import dj_database_url
@@ -50,6 +51,21 @@ def env_int(name, default):
         raise ImproperlyConfigured(
             f"{name}={os.environ[name]!r} is not a whole number; leave it empty for the default."
         ) from None
+
+
+def env_decimal(name, default):
+    """A price or other exact decimal amount (never a float: money adds up exactly)."""
+    value = os.environ.get(name, "").strip() or default
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        raise ImproperlyConfigured(
+            f"{name}={value!r} is not a decimal amount (e.g. 0.008); "
+            "leave it empty for the default."
+        ) from None
+    if not amount.is_finite() or amount < 0:
+        raise ImproperlyConfigured(f"{name}={value!r} must be zero or more.")
+    return amount
 
 
 def env_list(name, default=()):
@@ -235,6 +251,22 @@ MESSAGE_VALIDITY_SECONDS = env_int("MESSAGE_VALIDITY_SECONDS", 36000)
 # Line-type lookups a second, across every worker (Twilio Lookup's own limit is higher; this
 # keeps an import's lookups from crowding the account).
 LOOKUP_RATE = float(env_str("LOOKUP_RATE", "20"))
+# What Twilio charges per lookup for each package (US list prices, USD), for the cost of an
+# organization's lookups: line type intelligence, line status (beta), reassigned number.
+LOOKUP_PRICE_LINE_TYPE = env_decimal("LOOKUP_PRICE_LINE_TYPE", "0.008")
+LOOKUP_PRICE_LINE_STATUS = env_decimal("LOOKUP_PRICE_LINE_STATUS", "0.007")
+LOOKUP_PRICE_REASSIGNED = env_decimal("LOOKUP_PRICE_REASSIGNED", "0.01")
+
+# The cost ledger (deliverability.costs): what one SMS segment costs, in USD, by sender kind
+# (Twilio's US list prices of July 2026; 10DLC is a long code), plus the carriers' pass-through
+# fee per segment (AT&T, T-Mobile and Verizon charge $0.0025-$0.0062 by carrier and sender
+# kind) and the fee for a message Twilio accepted that then failed. Twilio's own price of a
+# message, when a status fetch returns it, replaces the estimate.
+SMS_PRICE_LONG_CODE = env_decimal("SMS_PRICE_LONG_CODE", "0.0083")
+SMS_PRICE_TOLL_FREE = env_decimal("SMS_PRICE_TOLL_FREE", "0.0083")
+SMS_PRICE_SHORT_CODE = env_decimal("SMS_PRICE_SHORT_CODE", "0.0083")
+SMS_CARRIER_FEE = env_decimal("SMS_CARRIER_FEE", "0.003")
+SMS_FAILED_MESSAGE_FEE = env_decimal("SMS_FAILED_MESSAGE_FEE", "0.001")
 
 # Celery. Without REDIS_URL, tasks run in-process on background threads (see config.celery).
 REDIS_URL = env_str("REDIS_URL")
