@@ -151,8 +151,12 @@ class TwilioBackend:
         )
         for item in listed:
             message = _history(item)
-            if message is not None and after <= message.sent_at < before:
-                yield message
+            if message is None or message.sent_at >= before:
+                continue
+            if message.sent_at < after:
+                # Twilio lists the newest first: the rest of the list is older still.
+                return
+            yield message
 
     def find(self, *, to, from_, after):
         # Not filtered by DateSent: it is a whole day, and a message still queued at Twilio
