@@ -1,0 +1,179 @@
+"""The cost ledger: what sending cost, what failed sends wasted, and what skipping saved.
+
+A message costs its segments times the price of a segment for its sender's kind (long code,
+toll-free, short code; 10DLC is a long code) plus the carriers' fee per segment, from settings
+that default to Twilio's US list prices (README, configuration). When a status fetch brought
+Twilio's own price of the message, that price is used instead. A message Twilio accepted and
+then marked failed costs the failed-message fee; one refused at the create call cost nothing.
+
+Saved by skipping counts only the recipients skipped because the message could not have been
+delivered (SAVING_SKIP_REASONS). People skipped for consent or by staff choice (opted out, a
+reply waiting for review, paused) are never counted: not texting them is the law or a decision,
+not a saving.
+
+Amounts are Decimal, in USD; pages round them for display (the `money` filter).
+"""
+
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import ROUND_HALF_UP, Decimal
+
+from django.conf import settings
+from django.db.models import Count, Q, Sum
+from django.db.models.functions import TruncMonth
+
+from contacts.models import Contact
+from conversations.models import Message  # Reports read every app's rows (ARCHITECTURE.md).
+from deliverability.models import NumberFacts, SkipReason
+
+ZERO = Decimal(0)
+
+SAVING_SKIP_REASONS = (
+    SkipReason.MARKED_INVALID,  # a failed send's flag (30005, 21614, disconnected) or staff's
+    SkipReason.INVALID_NUMBER,
+    SkipReason.LANDLINE,
+    SkipReason.RECENT_ERRORS,
+    SkipReason.GLOBAL_LIFETIME_ERROR_COUNT,
+    SkipReason.DUPLICATE_NUMBER,
+)
+
+DELIVERED = ("delivered", "read", "partially_delivered", "sent")  # sent: no later status yet
+UNDELIVERED = "undelivered"  # the carrier took it and could not deliver it: charged in full
+FAILED = "failed"  # Twilio could not send it: the failed-message fee, if Twilio accepted it
+
+
+def segment_price(kind):
+    """What one segment costs from a sender of `kind` (a conversations Sender.Kind value)."""
+    base = {
+        "toll_free": settings.SMS_PRICE_TOLL_FREE,
+        "short_code": settings.SMS_PRICE_SHORT_CODE,
+    }.get(kind, settings.SMS_PRICE_LONG_CODE)
+    return base + settings.SMS_CARRIER_FEE
+
+
+def skip_savings(*, skipped, segments, kind):
+    """What not sending to the undeliverable recipients of `skipped` ({reason: count}) saves."""
+    count = sum(n for reason, n in skipped.items() if reason in SAVING_SKIP_REASONS)
+    return count * max(segments, 1) * segment_price(kind)
+
+
+@dataclass
+class Ledger:
+    delivered: Decimal = ZERO  # spent on messages that arrived (or were sent, no report yet)
+    wasted: Decimal = ZERO  # spent on messages that failed or were undelivered
+    saved: Decimal = ZERO  # not spent: skipped because they could not have been delivered
+    lookups: Decimal = ZERO  # spent on number lookups
+    counts: dict = field(default_factory=lambda: {"delivered": 0, "wasted": 0, "saved": 0})
+
+    @property
+    def spent(self):
+        return self.delivered + self.wasted + self.lookups
+
+    def add(self, row):
+        """Add one aggregate row of `_message_rows` to this ledger."""
+        unit = segment_price(row["sender__kind"])
+        priced = row["priced"] or ZERO
+        unpriced_segments = (row["segment_total"] or 0) - (row["priced_segments"] or 0)
+        status = row["status"]
+        if status in DELIVERED:
+            self.delivered += priced + unpriced_segments * unit
+            self.counts["delivered"] += row["n"]
+        elif status == UNDELIVERED:
+            self.wasted += priced + unpriced_segments * unit
+            self.counts["wasted"] += row["n"]
+        elif status == FAILED:
+            self.wasted += priced + row["accepted_unpriced"] * settings.SMS_FAILED_MESSAGE_FEE
+            self.counts["wasted"] += row["n"]
+        elif row["skip_reason"] in SAVING_SKIP_REASONS:
+            self.saved += (row["segment_total"] or 0) * unit
+            self.counts["saved"] += row["n"]
+
+
+def _message_rows(messages, *by):
+    """Outbound messages that cost or saved something, summed by `by` and what prices them."""
+    counted = Q(status__in=[*DELIVERED, UNDELIVERED, FAILED]) | Q(
+        status="skipped", skip_reason__in=SAVING_SKIP_REASONS
+    )
+    return (
+        messages.filter(counted, direction="outbound")
+        .values(*by, "status", "skip_reason", "sender__kind")
+        .annotate(
+            n=Count("id"),
+            segment_total=Sum("segments"),
+            priced=Sum("price"),
+            priced_segments=Sum("segments", filter=Q(price__isnull=False)),
+            accepted_unpriced=Count("id", filter=Q(price__isnull=True, provider_sid__isnull=False)),
+        )
+        .order_by()
+    )
+
+
+def broadcast_ledger(broadcast):
+    """What a broadcast cost, wasted and saved (one query)."""
+    ledger = Ledger()
+    for row in _message_rows(broadcast.messages.all()):
+        ledger.add(row)
+    return ledger
+
+
+def monthly(org, period):
+    """{first day of month: Ledger} for every month of the report period, in the org's time
+    zone: messages by the month they were created, lookups by the month they were made."""
+    tz = org.tzinfo
+    months = {}
+    day = period.first_day.replace(day=1)
+    while day <= period.last_day:
+        months[day] = Ledger()
+        day = date(day.year + day.month // 12, day.month % 12 + 1, 1)
+    messages = Message.objects.filter(
+        organization=org, created_at__gte=period.start, created_at__lt=period.end
+    ).annotate(month=TruncMonth("created_at", tzinfo=tz))
+    for row in _message_rows(messages, "month"):
+        months[_as_date(row["month"])].add(row)
+    for month, count in _lookups_by_month(org, period):
+        months[month].lookups += count * settings.LOOKUP_PRICE_LINE_TYPE
+    return months
+
+
+def _lookups_by_month(org, period):
+    """How many of the org's numbers were looked up each month (the latest lookup of each
+    number is what is kept, so a number looked up twice in the period counts once)."""
+    numbers = Contact.objects.for_org(org).exclude(phone_e164="").values("phone_e164")
+    rows = (
+        NumberFacts.objects.filter(
+            phone__in=numbers, looked_up_at__gte=period.start, looked_up_at__lt=period.end
+        )
+        .annotate(month=TruncMonth("looked_up_at", tzinfo=org.tzinfo))
+        .values("month")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    return [(_as_date(row["month"]), row["n"]) for row in rows]
+
+
+def _as_date(moment):
+    return moment.date() if hasattr(moment, "date") else moment
+
+
+def totals(months):
+    total = Ledger()
+    for ledger in months.values():
+        total.delivered += ledger.delivered
+        total.wasted += ledger.wasted
+        total.saved += ledger.saved
+        total.lookups += ledger.lookups
+        for key, n in ledger.counts.items():
+            total.counts[key] += n
+    return total
+
+
+def money_text(amount):
+    """A Decimal amount in USD rounded to the cent for reading: "$1,234.57"; an amount that
+    rounds to nothing but is not nothing reads "under $0.01"."""
+    if amount is None or amount == "":
+        return ""
+    amount = Decimal(amount)
+    if 0 < amount < Decimal("0.005"):
+        return "under $0.01"
+    cents = amount.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    return f"${cents:,.2f}"
