@@ -546,3 +546,47 @@ def test_the_simulators_history_follows_the_number_plan(org, sender, settings):
 
     again = history.history_import_start(org=org, days=60, run_in_background=False)
     assert history.history_import_run(again.pk, backend=SimulatorBackend()).messages_applied == 0
+
+
+# Two workers at once (PostgreSQL) ----------------------------------------------------------------
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_given_the_same_import_apply_each_message_once(settings):
+    """A redelivered task (acks_late) runs beside the first: one holds the lease, the other
+    leaves; a second import started meanwhile resumes the same one."""
+    import threading
+
+    from django.db import connection
+
+    org = factories.make_org("Two workers")
+    factories.make_sender(org, phone_number=OURS)
+    factories.make_contact(org, MEMBER)
+    account = get_backend("locmem").history_messages
+    account.extend(a_busy_history())
+    record = history.history_import_start(org=org, days=100, run_in_background=False)
+    assert history.history_import_start(org=org, days=30, run_in_background=False).pk == record.pk
+    barrier = threading.Barrier(2)
+    results = []
+
+    def worker():
+        try:
+            barrier.wait()
+            results.append(history.history_import_run(record.pk))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+    assert sorted(r is None for r in results) == [False, True]
+    record.refresh_from_db()
+    assert record.state == HistoryImport.State.FINISHED
+    assert record.messages_applied == len(account)
+    assert HistorySeen.objects.filter(organization=org).count() == len(account)
+    opt_outs = AuditEvent.objects.filter(organization=org, action=AuditEvent.Action.OPT_OUT)
+    assert opt_outs.count() == 3  # the STOP, the "stop please", the carrier STOP: once each
