@@ -9,9 +9,13 @@ from conversations import history
 from conversations.models import HistoryImport
 
 
-def _context(record):
+def _context(record, org=None):
+    imports = (
+        HistoryImport.objects.filter(organization=org) if org else HistoryImport.objects.none()
+    )
     return {
         "record": record,
+        "others": imports.exclude(pk=record.pk if record else None)[:10],
         "rows": history.report_rows(record) if record else [],
         "live": record is not None and record.state == HistoryImport.State.RUNNING,
         "max_days": history.MAX_DAYS,
@@ -23,7 +27,7 @@ def _context(record):
 @manager_required
 def history_page(request):
     record = HistoryImport.objects.filter(organization=request.organization).first()
-    return render(request, "conversations/history.html", _context(record))
+    return render(request, "conversations/history.html", _context(record, request.organization))
 
 
 @require_GET
@@ -49,9 +53,9 @@ def history_start(request):
         record = history.history_import_start(org=request.organization, days=days, by=request.user)
     except history.HistoryRefused as refusal:
         messages.error(request, str(refusal))
-        return redirect("conversations:history")
+        return redirect("history:page")
     messages.success(
         request,
         f"Importing the Twilio history from {record.first_day:%b %-d, %Y}: progress below.",
     )
-    return redirect("conversations:history_import", record.pk)
+    return redirect("history:import", record.pk)

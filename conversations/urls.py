@@ -1,6 +1,6 @@
 from django.urls import path
 
-from conversations import history_views, review_views, views
+from conversations import review_views, views
 
 app_name = "conversations"
 
@@ -27,10 +27,4 @@ urlpatterns += [
     path("review/<int:item_id>/decide/", review_views.review_decide, name="review_decide"),
     path("review/<int:item_id>/undo/", review_views.review_undo, name="review_undo"),
     path("alerts/<int:alert_id>/resolve/", views.alert_resolve, name="alert_resolve"),
-]
-
-urlpatterns += [
-    path("history/", history_views.history_page, name="history"),
-    path("history/start/", history_views.history_start, name="history_start"),
-    path("history/<int:import_id>/", history_views.history_progress, name="history_import"),
 ]

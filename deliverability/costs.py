@@ -177,3 +177,9 @@ def money_text(amount):
         return "under $0.01"
     cents = amount.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
     return f"${cents:,.2f}"
+
+
+def money_short(amount):
+    """As money_text, shorter, for a chart's labels: "<$0.01" for what rounds to nothing."""
+    text = money_text(amount)
+    return "<$0.01" if text == "under $0.01" else text

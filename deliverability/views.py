@@ -196,7 +196,8 @@ def _costs(request, org, period, stamp, as_csv):
     return {
         "months": months,
         "total": total,
-        "chart": charts.grouped_columns(groups, series, money=costs.money_text),
+        "chart": charts.grouped_columns(groups, series, money=costs.money_short),
+        "legend": charts.legend(series),
     }
 
 

@@ -461,11 +461,11 @@ def test_a_manager_starts_an_import_as_a_task_and_sees_its_report(
     account.extend([inbound(MEMBER, "STOP", 3), inbound(OTHER, UNCLEAR, 2)])
 
     with django_capture_on_commit_callbacks(execute=True):
-        response = owner_client.post(reverse("conversations:history_start"), {"days": "30"})
+        response = owner_client.post(reverse("history:start"), {"days": "30"})
 
     record = HistoryImport.objects.get(organization=org)
     assert response.status_code == 302
-    assert response["Location"] == reverse("conversations:history_import", args=[record.pk])
+    assert response["Location"] == reverse("history:import", args=[record.pk])
     assert record.state == HistoryImport.State.FINISHED  # the task ran (in the caller here)
     assert record.started_by.username == "owner"
     page = owner_client.get(response["Location"]).content.decode()
@@ -484,21 +484,19 @@ def test_the_task_goes_to_the_maintenance_queue():
 def test_a_running_import_is_polled_and_an_interrupted_one_offers_resume(owner_client, org, sender):
     record = history.history_import_start(org=org, days=30, run_in_background=False)
 
-    page = owner_client.get(reverse("conversations:history")).content.decode()
+    page = owner_client.get(reverse("history:page")).content.decode()
     assert 'hx-trigger="every 2s"' in page
 
     HistoryImport.objects.filter(pk=record.pk).update(
         state=HistoryImport.State.INTERRUPTED, error="ConnectionError: reset"
     )
-    page = owner_client.get(reverse("conversations:history")).content.decode()
+    page = owner_client.get(reverse("history:page")).content.decode()
     assert "Resume the import" in page and "ConnectionError: reset" in page
     assert 'hx-trigger="every 2s"' not in page
 
 
 def test_bad_days_get_a_message_not_an_error(owner_client, org, sender):
-    response = owner_client.post(
-        reverse("conversations:history_start"), {"days": "lots"}, follow=True
-    )
+    response = owner_client.post(reverse("history:start"), {"days": "lots"}, follow=True)
 
     assert response.status_code == 200
     assert "Choose between 1 and 400 days" in response.content.decode()
@@ -506,8 +504,8 @@ def test_bad_days_get_a_message_not_an_error(owner_client, org, sender):
 
 
 def test_the_import_is_for_managers_only(teammate_client, org, sender):
-    assert teammate_client.get(reverse("conversations:history")).status_code == 403
-    response = teammate_client.post(reverse("conversations:history_start"), {"days": "30"})
+    assert teammate_client.get(reverse("history:page")).status_code == 403
+    response = teammate_client.post(reverse("history:start"), {"days": "30"})
     assert response.status_code == 403
     assert not HistoryImport.objects.exists()
 
@@ -515,9 +513,9 @@ def test_the_import_is_for_managers_only(teammate_client, org, sender):
 def test_another_orgs_import_is_not_found(outsider_client, org, sender):
     record = history.history_import_start(org=org, days=30, run_in_background=False)
 
-    url = reverse("conversations:history_import", args=[record.pk])
+    url = reverse("history:import", args=[record.pk])
     assert outsider_client.get(url).status_code == 404
-    page = outsider_client.get(reverse("conversations:history")).content.decode()
+    page = outsider_client.get(reverse("history:page")).content.decode()
     assert 'id="history-progress"' not in page  # the outsider's org has no import
 
 
@@ -590,3 +588,23 @@ def test_two_workers_given_the_same_import_apply_each_message_once(settings):
     assert HistorySeen.objects.filter(organization=org).count() == len(account)
     opt_outs = AuditEvent.objects.filter(organization=org, action=AuditEvent.Action.OPT_OUT)
     assert opt_outs.count() == 3  # the STOP, the "stop please", the carrier STOP: once each
+
+
+def test_the_page_links_the_earlier_imports_reports(owner_client, org, sender, contact, account):
+    account.append(inbound(MEMBER, "STOP", 3))
+    first = run_import(org)
+    run_import(org)
+
+    page = owner_client.get(reverse("history:page")).content.decode()
+
+    assert "Already imported before" in page  # the latest run
+    assert reverse("history:import", args=[first.pk]) in page
+    report = owner_client.get(reverse("history:import", args=[first.pk])).content.decode()
+    assert "Opted out by a reply (STOP)" in report
+
+
+def test_the_page_is_under_reports_in_the_navigation(owner_client, org, sender):
+    page = owner_client.get(reverse("history:page")).content.decode()
+
+    assert reverse("history:page").startswith("/reports/")
+    assert 'aria-current="page" href="/reports/"' in page
