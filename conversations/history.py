@@ -66,6 +66,8 @@ REPORT_LABELS = {
     "flags_too_old": "Errors older than 80 days (no flag)",
     "flags_disproved": "Errors older than the number's latest delivery or reply (no flag)",
     "other_errors": "Errors about the content or the sender (nothing on the number)",
+    "already_opted_out": "Carrier STOPs for numbers already opted out",
+    "unchanged": "STOP or START that changed nothing (already so)",
     "blocked": "Replies from numbers marked Invalid",
     "not_a_number": "Messages with a short code or a name instead of a number",
     "already_imported": "Already imported before",
@@ -258,6 +260,9 @@ class _Run:
         info = catalogue.describe(message.error_code)
         cause = f"Twilio {info.code} in the message history ({message.sent_at:%Y-%m-%d})"
         if info.effect == Effect.CARRIER_STOP:
+            if services.number_state(org=self.org, phone=phone).is_opted_out:
+                self.count("already_opted_out")
+                return
             services.number_opt_out(
                 org=self.org, phone=phone, reason=OptOutReason.CARRIER_STOP, cause=cause
             )
@@ -297,7 +302,11 @@ class _Run:
                 message=_Reply(phone, message.body, message.sent_at),
                 reply=reply,
             )
-            self.count("opt_outs" if reply.intent == replies.Intent.OPT_OUT else "opt_ins")
+            now_opted_out = services.number_state(org=org, phone=phone).is_opted_out
+            if now_opted_out == state.is_opted_out:
+                self.count("unchanged")  # a STOP when opted out, a START when subscribed
+            else:
+                self.count("opt_outs" if now_opted_out else "opt_ins")
         elif reply.intent == replies.Intent.REVIEW:
             self.count("ambiguous")
             if len(self.record.ambiguous) < AMBIGUOUS_KEPT:

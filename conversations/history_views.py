@@ -35,10 +35,9 @@ def history_page(request):
 def history_progress(request, import_id):
     """The progress and report of one import; polled while it runs."""
     record = get_object_or_404(HistoryImport, pk=import_id, organization=request.organization)
-    template = (
-        "conversations/history_progress.html" if request.htmx else "conversations/history.html"
-    )
-    return render(request, template, _context(record))
+    if request.htmx:
+        return render(request, "conversations/history_progress.html", _context(record))
+    return render(request, "conversations/history.html", _context(record, request.organization))
 
 
 @require_POST

@@ -539,7 +539,7 @@ def test_the_simulators_history_follows_the_number_plan(org, sender, settings):
     assert state_of(org, numbers[73]).error_streak == 1
     stopped = state_of(org, numbers[91])
     assert stopped.opt_out_reason == OptOutReason.STOP_KEYWORD  # the STOP came first
-    assert done.report["opt_outs"] == 1 and done.report["carrier_stops"] == 1
+    assert done.report["opt_outs"] == 1 and done.report["already_opted_out"] == 1
     assert not state_of(other, "+12125550191").is_opted_out  # the other org's history
 
     again = history.history_import_start(org=org, days=60, run_in_background=False)
