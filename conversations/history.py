@@ -89,7 +89,8 @@ def history_import_start(*, org, days=DEFAULT_DAYS, by=None, run_in_background=T
     """
     if not isinstance(days, int) or not 1 <= days <= MAX_DAYS:
         raise HistoryRefused(f"Choose between 1 and {MAX_DAYS} days (Twilio keeps about 400).")
-    if not _scope(org).numbers and not _scope(org).services:
+    scope = _scope(org)
+    if not scope.numbers and not scope.services:
         raise HistoryRefused("This organization has no sending number: there is no history.")
     today = (now or timezone.now()).astimezone(UTC).date()
     record = HistoryImport.objects.exclude(state=State.FINISHED).filter(organization=org).first()

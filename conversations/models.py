@@ -442,6 +442,20 @@ class HistoryImport(models.Model):
     def percent(self):
         return int(100 * self.days_done / self.days_total) if self.days_total else 100
 
+    @property
+    def is_waiting(self):
+        """Started, and no worker has taken it yet."""
+        return self.state == self.State.RUNNING and self.lease_until is None
+
+    @property
+    def is_stalled(self):
+        """Running, but its worker stopped renewing its lease: it died mid-import."""
+        return (
+            self.state == self.State.RUNNING
+            and self.lease_until is not None
+            and self.lease_until < timezone.now()
+        )
+
 
 class HistorySeen(models.Model):
     """A Twilio message of the account's history already applied for an organization."""

@@ -608,3 +608,25 @@ def test_the_page_is_under_reports_in_the_navigation(owner_client, org, sender):
 
     assert reverse("history:page").startswith("/reports/")
     assert 'aria-current="page" href="/reports/"' in page
+
+
+def test_an_import_whose_worker_died_says_so_and_resumes(
+    owner_client, org, sender, account, django_capture_on_commit_callbacks
+):
+    account.append(inbound(MEMBER, "STOP", 3))
+    record = history.history_import_start(org=org, days=30, run_in_background=False)
+    page = owner_client.get(reverse("history:page")).content.decode()
+    assert "Waiting for a worker" in page
+
+    # A worker took it and was killed: its lease lapsed with the import still running.
+    HistoryImport.objects.filter(pk=record.pk).update(
+        lease_until=timezone.now() - timedelta(minutes=1)
+    )
+    page = owner_client.get(reverse("history:page")).content.decode()
+    assert "The worker running this import stopped" in page
+
+    with django_capture_on_commit_callbacks(execute=True):
+        owner_client.post(reverse("history:start"), {"days": "30"})  # Resume: the task runs
+    record.refresh_from_db()
+    assert record.state == HistoryImport.State.FINISHED
+    assert state_of(org).is_opted_out
