@@ -630,3 +630,25 @@ def test_an_import_whose_worker_died_says_so_and_resumes(
     record.refresh_from_db()
     assert record.state == HistoryImport.State.FINISHED
     assert state_of(org).is_opted_out
+
+
+def test_after_the_import_the_first_broadcast_skips_what_the_history_showed(org, sender, settings):
+    """A simulator population of 100 numbers (+1 212 555 0100–0199): before the import the
+    first broadcast would text all of them; after it, the history's STOPs (0190–0194) and its
+    30005s (0160–0169) are skipped, and the preview counts what that saves."""
+    from conversations import broadcasts
+
+    settings.SMS_BACKEND = "simulator"
+    for nn in range(100):
+        factories.make_contact(org, f"+1212555{100 + nn:04d}")
+    before = broadcasts.preview(org=org, sender=sender, body="Pool closed", kind="all")
+    assert (before.sendable, before.skipped, before.saving) == (100, {}, 0)
+
+    record = history.history_import_start(org=org, days=60, run_in_background=False)
+    history.history_import_run(record.pk, backend=SimulatorBackend())
+
+    after = broadcasts.preview(org=org, sender=sender, body="Pool closed", kind="all")
+    assert after.skipped == {"opted_out": 5, "marked_invalid": 10}
+    assert after.sendable == 85
+    # The ten disconnected numbers save money; the five who said STOP are not a saving.
+    assert after.saving == 10 * (settings.SMS_PRICE_LONG_CODE + settings.SMS_CARRIER_FEE)
