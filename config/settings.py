@@ -251,8 +251,11 @@ MESSAGE_VALIDITY_SECONDS = env_int("MESSAGE_VALIDITY_SECONDS", 36000)
 # Line-type lookups a second, across every worker (Twilio Lookup's own limit is higher; this
 # keeps an import's lookups from crowding the account).
 LOOKUP_RATE = float(env_str("LOOKUP_RATE", "20"))
-# What Twilio charges per lookup for each package (US list prices, USD), for the cost of an
-# organization's lookups: line type intelligence, line status (beta), reassigned number.
+# Numbers per Lookup v2 batch request (POST /v2/batch/query) on the twilio backend.
+LOOKUP_BATCH_SIZE = env_int("LOOKUP_BATCH_SIZE", 50)
+# What Twilio charges per lookup for each package (US list prices, USD, as of 2026-12-02), for
+# the cost of an organization's lookups: line type intelligence, line status (beta),
+# reassigned number.
 LOOKUP_PRICE_LINE_TYPE = env_decimal("LOOKUP_PRICE_LINE_TYPE", "0.008")
 LOOKUP_PRICE_LINE_STATUS = env_decimal("LOOKUP_PRICE_LINE_STATUS", "0.007")
 LOOKUP_PRICE_REASSIGNED = env_decimal("LOOKUP_PRICE_REASSIGNED", "0.01")

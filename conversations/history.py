@@ -21,8 +21,9 @@ second import changes nothing:
 - a delivery and a reply are heartbeats, and a delivered or sent message ends the number's
   error streak as a live one does.
 
-Locks follow conversations.events' order: every change goes through deliverability.services
-(the number's state, then its facts); the import's own rows come last.
+Locks follow conversations.events' order: every change goes through the number's state
+(NumberState's transitions) and deliverability.outcomes (the state, then the facts); the
+import's own rows come last.
 """
 
 import logging
@@ -38,9 +39,9 @@ from contacts.models import Contact
 from contacts.phones import parse_phone
 from conversations.backends import get_backend
 from conversations.models import HistoryImport, HistorySeen, Sender
-from deliverability import catalogue, consent, replies, services
+from deliverability import catalogue, consent, outcomes, replies
 from deliverability.catalogue import Effect
-from deliverability.models import NumberFacts, OptOutReason
+from deliverability.models import NumberFacts, NumberState, OptOutReason
 
 log = logging.getLogger(__name__)
 
@@ -247,12 +248,12 @@ class _Run:
         at, org = message.sent_at, self.org
         if message.status in ("queued", "accepted", "scheduled", "sending", "canceled"):
             return
-        services.record_attempts(org=org, phones=[phone], at=at)
+        outcomes.record_attempts(org=org, phones=[phone], at=at)
         if message.status in ("delivered", "read", "partially_delivered"):
-            services.record_success(org=org, phone=phone, at=at, delivered=True)
+            outcomes.record_success(org=org, phone=phone, at=at, delivered=True)
             self.count("deliveries")
         elif message.status == "sent":
-            services.record_success(org=org, phone=phone, at=at, delivered=False)
+            outcomes.record_success(org=org, phone=phone, at=at, delivered=False)
             self.count("sent")
         elif message.error_code is not None:
             self.apply_error(message, phone)
@@ -261,15 +262,15 @@ class _Run:
         info = catalogue.describe(message.error_code)
         cause = f"Twilio {info.code} in the message history ({message.sent_at:%Y-%m-%d})"
         if info.effect == Effect.CARRIER_STOP:
-            if services.number_state(org=self.org, phone=phone).is_opted_out:
+            if NumberState.objects.of(org=self.org, phone=phone).is_opted_out:
                 self.count("already_opted_out")
                 return
-            services.number_opt_out(
-                org=self.org, phone=phone, reason=OptOutReason.CARRIER_STOP, cause=cause
+            NumberState.objects.of(org=self.org, phone=phone).opt_out(
+                reason=OptOutReason.CARRIER_STOP, cause=cause
             )
             self.count("carrier_stops")
         elif info.effect == Effect.COUNT_ERROR:
-            services.record_number_error(
+            outcomes.record_number_error(
                 org=self.org, phone=phone, at=message.sent_at, code=info.code or message.error_code
             )
             self.count("errors")
@@ -285,12 +286,12 @@ class _Run:
     def apply_reply(self, message, phone):
         org = self.org
         reply = replies.classify(message.body)
-        state = services.number_state(org=org, phone=phone)
+        state = NumberState.objects.of(org=org, phone=phone)
         if state.is_invalid and reply.intent != replies.Intent.OPT_OUT:
             self.count("blocked")  # As live: stored, not acted on; an opt-out still counts.
             return
         if not state.is_invalid:
-            services.record_heartbeat(phone=phone, at=message.sent_at)
+            outcomes.record_heartbeat(phone=phone, at=message.sent_at)
             self.count("replies")
         if reply.intent in (replies.Intent.OPT_OUT, replies.Intent.OPT_IN):
             contact = (
@@ -303,7 +304,7 @@ class _Run:
                 message=_Reply(phone, message.body, message.sent_at),
                 reply=reply,
             )
-            now_opted_out = services.number_state(org=org, phone=phone).is_opted_out
+            now_opted_out = NumberState.objects.of(org=org, phone=phone).is_opted_out
             if now_opted_out == state.is_opted_out:
                 self.count("unchanged")  # a STOP when opted out, a START when subscribed
             else:
@@ -334,9 +335,7 @@ class _Run:
                     self.count("flags_disproved")
                 else:
                     info = catalogue.describe(error["code"])
-                    services.number_flag_automatically(
-                        org=self.org,
-                        phone=phone,
+                    NumberState.objects.of(org=self.org, phone=phone).flag_automatically(
                         code=info.code,
                         reason=info.reason,
                         cause=f"Twilio {info.code} in the message history ({at:%Y-%m-%d})",

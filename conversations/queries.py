@@ -2,15 +2,9 @@
 
 from django.db import connection
 
-from contacts.queries import (
-    FILTERS,
-    cached_counts,
-    filter_counts,
-    flagged_contact_ids,
-    search_q,
-    state_filter,
-)
+from contacts.queries import FILTERS, cached_counts, search_q
 from conversations.models import Conversation
+from deliverability.queries import filter_counts, flagged_contact_ids, state_filter
 
 __all__ = ["FILTERS", "conversation_list", "conversation_counts"]
 

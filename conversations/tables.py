@@ -11,7 +11,7 @@ from contacts.models import Contact
 from conversations import status as lifecycle
 from conversations.models import Message
 from conversations.templatetags.reachable import status_class
-from deliverability import catalogue, checks
+from deliverability import catalogue, eligibility
 from deliverability.models import InvalidSource, NumberState, SkipReason
 
 
@@ -33,7 +33,7 @@ def with_number_state(messages, org):
 def with_retry_check(messages, org):
     """Annotate each message with `retry_skip_reason`: why a retry to its contact's number would
     be skipped now (the send path's own pre-send checks), or None when a retry can go out."""
-    return checks.annotate_skip_reason(
+    return eligibility.annotate_skip_reason(
         messages,
         org=org,
         phone_ref="conversation__contact__phone_e164",

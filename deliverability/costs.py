@@ -22,9 +22,8 @@ from django.conf import settings
 from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncMonth
 
-from contacts.models import Contact
 from conversations.models import Message  # Reports read every app's rows (ARCHITECTURE.md).
-from deliverability.models import NumberFacts, SkipReason
+from deliverability.models import NumberLookup, SkipReason
 
 ZERO = Decimal(0)
 
@@ -130,25 +129,37 @@ def monthly(org, period):
     ).annotate(month=TruncMonth("created_at", tzinfo=tz))
     for row in _message_rows(messages, "month"):
         months[_as_date(row["month"])].add(row)
-    for month, count in _lookups_by_month(org, period):
-        months[month].lookups += count * settings.LOOKUP_PRICE_LINE_TYPE
+    for month, spent in _lookups_by_month(org, period):
+        months[month].lookups += spent
     return months
 
 
 def _lookups_by_month(org, period):
-    """How many of the org's numbers were looked up each month (the latest lookup of each
-    number is what is kept, so a number looked up twice in the period counts once)."""
-    numbers = Contact.objects.for_org(org).exclude(phone_e164="").values("phone_e164")
+    """What the org's lookups cost each month: every NumberLookup made for it, at the
+    LOOKUP_PRICE_* price of each package it paid for."""
+    paid = {
+        "line_type": Q(paid_line_type=True),
+        "line_status": Q(paid_line_status=True),
+        "reassigned": Q(paid_reassigned=True),
+    }
     rows = (
-        NumberFacts.objects.filter(
-            phone__in=numbers, looked_up_at__gte=period.start, looked_up_at__lt=period.end
+        NumberLookup.objects.filter(
+            organization=org, looked_up_at__gte=period.start, looked_up_at__lt=period.end
         )
         .annotate(month=TruncMonth("looked_up_at", tzinfo=org.tzinfo))
         .values("month")
-        .annotate(n=Count("id"))
+        .annotate(**{name: Count("id", filter=condition) for name, condition in paid.items()})
         .order_by()
     )
-    return [(_as_date(row["month"]), row["n"]) for row in rows]
+    prices = {
+        "line_type": settings.LOOKUP_PRICE_LINE_TYPE,
+        "line_status": settings.LOOKUP_PRICE_LINE_STATUS,
+        "reassigned": settings.LOOKUP_PRICE_REASSIGNED,
+    }
+    return [
+        (_as_date(row["month"]), sum(row[name] * price for name, price in prices.items()))
+        for row in rows
+    ]
 
 
 def _as_date(moment):

@@ -10,12 +10,11 @@ from django.urls import reverse
 from django.utils import timezone
 
 from config.settings import env_decimal
-from conversations import broadcasts
-from conversations import services as pipeline
+from conversations import broadcasts, reconciliation
 from conversations.backends import RemoteMessage, get_backend
 from conversations.models import Message, Sender
-from deliverability import costs, reports, services
-from deliverability.models import NumberFacts, ReviewItem, SkipReason
+from deliverability import costs, reports
+from deliverability.models import NumberFacts, NumberLookup, NumberState, ReviewItem, SkipReason
 from tests.factories import make_contact, make_message, make_org, make_sender
 
 HTMX = {"HX-Request": "true"}
@@ -30,6 +29,8 @@ def prices(settings):
     settings.SMS_CARRIER_FEE = Decimal("0.003")
     settings.SMS_FAILED_MESSAGE_FEE = Decimal("0.001")
     settings.LOOKUP_PRICE_LINE_TYPE = Decimal("0.008")
+    settings.LOOKUP_PRICE_LINE_STATUS = Decimal("0.007")
+    settings.LOOKUP_PRICE_REASSIGNED = Decimal("0.01")
     return settings
 
 
@@ -121,13 +122,15 @@ def club(org, owner, prices):
         "pending_review": make_contact(org, "+12125550106"),
         "duplicate_number": make_contact(org, "+12124000000", first_name="Partner"),
     }
-    services.number_opt_out(org=org, phone="+12125550101", reason="stop_keyword", cause="STOP")
-    services.number_flag_automatically(
-        org=org, phone="+12125550102", code=30005, reason="Number does not exist", cause="test"
+    NumberState.objects.of(org=org, phone="+12125550101").opt_out(
+        reason="stop_keyword", cause="STOP"
+    )
+    NumberState.objects.of(org=org, phone="+12125550102").flag_automatically(
+        code=30005, reason="Number does not exist", cause="test"
     )
     NumberFacts.objects.create(phone="+12125550150", line_type="landline")
-    services.number_pause(
-        org=org, phone="+12125550103", until=timezone.now() + timedelta(days=3), by=owner
+    NumberState.objects.of(org=org, phone="+12125550103").pause(
+        until=timezone.now() + timedelta(days=3), by=owner
     )
     now = timezone.now()
     ReviewItem.objects.create(
@@ -173,7 +176,7 @@ def test_a_preview_with_nothing_undeliverable_says_nothing_about_saving(
     sender = make_sender(org, phone_number="+14155550100")
     make_contact(org, "+12124000001")
     opted_out = make_contact(org, "+12125550101")
-    services.number_opt_out(org=org, phone=opted_out.phone_e164, reason="staff", by=owner)
+    NumberState.objects.of(org=org, phone=opted_out.phone_e164).opt_out(reason="staff", by=owner)
 
     response = owner_client.post(
         "/broadcasts/preview/",
@@ -270,12 +273,24 @@ def history(org, prices):
     message(today, toll_free, status="delivered")
     message(today, toll_free, status="skipped", skip_reason=SkipReason.PAUSED)
     message(today, toll_free, status="skipped", skip_reason=SkipReason.DUPLICATE_NUMBER)
-    NumberFacts.objects.create(
-        phone=member.phone_e164, line_type="mobile", looked_up_at=at(org, today)
+    # A lookup paid with line type and line status; the other org's lookup is its own.
+    NumberLookup.objects.create(
+        organization=org,
+        phone=member.phone_e164,
+        looked_up_at=at(org, today),
+        paid_line_type=True,
+        paid_line_status=True,
     )
     other = make_org("Elsewhere")
     stranger = make_contact(other, "+12125550999")
     make_message(stranger, sender=make_sender(other), status="undelivered", error_code=30003)
+    NumberLookup.objects.create(
+        organization=other,
+        phone=stranger.phone_e164,
+        looked_up_at=at(org, today),
+        paid_line_type=True,
+        paid_reassigned=True,
+    )
     return {"this_month": this_month, "last_month": last_month, "today": today}
 
 
@@ -295,11 +310,11 @@ def test_the_months_figures(org, history):
         Decimal("0.0120"),
         0,
         Decimal("0.0120"),  # the duplicate; never the paused member
-        Decimal("0.008"),
+        Decimal("0.015"),  # line type 0.008 + line status 0.007
     )
     assert list(months)[-1] == history["this_month"]
     total = costs.totals(months)
-    assert total.spent == 3 * Decimal("0.0113") + Decimal("0.0120") + Decimal("0.008")
+    assert total.spent == 3 * Decimal("0.0113") + Decimal("0.0120") + Decimal("0.015")
 
 
 def test_the_costs_report_draws_the_months(owner_client, org, history):
@@ -309,7 +324,7 @@ def test_the_costs_report_draws_the_months(owner_client, org, history):
     assert response.status_code == 200
     assert "<svg" in page and "Saved by skipping" in page
     assert f"{history['last_month']:%b %Y}" in page
-    assert "Spent <strong>$0.05</strong>" in page  # 0.0226 + 0.0113 + 0.0120 + 0.008
+    assert "Spent <strong>$0.06</strong>" in page  # 0.0226 + 0.0113 + 0.0120 + 0.015
     assert "Opted-out, paused and waiting-for-review people are never counted" in page
 
 
@@ -342,7 +357,7 @@ def test_a_status_fetch_keeps_twilios_price(org, sender, contact, prices):
         price_unit="USD",
     )
 
-    pipeline.reconcile_stuck()
+    reconciliation.reconcile_stuck()
 
     message.refresh_from_db()
     assert message.status == "delivered"

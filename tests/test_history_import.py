@@ -17,7 +17,7 @@ from django.utils import timezone
 from conversations import history
 from conversations.backends import HistoryMessage, SimulatorBackend, get_backend
 from conversations.models import HistoryImport, HistorySeen, Message
-from deliverability import services
+from deliverability import outcomes
 from deliverability.models import (
     AuditEvent,
     InvalidSource,
@@ -85,7 +85,7 @@ def run_import(org, days=100):
 
 
 def state_of(org, phone=MEMBER):
-    return services.number_state(org=org, phone=phone)
+    return NumberState.objects.of(org=org, phone=phone)
 
 
 def snapshot():
@@ -213,7 +213,7 @@ def test_an_error_older_than_the_latest_delivery_sets_no_flag(org, sender, conta
 
 
 def test_a_delivery_recorded_before_the_import_also_disproves(org, sender, contact, account):
-    services.record_heartbeat(phone=MEMBER, at=timezone.now() - timedelta(days=1))
+    outcomes.record_heartbeat(phone=MEMBER, at=timezone.now() - timedelta(days=1))
     account.append(outbound(MEMBER, 10, "undelivered", 30005))
 
     run_import(org)
@@ -232,9 +232,9 @@ def test_unreachable_errors_join_the_error_history_with_their_dates(org, sender,
     assert not state.is_invalid  # unreachable errors count; they do not flag
     facts = NumberFacts.objects.get(phone=MEMBER)
     assert facts.error_count == 5 and facts.last_error_code == "30003"
-    from deliverability import checks
+    from deliverability import eligibility
 
-    assert checks.check_number(org=org, phone=MEMBER, broadcast=True) == "recent_errors"
+    assert eligibility.check_number(org=org, phone=MEMBER, broadcast=True) == "recent_errors"
 
 
 def test_a_delivery_is_a_heartbeat_and_ends_the_streak(org, sender, contact, account):
