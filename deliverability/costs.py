@@ -15,15 +15,12 @@ Amounts are Decimal, in USD; pages round them for display (the `money` filter).
 """
 
 from dataclasses import dataclass, field
-from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
 from django.db.models import Count, Q, Sum
-from django.db.models.functions import TruncMonth
 
-from conversations.models import Message  # Reports read every app's rows (ARCHITECTURE.md).
-from deliverability.models import NumberLookup, SkipReason
+from deliverability.models import SkipReason
 
 ZERO = Decimal(0)
 
@@ -69,7 +66,7 @@ class Ledger:
         return self.delivered + self.wasted + self.lookups
 
     def add(self, row):
-        """Add one aggregate row of `_message_rows` to this ledger."""
+        """Add one aggregate row of `message_rows` to this ledger."""
         unit = segment_price(row["sender__kind"])
         priced = row["priced"] or ZERO
         unpriced_segments = (row["segment_total"] or 0) - (row["priced_segments"] or 0)
@@ -88,7 +85,7 @@ class Ledger:
             self.counts["saved"] += row["n"]
 
 
-def _message_rows(messages, *by):
+def message_rows(messages, *by):
     """Outbound messages that cost or saved something, summed by `by` and what prices them."""
     counted = Q(status__in=[*DELIVERED, UNDELIVERED, FAILED]) | Q(
         status="skipped", skip_reason__in=SAVING_SKIP_REASONS
@@ -110,60 +107,9 @@ def _message_rows(messages, *by):
 def broadcast_ledger(broadcast):
     """What a broadcast cost, wasted and saved (one query)."""
     ledger = Ledger()
-    for row in _message_rows(broadcast.messages.all()):
+    for row in message_rows(broadcast.messages.all()):
         ledger.add(row)
     return ledger
-
-
-def monthly(org, period):
-    """{first day of month: Ledger} for every month of the report period, in the org's time
-    zone: messages by the month they were created, lookups by the month they were made."""
-    tz = org.tzinfo
-    months = {}
-    day = period.first_day.replace(day=1)
-    while day <= period.last_day:
-        months[day] = Ledger()
-        day = date(day.year + day.month // 12, day.month % 12 + 1, 1)
-    messages = Message.objects.filter(
-        organization=org, created_at__gte=period.start, created_at__lt=period.end
-    ).annotate(month=TruncMonth("created_at", tzinfo=tz))
-    for row in _message_rows(messages, "month"):
-        months[_as_date(row["month"])].add(row)
-    for month, spent in _lookups_by_month(org, period):
-        months[month].lookups += spent
-    return months
-
-
-def _lookups_by_month(org, period):
-    """What the org's lookups cost each month: every NumberLookup made for it, at the
-    LOOKUP_PRICE_* price of each package it paid for."""
-    paid = {
-        "line_type": Q(paid_line_type=True),
-        "line_status": Q(paid_line_status=True),
-        "reassigned": Q(paid_reassigned=True),
-    }
-    rows = (
-        NumberLookup.objects.filter(
-            organization=org, looked_up_at__gte=period.start, looked_up_at__lt=period.end
-        )
-        .annotate(month=TruncMonth("looked_up_at", tzinfo=org.tzinfo))
-        .values("month")
-        .annotate(**{name: Count("id", filter=condition) for name, condition in paid.items()})
-        .order_by()
-    )
-    prices = {
-        "line_type": settings.LOOKUP_PRICE_LINE_TYPE,
-        "line_status": settings.LOOKUP_PRICE_LINE_STATUS,
-        "reassigned": settings.LOOKUP_PRICE_REASSIGNED,
-    }
-    return [
-        (_as_date(row["month"]), sum(row[name] * price for name, price in prices.items()))
-        for row in rows
-    ]
-
-
-def _as_date(moment):
-    return moment.date() if hasattr(moment, "date") else moment
 
 
 def totals(months):

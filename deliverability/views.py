@@ -172,7 +172,7 @@ def _staff(request, org, period, stamp, as_csv):
 
 
 def _costs(request, org, period, stamp, as_csv):
-    months = costs.monthly(org, period)
+    months = reports.costs_by_month(org, period)
     total = costs.totals(months)
     if as_csv:
         rows = [

@@ -297,7 +297,7 @@ def history(org, prices):
 def test_the_months_figures(org, history):
     period = reports.report_period(org, "90")
 
-    months = costs.monthly(org, period)
+    months = reports.costs_by_month(org, period)
 
     last, this = months[history["last_month"]], months[history["this_month"]]
     assert (last.delivered, last.wasted, last.saved, last.lookups) == (
@@ -362,7 +362,7 @@ def test_a_status_fetch_keeps_twilios_price(org, sender, contact, prices):
     message.refresh_from_db()
     assert message.status == "delivered"
     assert (message.price, message.price_unit) == (Decimal("0.00790"), "USD")
-    months = costs.monthly(org, reports.report_period(org, "7"))
+    months = reports.costs_by_month(org, reports.report_period(org, "7"))
     assert costs.totals(months).delivered == Decimal("0.0079")  # not the estimate, 0.0113
 
 
