@@ -84,7 +84,7 @@ def columns(points, *, width=720, height=240, max_value=None, label_every=None, 
 def grouped_columns(groups, series, *, height=240, money=str):
     """groups: [(label, [value per series])]; series: [name]. One cluster of columns per group
     (e.g. a month), one colour per series (the page shows `legend(series)` beside it); each
-    column that is not zero carries its value."""
+    column tall enough to see carries its value."""
     if not groups or not series:
         return ""
     # Narrow when there are few groups: the text stays readable on a phone.
@@ -111,7 +111,7 @@ def grouped_columns(groups, series, *, height=240, money=str):
                 f'height="{bar_h:.1f}" fill="{colour}"><title>{escape(label)}, '
                 f"{escape(series[index])}: {escape(money(value))}</title></rect>"
             )
-            if value:
+            if bar_h >= 4:  # a column too short to see carries no label (the table has it)
                 y = max(base - bar_h - 3, 12)
                 parts.append(
                     f'<text x="{bx + bar_w * 0.45:.1f}" y="{y:.1f}" text-anchor="middle" '
