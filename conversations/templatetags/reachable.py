@@ -5,7 +5,7 @@ from django.utils.html import format_html
 
 from contacts import phones
 from conversations import status as lifecycle
-from deliverability import catalogue
+from deliverability import catalogue, costs
 from deliverability.models import SkipReason
 
 register = template.Library()
@@ -72,3 +72,9 @@ def phone(contact, region):
         return contact.phone_display
     shown = phones.national(contact.phone_e164, region)
     return format_html('<span title="{}">{}</span>', contact.phone_e164, shown)
+
+
+@register.filter
+def money(amount):
+    """A Decimal amount in USD as staff read it (deliverability.costs.money_text)."""
+    return costs.money_text(amount)
