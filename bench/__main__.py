@@ -24,6 +24,7 @@ BENCHMARKS = {
     "events": "bench.events",
     "pacing": "bench.pacing",
     "sends": "bench.sends",
+    "latency": "bench.latency",
     "firstsend": "bench.firstsend",
 }
 

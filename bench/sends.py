@@ -62,6 +62,10 @@ def worker_env(url, twilio):
         TWILIO_AUTH_TOKEN=AUTH_TOKEN,
         PUBLIC_BASE_URL="http://127.0.0.1:9",
         LOG_LEVEL="WARNING",
+        # As in production: DEBUG off (with it, every query is also kept in memory).
+        DEBUG="0",
+        SECRET_KEY=os.urandom(32).hex(),
+        ALLOWED_HOSTS="127.0.0.1",
     )
     env.pop("TASKS_IN_PROCESS", None)
     return env

@@ -40,6 +40,7 @@ INTERACTIVE, EVENTS, BULK, LOOKUPS, MAINTENANCE = QUEUES = (
 # Each task's home queue. A send's queue is chosen by its caller (see message_queue).
 TASK_QUEUES = {
     "conversations.tasks.send_message": INTERACTIVE,
+    "conversations.tasks.send_messages": BULK,
     "conversations.tasks.reconcile_unknown_send": INTERACTIVE,
     "conversations.tasks.process_events": EVENTS,
     "conversations.tasks.simulator_callback": EVENTS,

@@ -7,6 +7,7 @@ SendError, which says whether the send may be retried and whether its outcome is
 
 import hashlib
 import logging
+import os
 import random
 import threading
 import uuid
@@ -17,6 +18,7 @@ from decimal import Decimal, InvalidOperation
 import requests
 from django.conf import settings
 from django.core.cache import cache
+from requests.utils import get_environ_proxies
 from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 
 from contacts.phones import mask
@@ -91,11 +93,44 @@ def _is_transient(code, http_status):
     return code is not None and catalogue.describe(code).category == catalogue.Category.THROUGHPUT
 
 
+_clients = threading.local()
+
+
+def _thread_client():
+    """This thread's twilio-python Client, made once per configuration and kept.
+
+    A send reuses its thread's HTTP session and kept-alive connection instead of building a
+    client (and opening a connection) per message. One per thread, not one per process: the
+    client and its session keep per-request state that threads must not share.
+    """
+    key = (
+        settings.TWILIO_BASE_URL,
+        settings.TWILIO_ACCOUNT_SID,
+        settings.TWILIO_AUTH_TOKEN,
+        settings.TWILIO_TIMEOUT,
+    )
+    if getattr(_clients, "key", None) != key:
+        client = twilio_client()
+        session = getattr(client.http_client, "session", None)
+        if session is not None:
+            # The environment's proxy and CA settings, read once: left to trust the
+            # environment, requests scans every variable of it again on each call.
+            host = settings.TWILIO_BASE_URL or "https://api.twilio.com"
+            client.http_client.proxy = client.http_client.proxy or get_environ_proxies(host)
+            bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+            if bundle:
+                session.verify = bundle
+            session.trust_env = False
+        _clients.client, _clients.key = client, key
+    return _clients.client
+
+
 class TwilioBackend:
-    """twilio-python's Client from the one client factory (honours TWILIO_BASE_URL)."""
+    """twilio-python's Client from the one client factory (honours TWILIO_BASE_URL), one per
+    thread and configuration."""
 
     def __init__(self):
-        self.client = twilio_client()
+        self.client = _thread_client()
 
     def send(self, *, to, from_, body, status_callback):
         params = {
@@ -398,7 +433,8 @@ def get_backend(name=None):
     if name not in BACKENDS:
         raise ValueError(f"SMS_BACKEND must be one of {', '.join(BACKENDS)}, not {name!r}")
     if name == "twilio":
-        return TwilioBackend()  # Cheap, and picks up settings changes (tests, reconfiguration).
+        # Cheap: the client is the thread's own, made again only when the settings change.
+        return TwilioBackend()
     with _backends_lock:
         if name not in _backends:
             _backends[name] = BACKENDS[name]()

@@ -19,7 +19,7 @@ from django.utils import timezone
 from config.celery import BULK, enqueue, enqueue_on_commit
 from contacts.models import Contact
 from contacts.queries import search_q
-from conversations import breaker
+from conversations import breaker, bulksend
 from conversations.models import Broadcast, Conversation, Message
 from conversations.segments import segment
 from deliverability import costs, eligibility
@@ -300,8 +300,8 @@ def broadcast_dispatch(broadcast_id, now=None):
     released = Message.objects.filter(pk__in=ids, dispatch=Dispatch.HELD).update(
         dispatch=Dispatch.WAITING, status_changed_at=now
     )
-    for message_id in ids:
-        enqueue("conversations.tasks.send_message", message_id, queue=BULK)
+    for chunk in bulksend.chunks(ids, bulksend.chunk_size(sender.throughput)):
+        enqueue("conversations.tasks.send_messages", chunk, queue=BULK)
     if len(ids) < room:  # That was the last of them.
         _finish_if_done(broadcast, now)
     return released

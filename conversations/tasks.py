@@ -16,7 +16,15 @@ from django.utils import timezone
 from twilio.request_validator import RequestValidator
 
 from config.celery import BULK, INTERACTIVE, enqueue
-from conversations import broadcasts, event_requests, events, history, reconciliation, sending
+from conversations import (
+    broadcasts,
+    bulksend,
+    event_requests,
+    events,
+    history,
+    reconciliation,
+    sending,
+)
 from conversations.models import Broadcast, Message
 
 log = logging.getLogger(__name__)
@@ -43,6 +51,19 @@ def send_message(self, message_id):
         # outage came later: the sweeper reconciles it); try again once it is back.
         log.warning("send of message %s waits for the database: %s", message_id, exc)
         raise self.retry(countdown=backoff(min(self.request.retries, 3)), exc=exc) from exc
+
+
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=3)
+def send_messages(self, message_ids):
+    """A chunk of released broadcast messages (conversations.bulksend)."""
+    # acks_late is safe here too: a redelivered chunk claims nothing already claimed.
+    try:
+        return bulksend.messages_send(message_ids)
+    except (OperationalError, InterfaceError) as exc:
+        # Messages this run claimed and did not send are the sweeper's to reconcile; the
+        # retry claims the ones still waiting.
+        log.warning("a chunk of %d sends waits for the database: %s", len(message_ids), exc)
+        raise self.retry(countdown=backoff(self.request.retries), exc=exc) from exc
 
 
 @shared_task

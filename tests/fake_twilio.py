@@ -7,19 +7,26 @@ Each number gets its own list of faults, used one per create call; when the list
 create succeeds. Every create call is recorded, so a test can count the messages each number
 really received.
 
-Only what the twilio backend calls is served: create, fetch by SID, and list by To.
+Only what the twilio backend calls is served: create, fetch by SID, and list by To; and the
+Lookup v2 line-type fetch, which answers "mobile". With `callbacks` (a list of (status, delay
+in seconds)) it posts a signed status callback of each status to a created message's
+StatusCallback that long after the create, as Twilio does.
 """
 
 import contextlib
 import email.utils
+import heapq
 import json
 import threading
 import time
+import urllib.request
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
+
+from twilio.request_validator import RequestValidator
 
 ACCOUNT_SID = "AC" + "fa" * 16
 AUTH_TOKEN = "fake-twilio-auth-token"
@@ -46,17 +53,26 @@ class Attempt:
     body: str
     fault: str  # "" for a create that succeeded
     at: float = field(default_factory=time.monotonic)
+    wall: float = field(default_factory=time.time)  # the same moment, as other processes see it
 
 
 class FakeTwilio:
-    def __init__(self, hang_seconds=3.0, latency=0.0):
+    def __init__(self, hang_seconds=3.0, latency=0.0, callbacks=(), callback_threads=8):
         self.hang_seconds = hang_seconds
         self.latency = latency  # seconds each create takes to answer, as Twilio's do
+        self.callbacks = list(callbacks)  # (status, seconds after the create)
+        self.callback_threads = callback_threads
         self.faults = defaultdict(list)  # to -> faults still to come
         self.messages = {}  # sid -> resource
         self.attempts = []
+        self.callbacks_posted = 0
+        self.callbacks_failed = 0
         self.lock = threading.Lock()
         self.server = None
+        self._due = []  # (when, n, url, params): callbacks to post
+        self._due_ready = threading.Condition()
+        self._order = 0
+        self._stopping = False
 
     # Setting up and reading ------------------------------------------------------------------
 
@@ -102,12 +118,67 @@ class FakeTwilio:
         self.server.daemon_threads = True
         # A short poll interval: stop() waits for one, at the end of every test that uses it.
         threading.Thread(target=self.server.serve_forever, args=(0.01,), daemon=True).start()
+        if self.callbacks:
+            for _ in range(self.callback_threads):
+                threading.Thread(target=self._post_callbacks, daemon=True).start()
         return self
 
     def stop(self):
+        with self._due_ready:
+            self._stopping = True
+            self._due_ready.notify_all()
         if self.server:
             self.server.shutdown()
             self.server.server_close()
+
+    # Status callbacks ------------------------------------------------------------------------
+
+    def _schedule_callbacks(self, message, callback_url):
+        if not self.callbacks or not callback_url:
+            return
+        url = callback_url.split("#", 1)[0]  # Twilio posts without the fragment
+        now = time.monotonic()
+        with self._due_ready:
+            for status, delay in self.callbacks:
+                params = {
+                    "AccountSid": ACCOUNT_SID,
+                    "MessageSid": message["sid"],
+                    "SmsSid": message["sid"],
+                    "MessageStatus": status,
+                    "SmsStatus": status,
+                    "To": message["to"],
+                    "From": message["from"],
+                    "ApiVersion": "2010-04-01",
+                }
+                self._order += 1
+                heapq.heappush(self._due, (now + delay, self._order, url, params))
+            self._due_ready.notify_all()
+
+    def _post_callbacks(self):
+        validator = RequestValidator(AUTH_TOKEN)
+        while True:
+            with self._due_ready:
+                while not self._stopping and (not self._due or self._due[0][0] > time.monotonic()):
+                    wait = self._due[0][0] - time.monotonic() if self._due else None
+                    self._due_ready.wait(wait)
+                if self._stopping:
+                    return
+                _, _, url, params = heapq.heappop(self._due)
+            request = urllib.request.Request(
+                url,
+                data=urlencode(params).encode(),
+                headers={"X-Twilio-Signature": validator.compute_signature(url, params)},
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=10) as answer:
+                    ok = answer.status < 300
+            except OSError:
+                ok = False
+            with self.lock:
+                if ok:
+                    self.callbacks_posted += 1
+                else:
+                    self.callbacks_failed += 1
 
     # The API ---------------------------------------------------------------------------------
 
@@ -130,7 +201,9 @@ class FakeTwilio:
             return self._answer(handler, status, error)
         if self.latency:
             time.sleep(self.latency)
-        return self._answer(handler, 201, message)
+        self._answer(handler, 201, message)
+        self._schedule_callbacks(message, form.get("StatusCallback", ""))
+        return None
 
     def _new_message(self, form):
         now = email.utils.formatdate(usegmt=True)
@@ -158,6 +231,22 @@ class FakeTwilio:
 
     def _get(self, handler):
         parts = urlsplit(handler.path)
+        if "/PhoneNumbers/" in parts.path:
+            if self.latency:
+                time.sleep(self.latency)
+            phone = unquote(parts.path.rsplit("/", 1)[-1])
+            answer = {
+                "phone_number": phone,
+                "valid": True,
+                "country_code": "US",
+                "line_type_intelligence": {
+                    "type": "mobile",
+                    "carrier_name": "Stand-in Wireless",
+                    "error_code": None,
+                },
+                "url": f"https://lookups.twilio.com/v2/PhoneNumbers/{phone}",
+            }
+            return self._answer(handler, 200, answer)
         if parts.path.endswith("/Messages.json"):
             to = (parse_qs(parts.query).get("To") or [""])[0]
             with self.lock:

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from config import pacing
 from contacts.models import Contact
-from conversations import broadcasts, sending
+from conversations import broadcasts, bulksend, sending
 from conversations.backends import get_backend
 from conversations.management.commands.broadcast import Command as BroadcastCommand
 from conversations.models import Broadcast, Conversation, Message, Sender
@@ -31,11 +31,12 @@ NEW_YORK = ZoneInfo("America/New_York")
 @pytest.fixture(autouse=True)
 def _no_pacing_sleep(monkeypatch):
     """Sends keep their slots but do not sleep for them: pacing has its own tests."""
-    monkeypatch.setattr(
-        sending,
-        "wait_for_slot",
-        lambda key, rate, **options: pacing.wait_for_slot(key, rate, sleep=lambda seconds: None),
-    )
+
+    def no_sleep(key, rate, **options):
+        return pacing.wait_for_slot(key, rate, sleep=lambda seconds: None, window=False)
+
+    monkeypatch.setattr(sending, "wait_for_slot", no_sleep)
+    monkeypatch.setattr(bulksend, "wait_for_slot", no_sleep)
 
 
 @pytest.fixture
@@ -557,13 +558,15 @@ def test_cancel_mid_broadcast_sends_nothing_more_and_loses_nothing(
     assert len(outbox) == 20
     # The next ones are released but their workers have not run yet.
     stalled = []
-    monkeypatch.setattr(broadcasts, "enqueue", lambda task, pk, **options: stalled.append(pk))
+    monkeypatch.setattr(broadcasts, "enqueue", lambda task, ids, **options: stalled.append(ids))
     assert broadcasts.broadcast_dispatch(broadcast.pk) == 10
     response = owner_client.post(f"/broadcasts/{broadcast.pk}/cancel/", follow=True)
     assert "Broadcast canceled: 10 messages will not be sent." in response.content.decode()
     # The stalled workers run now, and the periodic dispatcher comes by: nothing goes out.
-    for pk in stalled:
-        sending.message_send(pk)
+    for ids in stalled:
+        assert bulksend.messages_send(ids) == {}
+        for pk in ids:
+            sending.message_send(pk)
     assert broadcasts.broadcast_dispatch(broadcast.pk) == 0
     assert len(outbox) == 20
     broadcast.refresh_from_db()

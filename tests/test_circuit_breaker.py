@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from config import pacing
 from contacts.models import Contact
-from conversations import breaker, broadcasts, event_store, events, sending, tasks
+from conversations import breaker, broadcasts, bulksend, event_store, events, sending, tasks
 from conversations.backends import SendError, get_backend
 from conversations.models import Broadcast, Message, MessageEvent
 from deliverability.models import OrgAlert
@@ -22,11 +22,12 @@ from tests.factories import make_sender
 @pytest.fixture(autouse=True)
 def _no_pacing_sleep(monkeypatch):
     """Sends keep their slots but do not sleep for them: pacing has its own tests."""
-    monkeypatch.setattr(
-        sending,
-        "wait_for_slot",
-        lambda key, rate, **options: pacing.wait_for_slot(key, rate, sleep=lambda seconds: None),
-    )
+
+    def no_sleep(key, rate, **options):
+        return pacing.wait_for_slot(key, rate, sleep=lambda seconds: None, window=False)
+
+    monkeypatch.setattr(sending, "wait_for_slot", no_sleep)
+    monkeypatch.setattr(bulksend, "wait_for_slot", no_sleep)
 
 
 @pytest.fixture
