@@ -16,6 +16,7 @@ from contacts.forms import ImportForm, PhoneForm
 from contacts.middleware import SESSION_KEY, user_memberships
 from contacts.models import Contact, ContactImport, ContactImportRow
 from contacts.urlparams import page_of, search_param
+from conversations.queries import with_number_state
 from deliverability import actions, services
 from deliverability.models import AuditEvent
 from deliverability.queries import list_health, states_by_phone
@@ -92,7 +93,9 @@ def contact_list(request):
 
 def _profile_context(request, contact, form=None):
     history = (
-        contact.conversation.messages.order_by("-created_at", "-id")[:50]
+        with_number_state(contact.conversation.messages, request.organization).order_by(
+            "-created_at", "-id"
+        )[:50]
         if hasattr(contact, "conversation")
         else []
     )

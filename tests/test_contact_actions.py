@@ -34,6 +34,8 @@ def ann(org):
 def act(client, contact, action, htmx=True, **data):
     data.setdefault("page", "conversations")
     data.setdefault("next", f"/conversations/{contact.conversation.pk}/")
+    # An opt-out as confirmed: the form's hx-vals (or the confirmation page) adds it.
+    data.setdefault("confirmed", "yes")
     return client.post(f"/numbers/{contact.pk}/{action}/", data, headers=HTMX if htmx else {})
 
 

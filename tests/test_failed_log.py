@@ -90,7 +90,8 @@ def log(org, owner):
 def rows(response):
     """{message pk: row html} in the order of the page."""
     page = response.content.decode()
-    return {int(pk): html for pk, html in re.findall(r'<tr id="msg-(\d+)">(.*?)</tr>', page, re.S)}
+    found = re.findall(r'<tr [^>]*\bid="msg-(\d+)"[^>]*>(.*?)</tr>', page, re.S)
+    return {int(pk): html for pk, html in found}
 
 
 def cells(row_html):
@@ -305,7 +306,10 @@ def test_it_sorts_by_error_code_both_ways(teammate_client, log):
 
 
 def row_action(client, message, action, htmx=True, **data):
+    """A row action as the browser posts it; an opt-out as confirmed (with htmx the form's
+    hx-vals, without it the confirmation page, adds `confirmed`)."""
     data.setdefault("next", f"{URL}?status=failed")
+    data.setdefault("confirmed", "yes")
     headers = HTMX | {"HX-Target": f"msg-{message.pk}"} if htmx else {}
     return client.post(f"{URL}{message.pk}/{action}/", data, headers=headers)
 
@@ -322,7 +326,7 @@ def test_a_row_action_with_htmx_returns_the_row_alone_and_a_toast(
     response = row_action(teammate_client, message, "mark-invalid")
     assert response.status_code == 200
     page = response.content.decode().strip()
-    assert page.startswith(f'<tr id="msg-{message.pk}">') and page.endswith("</tr>")
+    assert re.match(rf'<tr [^>]*id="msg-{message.pk}"', page) and page.endswith("</tr>")
     assert page.count("<tr") == 1
     assert '<span class="badge text-bg-danger">Invalid</span>' in page
     assert toast(response) == {
@@ -345,12 +349,18 @@ def test_the_row_offers_what_the_numbers_state_allows(teammate_client, log):
     assert offered(response, messages["unreachable"]) == [
         "Mark Phone as Invalid",
         "Opt out",
+        "Pause messaging",
         "Retry",
     ]
     # Retry only where it can go out: the send path's checks would skip the others again.
-    assert offered(response, messages["manual"]) == ["Mark Phone as Valid", "Opt out"]
-    assert offered(response, messages["automatic"]) == ["Opt out"]  # no Mark Valid
+    assert offered(response, messages["manual"]) == [
+        "Mark Phone as Valid",
+        "Opt out",
+        "Pause messaging",
+    ]
+    assert offered(response, messages["automatic"]) == ["Opt out", "Pause messaging"]
     assert offered(response, messages["opted_out"]) == ["Mark Phone as Invalid"]
+    assert offered(response, messages["paused"]) == ["Mark Phone as Invalid", "Opt out"]
     assert offered(response, messages["bad_input"]) == []  # no number to act on
     row = cells(rows(response)[messages["opted_out"].pk])[7]
     assert "No retry: it would be skipped (opted out)" in row
@@ -423,7 +433,7 @@ def test_retry_from_a_row_creates_a_new_message(teammate_client, teammate, log):
         message.sender,
         teammate,
     )
-    assert f'<tr id="msg-{message.pk}">' in response.content.decode()
+    assert f'id="msg-{message.pk}"' in response.content.decode()
 
 
 def test_without_javascript_a_row_action_redirects_back_with_a_message(teammate_client, log):
@@ -452,9 +462,10 @@ def test_another_organizations_row_is_not_found(outsider_client, log):
 # Bulk actions (managers) -------------------------------------------------------------------------
 
 
-def bulk(client, log, action, keys, htmx=False):
+def bulk(client, log, action, keys, htmx=False, **extra):
     ids = [log["messages"][key].pk for key in keys]
-    data = {"action": action, "message": ids, "next": f"{URL}?status=failed"}
+    data = {"action": action, "message": ids, "next": f"{URL}?status=failed", "confirmed": "yes"}
+    data |= extra
     return client.post(f"{URL}bulk/", data, headers=HTMX if htmx else {})
 
 
