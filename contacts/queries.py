@@ -11,14 +11,16 @@ from django.db import transaction
 from django.db.models import Q
 
 from contacts.models import Contact
+from contacts.phones import parse_phone
 from deliverability.models import NumberState
 from deliverability.queries import flagged
 
 FILTERS = ("active", "invalid", "opted_out", "all")
 
 
-def search_q(text, prefix=""):
-    """Match a name, or any part of the number as typed (digits compare as digits)."""
+def search_q(text, prefix="", region="US"):
+    """Match a name, or the number in any format staff type it: national ("(212) 555-0118",
+    "020 7946 0018" in a GB organization), E.164, or any run of its digits."""
     text = (text or "").strip()
     if not text:
         return Q()
@@ -31,6 +33,10 @@ def search_q(text, prefix=""):
     if len(digits) >= 3:
         query |= Q(**{f"{prefix}phone_e164__contains": digits})
     query |= Q(**{f"{prefix}phone_raw__icontains": text})
+    parsed = parse_phone(text, region)
+    if parsed.is_valid:
+        # A national number's trunk prefix ("0" in most countries) is not in its E.164 form.
+        query |= Q(**{f"{prefix}phone_e164": parsed.e164})
     return query
 
 
@@ -134,5 +140,5 @@ def filter_counts(queryset, org, prefix=""):
 def contact_list(org, *, filter_name="active", search=""):
     contacts = Contact.objects.for_org(org).filter(state_filter(org, filter_name))
     if search:
-        contacts = contacts.filter(search_q(search))
+        contacts = contacts.filter(search_q(search, region=org.default_region))
     return contacts.order_by("last_name", "first_name", "id")

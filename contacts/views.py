@@ -10,7 +10,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRefresh
 
 from config.celery import enqueue_on_commit
-from contacts import importer, queries
+from contacts import importer, phones, queries
 from contacts.access import manager_required, org_member_required
 from contacts.forms import ImportForm, PhoneForm
 from contacts.middleware import SESSION_KEY, user_memberships
@@ -141,7 +141,8 @@ def contact_change_phone(request, contact_id):
         source_page="contact",
     )
     if parsed.is_valid:
-        messages.success(request, f"Success: the phone number is now {parsed.e164}.")
+        shown = phones.national(parsed.e164, request.organization.default_region)
+        messages.success(request, f"Success: the phone number is now {shown}.")
     elif parsed.raw:
         messages.warning(request, f"Saved, but this number can't be texted: {parsed.error}.")
     else:

@@ -54,7 +54,9 @@ def conversation_list(org, *, filter_name="active", search="", reach=51):
     else:
         conversations = conversations.filter(state_filter(org, filter_name, prefix="contact__"))
     if search:
-        conversations = conversations.filter(search_q(search, prefix="contact__"))
+        conversations = conversations.filter(
+            search_q(search, prefix="contact__", region=org.default_region)
+        )
     return conversations.order_by("-last_message_at", "-id")
 
 

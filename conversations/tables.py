@@ -95,10 +95,14 @@ class FailedMessageTable(tables.Table):
         attrs = {"class": "table table-sm table-hover align-middle", "id": "failed-table"}
         empty_text = "No failed or skipped messages match these filters."
 
-    def __init__(self, *args, is_manager=False, **kwargs):
+    def __init__(self, *args, is_manager=False, back="", **kwargs):
         super().__init__(*args, **kwargs)
         self.now = timezone.now()
         self.is_manager = is_manager
+        # Where a row action goes back to without JavaScript (render_table passes the row
+        # partial nothing of the view's context but the table and the request).
+        self.back = back
+        self.pause_choices = actions.PAUSE_CHOICES
 
     def row_of(self, bound):
         message = bound.record

@@ -239,7 +239,9 @@ def failed_log(request):
         request.GET or None, queryset=_failed_messages(request), organization=request.organization
     )
     rows = with_retry_check(filterset.qs, request.organization)
-    table = FailedMessageTable(rows, is_manager=request.membership.is_manager)
+    table = FailedMessageTable(
+        rows, is_manager=request.membership.is_manager, back=request.get_full_path()
+    )
     # Sorting from the request; pages of PAGE_SIZE whatever ?per_page= says (a page of a
     # million rows, or one too big for the database, is not a page).
     RequestConfig(request, paginate=False).configure(table)
@@ -250,7 +252,6 @@ def failed_log(request):
         "table": table,
         "now": timezone.now(),
         "query": request.GET.urlencode(),
-        "back": request.get_full_path(),
         "pause_choices": actions.PAUSE_CHOICES,
     }
     template = (
@@ -261,13 +262,13 @@ def failed_log(request):
 
 def _render_row(request, message):
     """One row of the log again (htmx), from the table's own row partial."""
-    table = FailedMessageTable([message], is_manager=request.membership.is_manager)
+    table = FailedMessageTable(
+        [message],
+        is_manager=request.membership.is_manager,
+        back=safe_next(request, reverse("conversations:failed")),
+    )
     [row] = table.page_rows()
-    context = {
-        "row": row,
-        "back": safe_next(request, reverse("conversations:failed")),
-        "pause_choices": actions.PAUSE_CHOICES,
-    }
+    context = {"row": row, "table": table}
     return render(request, "conversations/failed_table.html#failed-row", context)
 
 

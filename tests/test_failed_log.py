@@ -672,3 +672,86 @@ def test_the_log_query_count_does_not_grow_with_rows(
         response = owner_client.get(URL + query)
     assert len(rows(response)) >= 5
     assert len(many) == len(few)
+
+
+# Notes, Pause and the opt-out confirmation --------------------------------------------------------
+
+
+def test_a_row_action_takes_a_note_for_the_staff_activity_report(
+    teammate_client, owner_client, log
+):
+    message = log["messages"]["unreachable"]
+    row_action(teammate_client, message, "mark-invalid", note="Wrong number, said the daughter")
+    event = AuditEvent.objects.latest("id")
+    assert (event.action, event.note) == ("mark_invalid", "Wrong number, said the daughter")
+    report = owner_client.get("/reports/staff/").content.decode()
+    assert "<td>Wrong number, said the daughter</td>" in report
+
+
+def test_the_row_menu_asks_why_beside_each_action(teammate_client, log):
+    actions_cell = cells(rows(teammate_client.get(URL))[log["messages"]["unreachable"].pk])[7]
+    assert actions_cell.count('name="note"') == 3  # Mark Invalid, Opt out, Pause
+    assert '<input type="hidden" name="next" value="/conversations/failed/">' in actions_cell
+    assert re.findall(r'<option value="(\d+)"', actions_cell) == ["1", "3", "7", "14", "30"]
+    assert """hx-vals='{"confirmed": "yes"}'""" in actions_cell
+    assert 'hx-confirm="Opt out (212) 555-0101? No messages will go to it."' in actions_cell
+
+
+def test_pause_from_a_row_with_a_note(teammate_client, org, log):
+    message = log["messages"]["unreachable"]
+    response = row_action(teammate_client, message, "pause", days="3", note="Travelling")
+    assert toast(response)["message"].startswith("Success: messaging is paused until")
+    assert '<span class="badge text-bg-warning">Paused</span>' in response.content.decode()
+    state = NumberState.objects.get(organization=org, phone=message.to_number)
+    assert timedelta(days=2, hours=23) < state.paused_until - timezone.now() <= timedelta(days=3)
+    assert AuditEvent.objects.latest("id").note == "Travelling"
+
+
+def test_a_row_opt_out_without_javascript_asks_on_a_page_first(teammate_client, org, log):
+    message = log["messages"]["landline"]
+    response = row_action(teammate_client, message, "opt-out", htmx=False, confirmed="")
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "Opt Bob Ray out?" in page and "(212) 555-0102" in page
+    assert not NumberState.objects.filter(phone=message.to_number, opt_out_reason="staff").exists()
+    done = row_action(teammate_client, message, "opt-out", htmx=False)
+    assert done.status_code == 302
+    assert NumberState.objects.get(phone=message.to_number).opt_out_reason == "staff"
+
+
+def test_bulk_opt_out_asks_with_the_count_first(owner_client, log):
+    response = bulk(owner_client, log, "opt-out", ["unreachable", "landline"], confirmed="")
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "Opt 2 numbers out?" in page and "No messages will go to 2 numbers." in page
+    assert page.count('<input type="hidden" name="message"') == 2
+    assert (
+        not NumberState.objects.filter(opt_out_reason="staff")
+        .exclude(phone="+12125550105")
+        .exists()
+    )
+
+
+def test_bulk_pause_and_opt_out_keep_the_note(owner_client, org, log):
+    bulk(owner_client, log, "pause", ["unreachable", "spam"], days="7", note="Away")
+    state = NumberState.objects.get(organization=org, phone="+12125550101")
+    assert state.is_paused(timezone.now())
+    [event] = AuditEvent.objects.filter(action="pause", phone="+12125550101")
+    assert event.note == "Away"  # one number, once, with the form's note
+    response = bulk(owner_client, log, "opt-out", ["landline"], note="Asked at the desk")
+    assert flash(response)[-1] == "Success: 1 number opted out."
+    assert AuditEvent.objects.latest("id").note == "Asked at the desk"
+
+
+def test_a_row_of_text_that_is_not_a_number_shows_it_as_entered(teammate_client, log):
+    phone_cell = cells(rows(teammate_client.get(URL))[log["messages"]["bad_input"].pk])[2]
+    assert '<span class="font-monospace">n/a</span>' in phone_cell
+    assert "Not a phone number</span>" in phone_cell
+
+
+def test_the_rows_come_from_the_tables_own_row_attributes(teammate_client, log):
+    """Meta.row_attrs and the header checkbox's attributes are the ones the page shows."""
+    page = teammate_client.get(URL).content.decode()
+    for message in log["messages"].values():
+        assert f'id="msg-{message.pk}"' in page
+    assert 'data-select-all="message"' in page
