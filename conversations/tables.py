@@ -1,6 +1,9 @@
 from dataclasses import dataclass
+from functools import cached_property
 
 import django_tables2 as tables
+from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone
 
 from conversations import status as lifecycle
@@ -20,6 +23,26 @@ class FailedRow:
     state: NumberState  # the number's state now, from the query's annotations
     now: object
     menu: tuple  # what the row's three-dot menu offers (actions.number_menu)
+
+    @cached_property
+    def actions(self):
+        """(action, label, URL) of each menu entry but Retry."""
+        return [(action, actions.LABELS[action], self._url(action)) for action in self.menu]
+
+    @cached_property
+    def retry_url(self):
+        """Retry's URL, or "" when a retry would be skipped (the menu says why instead)."""
+        return self._url("retry") if self.can_retry else ""
+
+    @cached_property
+    def _action_base(self):
+        # One reverse() a row: the actions differ only by their last segment.
+        return reverse("conversations:failed_action", args=[self.message.pk, "retry"])[
+            : -len("retry/")
+        ]
+
+    def _url(self, action):
+        return f"{self._action_base}{action}/"
 
     @property
     def has_number(self):
@@ -102,7 +125,14 @@ class FailedMessageTable(tables.Table):
         # Where a row action goes back to without JavaScript (render_table passes the row
         # partial nothing of the view's context but the table and the request).
         self.back = back
-        self.pause_choices = actions.PAUSE_CHOICES
+
+    @cached_property
+    def pause_options(self):
+        """The pause lengths' <option>s, rendered once for every row's menu."""
+        return render_to_string(
+            "conversations/failed_table.html#pause-options",
+            {"pause_choices": actions.PAUSE_CHOICES},
+        )
 
     def row_of(self, bound):
         message = bound.record
