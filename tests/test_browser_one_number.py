@@ -142,6 +142,10 @@ def test_without_javascript_opt_out_asks_on_a_page_of_its_own(
     expect(page.get_by_role("heading", name="Opt Chloe Allen out?")).to_be_visible()
     expect(page.locator("main")).to_contain_text("No messages will go to (212) 555-0118")
     assert not NumberState.objects.filter(opt_out_reason="staff").exists()
+    (ARTIFACTS / "pages").mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "pages" / "staff-confirm-opt-out-1280.png"))
+    page.set_viewport_size(PHONE)
+    page.screenshot(path=str(ARTIFACTS / "pages" / "staff-confirm-opt-out-390.png"))
     page.get_by_role("button", name="Opt out").click()
     expect(page.locator("main")).to_contain_text("Opted out")
     assert NumberState.objects.get(phone=chloe.phone_e164).opt_out_reason == "staff"
