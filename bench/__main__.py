@@ -8,6 +8,7 @@ Exit status 1 when a floor is missed, 2 when a benchmark cannot run here.
 import argparse
 import importlib
 import json
+import os
 import platform
 import sys
 import time
@@ -23,6 +24,7 @@ BENCHMARKS = {
     "events": "bench.events",
     "pacing": "bench.pacing",
     "sends": "bench.sends",
+    "firstsend": "bench.firstsend",
 }
 
 
@@ -32,7 +34,14 @@ def main(argv=None):
         "names", nargs="*", metavar="NAME", help=f"any of {', '.join(BENCHMARKS)} (default: all)"
     )
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    parser.add_argument(
+        "--with-history",
+        action="store_true",
+        help="firstsend: import the account's Twilio history before the first broadcast",
+    )
     args = parser.parse_args(argv)
+    if args.with_history:
+        os.environ["BENCH_FIRSTSEND_HISTORY"] = "1"
     unknown = [name for name in args.names if name not in BENCHMARKS]
     if unknown:
         parser.error(f"no benchmark {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
@@ -51,9 +60,7 @@ def main(argv=None):
     for f in figures:
         ok = "" if f.ok is None else ("yes" if f.ok else "NO")
         print(f"{f.benchmark:<10} {f.name:<44} {f.value:>12,.2f} {f.unit:<7} {f.floor:<18} {ok}")
-    machine = (
-        f"{platform.machine()}, {__import__('os').cpu_count()} cores, {platform.python_version()}"
-    )
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}"
     print(f"\n{len(figures)} figures in {time.monotonic() - started:.0f} s on {machine}")
     if args.json:
         with open(args.json, "w") as handle:

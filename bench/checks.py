@@ -31,8 +31,7 @@ def _best_of(function, repeat=REPEAT):
 
 def _ensure_global_errors(phones):
     """Errors across orgs for every GLOBAL_ERRORS_EVERY-th number, and for no other (idempotent)."""
-    from deliverability.checks import GLOBAL_ERRORS_THRESHOLD
-    from deliverability.models import NumberFacts
+    from deliverability.models import GLOBAL_ERRORS_THRESHOLD, NumberFacts
 
     chosen = phones[::GLOBAL_ERRORS_EVERY]
     NumberFacts.objects.bulk_create(
@@ -49,7 +48,7 @@ def _ensure_global_errors(phones):
 def run():
     ensure_database()
     from contacts.models import Contact
-    from deliverability import checks
+    from deliverability import eligibility
 
     org = ensure_seeded(BIG_ORG, *BIG_SIZE)
     recipients = list(
@@ -61,16 +60,16 @@ def run():
     first, last = recipients[0][0], recipients[-1][0]
     audience = Contact.objects.filter(organization=org, id__gte=first, id__lte=last)
 
-    counts_s, counts = _best_of(lambda: checks.skip_counts(audience, org=org))
+    counts_s, counts = _best_of(lambda: eligibility.skip_counts(audience, org=org))
     listed_s, verdicts = _best_of(
-        lambda: list(checks.check_contacts(audience, org=org).values_list("id", "skip_reason"))
+        lambda: list(eligibility.check_contacts(audience, org=org).values_list("id", "skip_reason"))
     )
     verdicts = dict(verdicts)
 
     # An even spread over the audience, so the sample holds numbers in every state.
     sample = recipients[:: len(recipients) // SAMPLE][:SAMPLE]
     started = time.perf_counter()
-    one_by_one = {cid: checks.check_number(org=org, phone=phone) for cid, phone in sample}
+    one_by_one = {cid: eligibility.check_number(org=org, phone=phone) for cid, phone in sample}
     loop_s = (time.perf_counter() - started) * len(recipients) / len(sample)
     # A duplicate number is a verdict about the whole audience, which a check of one recipient
     # cannot give: those recipients are compared with the verdict their number had without it.

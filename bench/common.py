@@ -56,16 +56,16 @@ def own_database(name):
 def child_env(url, **overrides):
     """The environment of a benchmark's child process on the database at `url`: tasks run in
     the child itself, nothing is sent, only warnings are logged."""
-    return dict(
-        os.environ,
-        DJANGO_SETTINGS_MODULE="config.settings",
-        DATABASE_URL=url,
-        REDIS_URL="",
-        TASKS_IN_PROCESS="sync",
-        SMS_BACKEND="locmem",
-        LOG_LEVEL="WARNING",
-        **overrides,
-    )
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DATABASE_URL": url,
+        "REDIS_URL": "",
+        "TASKS_IN_PROCESS": "sync",
+        "SMS_BACKEND": "locmem",
+        "LOG_LEVEL": "WARNING",
+        **overrides,  # any of the above may be overridden
+    }
 
 
 def ensure_database():

@@ -68,7 +68,6 @@ def fill_a_page_of_invalid(org, user):
     invalid by hand, as staff would, until a page and one more row are flagged."""
     from contacts.models import Contact
     from conversations.views import PAGE_SIZE
-    from deliverability import services
     from deliverability.models import NumberState
 
     invalid = NumberState.objects.for_org(org).invalid().values("phone")
@@ -83,8 +82,8 @@ def fill_a_page_of_invalid(org, user):
         .order_by("id")[: PAGE_SIZE + 1 - flagged]
     )
     for contact in candidates:
-        services.number_mark_invalid(
-            org=org, phone=contact.phone_e164, by=user, note="bench: a page of Invalid rows"
+        NumberState.objects.of(org=org, phone=contact.phone_e164).mark_invalid(
+            by=user, note="bench: a page of Invalid rows"
         )
 
 

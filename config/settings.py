@@ -7,6 +7,7 @@ Production values (SECRET_KEY, ALLOWED_HOSTS, DEBUG=0) only ever come from the e
 
 import os
 from datetime import timedelta
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import dj_database_url
@@ -50,6 +51,21 @@ def env_int(name, default):
         raise ImproperlyConfigured(
             f"{name}={os.environ[name]!r} is not a whole number; leave it empty for the default."
         ) from None
+
+
+def env_decimal(name, default):
+    """A price or other exact decimal amount (never a float: money adds up exactly)."""
+    value = os.environ.get(name, "").strip() or default
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        raise ImproperlyConfigured(
+            f"{name}={value!r} is not a decimal amount (e.g. 0.008); "
+            "leave it empty for the default."
+        ) from None
+    if not amount.is_finite() or amount < 0:
+        raise ImproperlyConfigured(f"{name}={value!r} must be zero or more.")
+    return amount
 
 
 def env_list(name, default=()):
@@ -236,6 +252,14 @@ MESSAGE_VALIDITY_SECONDS = env_int("MESSAGE_VALIDITY_SECONDS", 36000)
 # Line-type lookups a second, across every worker (Twilio Lookup's own limit is higher; this
 # keeps an import's lookups from crowding the account).
 LOOKUP_RATE = float(env_str("LOOKUP_RATE", "20"))
+# Numbers per Lookup v2 batch request (POST /v2/batch/query) on the twilio backend.
+LOOKUP_BATCH_SIZE = env_int("LOOKUP_BATCH_SIZE", 50)
+# What Twilio charges per lookup for each package (US list prices, USD, as of 2026-12-02), for
+# the cost of an organization's lookups: line type intelligence, line status (beta),
+# reassigned number.
+LOOKUP_PRICE_LINE_TYPE = env_decimal("LOOKUP_PRICE_LINE_TYPE", "0.008")
+LOOKUP_PRICE_LINE_STATUS = env_decimal("LOOKUP_PRICE_LINE_STATUS", "0.007")
+LOOKUP_PRICE_REASSIGNED = env_decimal("LOOKUP_PRICE_REASSIGNED", "0.01")
 
 # Celery. Without REDIS_URL, tasks run in-process on background threads (see config.celery).
 REDIS_URL = env_str("REDIS_URL")

@@ -15,6 +15,7 @@ onto that contact, or kept as a second contact; the row's reason names the other
 import csv
 import io
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.db import transaction
 from django.db.models import Count, F, Q
@@ -41,7 +42,9 @@ COLUMNS = {
     "email": {"email", "emailaddress", "e-mail"},
     "external_id": {"memberid", "id", "externalid", "clientid", "customerid"},
     "kind": {"type", "kind"},
+    "consent_date": {"consentdate", "consent", "optindate", "optedin", "consentedon"},
 }
+CONSENT_DATE_FORMATS = ("%Y-%m-%d", "%m/%d/%Y", "%m/%d/%y", "%Y/%m/%d")
 
 
 class ImportRefused(Exception):
@@ -252,18 +255,25 @@ def _import_batch(job, org, columns, batch, seen_phones):
             contact.kind = kind
         old_raw, old_e164 = contact.phone_raw, contact.phone_e164
         contact.set_phone(phone.raw)
+        consent, problem = consent_date(_cell(row, columns, "consent_date"))
+        if consent is not None:
+            contact.consent_date, contact.consent_date_estimated = consent, False
+        elif created:
+            # Nobody recorded when they agreed: the day they were added, marked as a guess.
+            contact.consent_date, contact.consent_date_estimated = timezone.localdate(), True
+        elif old_e164 != contact.phone_e164:
+            contact.consent_date, contact.consent_date_estimated = timezone.localdate(), False
+        if problem:
+            result.reason = "; ".join(filter(None, [result.reason, problem]))[:300]
         contact.save()
         if not created and old_e164 != contact.phone_e164:
             # The member's number changed by their member id: audited like an edit by hand.
             phone_changes.append(
-                AuditEvent(
-                    organization=org,
-                    phone=contact.phone_e164 or old_e164,
-                    contact=contact,
-                    actor=job.created_by,
-                    action=AuditEvent.Action.PHONE_CHANGED,
-                    before={"phone_raw": old_raw, "phone_e164": old_e164},
-                    after={"phone_raw": contact.phone_raw, "phone_e164": contact.phone_e164},
+                AuditEvent.phone_changed(
+                    contact,
+                    old_raw=old_raw,
+                    old_e164=old_e164,
+                    by=job.created_by,
                     note=f"CSV import {job.filename}, line {line}"[:300],
                     source_page="import",
                 )
@@ -293,7 +303,26 @@ def _import_batch(job, org, columns, batch, seen_phones):
         phones = sorted(set(new_phones))
         pending = F("lookups_total") + len(phones)
         ContactImport.objects.filter(pk=job.pk).update(lookups_total=pending)
-        enqueue_on_commit("deliverability.tasks.lookup_numbers", phones, import_id=job.pk)
+        enqueue_on_commit(
+            "deliverability.tasks.lookup_numbers", phones, import_id=job.pk, org_id=org.pk
+        )
+
+
+def consent_date(text):
+    """(date, "") from a consent_date cell, (None, "") when empty, (None, why) when it cannot
+    be read or lies in the future (the row is imported all the same, without it)."""
+    text = (text or "").strip()
+    if not text:
+        return None, ""
+    for fmt in CONSENT_DATE_FORMATS:
+        try:
+            day = datetime.strptime(text, fmt).date()
+        except ValueError:
+            continue
+        if day > timezone.localdate():
+            return None, f"Consent date {text[:20]} is in the future; not used"
+        return day, ""
+    return None, f"Consent date {text[:20]!r} not understood (use YYYY-MM-DD); not used"
 
 
 def _same_phone(holder, line):

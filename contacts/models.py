@@ -6,6 +6,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models.functions import Lower
 from django.urls import reverse
+from django.utils import timezone
 
 from contacts.phones import parse_phone
 
@@ -124,6 +125,15 @@ class ContactQuerySet(models.QuerySet):
     def with_valid_phone(self):
         return self.filter(phone_status=Contact.PhoneStatus.VALID)
 
+    def record_consent(self, day):
+        """These contacts agreed to be texted on `day` (a START, a new number): a recorded
+        date, no longer an estimate. An older date never replaces a newer one."""
+        return self.filter(consent_date__lt=day).update(
+            consent_date=day, consent_date_estimated=False
+        ) + self.filter(consent_date=day, consent_date_estimated=True).update(
+            consent_date_estimated=False
+        )
+
 
 class Contact(models.Model):
     """A member or lead. The phone is kept as entered and, when it parses, in E.164."""
@@ -165,6 +175,14 @@ class Contact(models.Model):
     )
     external_id = models.CharField(
         max_length=64, blank=True, help_text="Member id in the club's own system (CSV import)."
+    )
+    # When this person agreed to be texted at this number (SPEC §2): imported, or the day the
+    # contact was added, changed their number or texted START. It belongs to the person, never
+    # to the number, and is what the reassigned-number lookup asks about (LastVerifiedDate).
+    consent_date = models.DateField(default=timezone.localdate)
+    consent_date_estimated = models.BooleanField(
+        default=False,
+        help_text="The consent date is a guess (the day the contact was added), not a record.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -1,6 +1,7 @@
-"""Read-side queries of the Contacts pages: the same filters as the Conversations page.
+"""Read-side helpers of the list pages: search, the tab names, and the kept counts.
 
-Active means "not opted out": an invalid number is still Active (SPEC §2).
+The filters by a number's state (Active, Invalid, Opted-Out) are deliverability's
+(`deliverability.queries`); this module knows contacts only.
 """
 
 import contextlib
@@ -10,10 +11,7 @@ from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Q
 
-from contacts.models import Contact
 from contacts.phones import parse_phone
-from deliverability.models import NumberState
-from deliverability.queries import flagged
 
 FILTERS = ("active", "invalid", "opted_out", "all")
 
@@ -38,18 +36,6 @@ def search_q(text, prefix="", region="US"):
         # A national number's trunk prefix ("0" in most countries) is not in its E.164 form.
         query |= Q(**{f"{prefix}phone_e164": parsed.e164})
     return query
-
-
-def state_filter(org, filter_name, prefix=""):
-    """The condition of one of FILTERS for rows whose contact is reached through `prefix`."""
-    opted_out, invalid = flagged(org, f"{prefix}phone_e164")
-    if filter_name == "active":
-        return ~opted_out
-    if filter_name == "invalid":
-        return invalid
-    if filter_name == "opted_out":
-        return opted_out
-    return Q()
 
 
 COUNTS_TTL = 30  # seconds; any change of a number's state forgets them at once
@@ -83,6 +69,11 @@ def _flagged_key(org_id, filter_name):
     return f"list-flagged:{org_id}:{filter_name}"
 
 
+def cached_flagged_ids(org, filter_name, compute):
+    """The ids of the org's contacts in the Invalid (or Opted-Out) tab, kept like the counts."""
+    return _kept(_flagged_key(org.pk, filter_name), compute)
+
+
 def forget_counts(org_id):
     """A number's state (or a contact's number) changed: the tab counts of the org's lists and
     its flagged contacts are recomputed, now and again once the change is committed (a page
@@ -99,46 +90,7 @@ def forget_counts(org_id):
     transaction.on_commit(forget)
 
 
-def flagged_contact_ids(org, filter_name):
-    """Ids of the org's contacts whose number is Invalid (or opted out), kept like the counts.
-
-    Flagged numbers are a few per cent of a list: finding their contacts means one index probe
-    per flagged number, too slow to repeat on every page view of a 200k-contact list.
-    """
-
-    def compute():
-        states = NumberState.objects.for_org(org)
-        states = states.invalid() if filter_name == "invalid" else states.opted_out()
-        contacts = Contact.objects.for_org(org).filter(phone_e164__in=states.values("phone"))
-        return list(contacts.values_list("id", flat=True))
-
-    return _kept(_flagged_key(org.pk, filter_name), compute)
-
-
 def tabs(counts):
     """(filter, label, count) for the tab bar of a list."""
     labels = {"active": "Active", "invalid": "Invalid", "opted_out": "Opted-Out", "all": "All"}
     return [(key, labels[key], counts[key]) for key in FILTERS]
-
-
-def filter_counts(queryset, org, prefix=""):
-    """Counts for the Active / Invalid / Opted-Out / All tabs.
-
-    Three small queries rather than one pass with FILTER clauses: the flagged numbers are few,
-    so their counts are driven by the (org, phone) index, and the total is an index-only count.
-    """
-    opted_out, invalid = flagged(org, f"{prefix}phone_e164")
-    counts = {
-        "all": queryset.count(),
-        "opted_out": queryset.filter(opted_out).count(),
-        "invalid": queryset.filter(invalid).count(),
-    }
-    counts["active"] = counts["all"] - counts["opted_out"]
-    return counts
-
-
-def contact_list(org, *, filter_name="active", search=""):
-    contacts = Contact.objects.for_org(org).filter(state_filter(org, filter_name))
-    if search:
-        contacts = contacts.filter(search_q(search, region=org.default_region))
-    return contacts.order_by("last_name", "first_name", "id")

@@ -19,7 +19,7 @@ from contacts.urlparams import page_of, search_param
 from conversations.queries import with_number_state
 from deliverability import actions, services
 from deliverability.models import AuditEvent
-from deliverability.queries import list_health, states_by_phone
+from deliverability.queries import contacts_in_tab, filter_counts, list_health, states_by_phone
 
 
 @org_member_required
@@ -68,7 +68,7 @@ def contact_list(request):
     if filter_name not in queries.FILTERS:
         filter_name = "active"
     search = search_param(request)
-    contacts = queries.contact_list(request.organization, filter_name=filter_name, search=search)
+    contacts = contacts_in_tab(request.organization, filter_name=filter_name, search=search)
     page = page_of(request, contacts, 50, lazy=True)
     rows = list(page.object_list)
     states = states_by_phone(request.organization, [c.phone_e164 for c in rows])
@@ -82,7 +82,7 @@ def contact_list(request):
             queries.cached_counts(
                 request.organization,
                 "contacts",
-                lambda: queries.filter_counts(
+                lambda: filter_counts(
                     Contact.objects.for_org(request.organization), request.organization
                 ),
             ),

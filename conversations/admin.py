@@ -8,8 +8,8 @@ from django.contrib import admin, messages
 
 from contacts.admin import PhoneSearchMixin
 from conversations import events
+from conversations.event_requests import request_event_processing
 from conversations.models import Broadcast, Conversation, Message, MessageEvent, Sender
-from conversations.tasks import request_event_processing
 from deliverability.admin import ReadOnlyAdmin
 
 

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from conversations.models import Broadcast, Message, Sender
 from deliverability import catalogue
-from deliverability import services as rules
+from deliverability import services as deliverability_services
 from deliverability.models import OrgAlert
 
 RECENT_SENDS = 100
@@ -66,7 +66,7 @@ def sender_check(sender, now=None):
     )
     sender.broadcasts_paused_until = until
     if paused:  # One alert per trip, however many workers saw it.
-        rules.alert_raise(
+        deliverability_services.alert_raise(
             org=org,
             kind=OrgAlert.Kind.CIRCUIT_BREAKER,
             sender_ref=sender.address,

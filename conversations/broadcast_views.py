@@ -13,7 +13,7 @@ from conversations import broadcasts
 from conversations.content import compose_check
 from conversations.forms import BroadcastForm, SampleTextForm
 from conversations.models import Broadcast, Message
-from conversations.services import SendRefused, message_create_outbound
+from conversations.sending import SendRefused, message_create_outbound
 
 
 def _form(request):

@@ -17,12 +17,13 @@ from django.utils import timezone
 
 from config.celery import BULK, enqueue, enqueue_on_commit
 from contacts.models import Contact
-from contacts.queries import search_q, state_filter
+from contacts.queries import search_q
 from conversations import breaker
 from conversations.models import Broadcast, Conversation, Message
 from conversations.segments import segment
-from deliverability import checks
+from deliverability import eligibility
 from deliverability.models import SkipReason
+from deliverability.queries import state_filter
 
 RELEASE_AHEAD_SECONDS = 20  # keep this many seconds of sends released at once
 CREATE_BATCH = 2000
@@ -121,7 +122,7 @@ def estimate_finish(org, count, rate, now=None):
 
 def preview(*, org, sender, body, kind, audience_filter=None, now=None):
     now = now or timezone.now()
-    counts = checks.skip_counts(audience(org, kind, audience_filter), org=org, now=now)
+    counts = eligibility.skip_counts(audience(org, kind, audience_filter), org=org, now=now)
     sendable = counts.pop("sendable")
     finish_at = estimate_finish(org, sendable, sender.throughput, now) if sendable else None
     duration = (finish_at - now) if finish_at else timedelta(0)
@@ -154,7 +155,7 @@ def broadcast_start(*, org, sender, body, kind, by, name="", audience_filter=Non
     if sender.organization_id != org.id or not sender.is_active:
         raise BroadcastRefused("Choose one of your active sending numbers.")
     now = now or timezone.now()
-    contacts = checks.check_contacts(audience(org, kind, audience_filter), org=org, now=now)
+    contacts = eligibility.check_contacts(audience(org, kind, audience_filter), org=org, now=now)
     rows = list(contacts.values_list("id", "phone_e164", "phone_raw", "skip_reason"))
     if not rows:
         raise BroadcastRefused("No contacts match this audience.")
@@ -331,13 +332,14 @@ def broadcast_cancel(*, broadcast, by=None):
     return canceled
 
 
+# A partially delivered broadcast message reached the number, so progress counts it delivered.
 PROGRESS_GROUPS = {
-    "queued": ("pending",),
-    "sent": ("accepted", "scheduled", "queued", "sending", "sent"),
-    "delivered": ("delivered", "read", "partially_delivered"),
-    "failed": ("failed", "undelivered"),
-    "skipped": ("skipped",),
-    "canceled": ("canceled",),
+    "queued": (Message.Status.PENDING,),
+    "sent": Message.Status.AT_PROVIDER,
+    "delivered": (*Message.Status.DELIVERED_OR_READ, Message.Status.PARTIALLY_DELIVERED),
+    "failed": Message.Status.FAILED_OR_UNDELIVERED,
+    "skipped": (Message.Status.SKIPPED,),
+    "canceled": (Message.Status.CANCELED,),
 }
 
 

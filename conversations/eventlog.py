@@ -1,4 +1,4 @@
-"""Writing webhook events to PostgreSQL with group commit.
+"""Writing webhook events to PostgreSQL with group commit (behind event_store.event_save_once).
 
 Every callback must be stored before Twilio gets its 2xx, so each request waits for a commit
 that holds its row. Concurrent requests of a process share that wait: the first to arrive
@@ -12,15 +12,44 @@ reported as such.
 """
 
 import functools
+import json
 import threading
 from dataclasses import dataclass, field
 
 import psycopg
 from django.db import connection
+from django.utils import timezone
 
 from conversations.models import MessageEvent
 
 _ROW = "(%s, %s, %s, %s, %s, %s::jsonb, %s, '')"
+
+
+def takes(event):
+    """Whether `event` fits a row of this writer: a webhook's, as it came (linked to nothing,
+    not processed); the columns it leaves out take their defaults in the database."""
+    return (
+        event.message_id is None
+        and event.organization_id is None
+        and event.processed_at is None
+        and not event.outcome
+        and not event.attempts
+        and event.next_attempt_at is None
+        and not event.not_applied
+    )
+
+
+def row(event):
+    """The values of `event` in insert_statement's column order."""
+    return (
+        event.kind,
+        event.idempotency_key,
+        event.provider_sid,
+        event.status,
+        event.error_code,
+        json.dumps(event.payload),
+        timezone.now(),
+    )
 
 
 @functools.cache

@@ -13,8 +13,8 @@ two transactions never wait on each other in a cycle (a deadlock):
        Contact, Conversation, AuditEvent, OrgAlert
 
 The send path (claim a Message, then record the attempt on NumberState and NumberFacts),
-reconciliation (`services.message_apply_status`) and staff actions (a single NumberState) follow
-the same order. Inbound processing locks the number's state and facts before it creates the
+reconciliation (`reconciliation.message_apply_status`) and staff actions (a single NumberState)
+follow the same order. Inbound processing locks the number's state and facts before it creates the
 contact, conversation and message.
 
 Transactions are short: status callbacks are applied set-based, a batch at a time, and a batch
@@ -42,12 +42,12 @@ from django.utils import timezone
 
 from config.bulk import bulk_update
 from contacts.models import Organization
-from conversations import breaker
+from conversations import breaker, inbound
 from conversations import status as lifecycle
 from conversations.models import Message, MessageEvent
-from deliverability import catalogue
-from deliverability import services as rules
+from deliverability import catalogue, outcomes
 from deliverability.models import NumberFacts, NumberState, OrgAlert
+from deliverability.services import alert_raise
 
 log = logging.getLogger(__name__)
 
@@ -157,15 +157,13 @@ def _apply_next_inbound():
 
 
 def _apply_inbound(event):
-    from conversations import services  # the inbound rules live with the rest of the pipeline
-
     linked = (event.message_id, event.organization_id)
     problem = _inbound_problem(event.payload)
     if problem:
         outcome, applied = f"malformed: {problem}", False
     else:
-        outcome = services.inbound_apply(event)
-        applied = outcome != services.NOT_OUR_NUMBER
+        outcome = inbound.inbound_apply(event)
+        applied = outcome != inbound.NOT_OUR_NUMBER
     if not applied:
         event.message_id, event.organization_id = linked
     _finish(event, outcome, applied=applied)
@@ -369,10 +367,10 @@ def _move(message, report, now):
     message.status_changed_at = now
     if report.done_at:
         message.carrier_done_at = report.done_at
-    if status in lifecycle.FINAL:
+    if status in Message.Status.FINAL:
         message.final_at = now
         message.dispatch = Message.Dispatch.DONE
-    if status in lifecycle.FAILED:
+    if status in Message.Status.FAILED_OR_UNDELIVERED:
         code = report.error_code
         if code is None and report.raw_error:
             reason = f"Unknown error (code {report.raw_error[:40]})"
@@ -381,7 +379,7 @@ def _move(message, report, now):
         info = catalogue.describe(code)
         message.error_code, message.error_message = info.code, info.reason
         return f"now {status}", ("error" if code is not None else None)
-    if status in {"delivered", "read"}:
+    if status in Message.Status.DELIVERED_OR_READ:
         return f"now {status}", "success"
     return f"now {status}", None
 
@@ -427,7 +425,7 @@ def _apply_number_effects(successes, errors):
     if errors:
         orgs = Organization.objects.in_bulk({m.organization_id for m, _ in errors})
         for message, report in sorted(errors, key=lambda e: (e[0].organization_id, e[0].to_number)):
-            rules.error_apply(
+            outcomes.error_apply(
                 org=orgs[message.organization_id],
                 phone=message.to_number,
                 code=report.error_code,
@@ -542,7 +540,7 @@ def _alert_not_applied(event):
     org = Organization.objects.filter(pk=event.organization_id).first()
     if org is None:
         return
-    rules.alert_raise(
+    alert_raise(
         org=org,
         kind=OrgAlert.Kind.EVENT_NOT_APPLIED,
         message="A message from Twilio could not be applied "

@@ -95,7 +95,7 @@ class FailedMessageFilter(django_filters.FilterSet):
 
     def filter_status(self, queryset, name, value):
         if value == "not_delivered":
-            return queryset.filter(status__in=[Message.Status.FAILED, Message.Status.UNDELIVERED])
+            return queryset.filter(status__in=Message.Status.FAILED_OR_UNDELIVERED)
         return queryset.filter(status=value)
 
     def active(self, query):

@@ -99,15 +99,61 @@ class Conversation(models.Model):
         return f"Conversation with {self.contact}"
 
 
+class MessageStatus(models.TextChoices):
+    """A message's status (SPEC §6); Message.Status."""
+
+    # Ours: created, not yet handed to the provider; and not sent by the pre-send checks.
+    PENDING = "pending", "Pending"
+    SKIPPED = "skipped", "Skipped"
+    # Twilio's (SPEC §6).
+    ACCEPTED = "accepted", "Accepted"
+    SCHEDULED = "scheduled", "Scheduled"
+    QUEUED = "queued", "Queued"
+    SENDING = "sending", "Sending"
+    SENT = "sent", "Sent"
+    DELIVERED = "delivered", "Delivered"
+    UNDELIVERED = "undelivered", "Undelivered"
+    FAILED = "failed", "Failed"
+    CANCELED = "canceled", "Canceled"
+    PARTIALLY_DELIVERED = "partially_delivered", "Partially delivered"
+    READ = "read", "Read"
+    RECEIVING = "receiving", "Receiving"
+    RECEIVED = "received", "Received"
+
+
+# Status groups (SPEC §6), defined once: queries, index conditions, the status lifecycle,
+# reports and broadcast progress all read these. Tuples keep the index conditions' SQL as it is.
+MessageStatus.AT_PROVIDER = (  # handed to the provider, no final status yet
+    MessageStatus.ACCEPTED,
+    MessageStatus.SCHEDULED,
+    MessageStatus.QUEUED,
+    MessageStatus.SENDING,
+    MessageStatus.SENT,
+)
+MessageStatus.IN_FLIGHT = (MessageStatus.PENDING, *MessageStatus.AT_PROVIDER)
+MessageStatus.FINAL = (
+    MessageStatus.DELIVERED,
+    MessageStatus.UNDELIVERED,
+    MessageStatus.FAILED,
+    MessageStatus.CANCELED,
+    MessageStatus.PARTIALLY_DELIVERED,
+)
+MessageStatus.DELIVERED_OR_READ = (MessageStatus.DELIVERED, MessageStatus.READ)
+MessageStatus.FAILED_OR_UNDELIVERED = (MessageStatus.FAILED, MessageStatus.UNDELIVERED)
+MessageStatus.FAILED_OR_SKIPPED = (*MessageStatus.FAILED_OR_UNDELIVERED, MessageStatus.SKIPPED)
+
+
 class MessageQuerySet(models.QuerySet):
     def for_org(self, organization):
         return self.filter(organization=organization)
 
     def failed_or_skipped(self):
-        return self.filter(status__in=Message.FAILED_OR_SKIPPED)
+        return self.filter(status__in=Message.Status.FAILED_OR_SKIPPED)
 
     def without_final_status(self):
-        return self.filter(direction=Message.Direction.OUTBOUND, status__in=Message.IN_FLIGHT)
+        return self.filter(
+            direction=Message.Direction.OUTBOUND, status__in=Message.Status.IN_FLIGHT
+        )
 
 
 class Message(models.Model):
@@ -117,24 +163,7 @@ class Message(models.Model):
         OUTBOUND = "outbound", "Outbound"
         INBOUND = "inbound", "Inbound"
 
-    class Status(models.TextChoices):
-        # Ours: created, not yet handed to the provider; and not sent by the pre-send checks.
-        PENDING = "pending", "Pending"
-        SKIPPED = "skipped", "Skipped"
-        # Twilio's (SPEC §6).
-        ACCEPTED = "accepted", "Accepted"
-        SCHEDULED = "scheduled", "Scheduled"
-        QUEUED = "queued", "Queued"
-        SENDING = "sending", "Sending"
-        SENT = "sent", "Sent"
-        DELIVERED = "delivered", "Delivered"
-        UNDELIVERED = "undelivered", "Undelivered"
-        FAILED = "failed", "Failed"
-        CANCELED = "canceled", "Canceled"
-        PARTIALLY_DELIVERED = "partially_delivered", "Partially delivered"
-        READ = "read", "Read"
-        RECEIVING = "receiving", "Receiving"
-        RECEIVED = "received", "Received"
+    Status = MessageStatus
 
     class Dispatch(models.TextChoices):
         """Where the send task stands with this message; guards against double sends."""
@@ -153,9 +182,6 @@ class Message(models.Model):
         NONE = "", "None"
         HELP = "help", "HELP reply"
         OPT_OUT_CONFIRMATION = "opt_out_confirmation", "Opt-out confirmation"
-
-    FAILED_OR_SKIPPED = ("failed", "undelivered", "skipped")
-    IN_FLIGHT = ("pending", "accepted", "scheduled", "queued", "sending", "sent")
 
     organization = models.ForeignKey(
         Organization, on_delete=models.CASCADE, related_name="messages"
@@ -224,16 +250,13 @@ class Message(models.Model):
             # The Failed & Disabled log at 1M+ rows reads only these.
             models.Index(
                 fields=["organization", "-created_at", "-id"],
-                condition=Q(status__in=["failed", "undelivered", "skipped"]),
+                condition=Q(status__in=MessageStatus.FAILED_OR_SKIPPED),
                 name="message_failed_log",
             ),
             # Reconciliation and "Status Unavailable" look only at messages still in flight.
             models.Index(
                 fields=["status", "created_at"],
-                condition=Q(
-                    direction="outbound",
-                    status__in=["pending", "accepted", "scheduled", "queued", "sending", "sent"],
-                ),
+                condition=Q(direction="outbound", status__in=MessageStatus.IN_FLIGHT),
                 name="message_in_flight",
             ),
             models.Index(fields=["broadcast", "status"], name="message_broadcast_status"),
@@ -326,6 +349,22 @@ class MessageEvent(models.Model):
 
     def __str__(self):
         return f"{self.kind} {self.provider_sid} {self.status}"
+
+    @classmethod
+    def learned(cls, message, *, kind, key, status, error_code, payload):
+        """An event our own code learned of `message` (a send error, a status fetched from the
+        provider), applied as it is stored; not saved yet (event_store.event_save_once)."""
+        return cls(
+            kind=kind,
+            idempotency_key=key[:200],
+            message=message,
+            organization_id=message.organization_id,
+            provider_sid=message.provider_sid or "",
+            status=status,
+            error_code=error_code,
+            payload=payload,
+            processed_at=timezone.now(),
+        )
 
 
 class Broadcast(models.Model):

@@ -4,17 +4,11 @@ from django.db import connection
 from django.db.models import CharField, DateTimeField, OuterRef, Q, Subquery
 
 from contacts.models import Contact
-from contacts.queries import (
-    FILTERS,
-    cached_counts,
-    filter_counts,
-    flagged_contact_ids,
-    search_q,
-    state_filter,
-)
+from contacts.queries import FILTERS, cached_counts, search_q
 from conversations.models import Conversation
-from deliverability import checks
+from deliverability import eligibility
 from deliverability.models import NumberState
+from deliverability.queries import filter_counts, flagged_contact_ids, state_filter
 
 __all__ = [
     "FILTERS",
@@ -92,7 +86,7 @@ def with_number_state(messages, org):
 def with_retry_check(messages, org):
     """Annotate each message with `retry_skip_reason`: why a retry to its contact's number would
     be skipped now (the send path's own pre-send checks), or None when a retry can go out."""
-    return checks.annotate_skip_reason(
+    return eligibility.annotate_skip_reason(
         messages,
         org=org,
         phone_ref="conversation__contact__phone_e164",

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.urls import reverse
 from twilio.request_validator import RequestValidator
 
-from conversations.services import default_sender
+from conversations.sending import default_sender
 from conversations.tasks import post_in_process
 
 

@@ -5,12 +5,14 @@ from datetime import UTC, datetime
 from django.conf import settings
 from django.utils import timezone
 
+from conversations.models import Message
 from deliverability import catalogue
 from deliverability.models import InvalidSource, SkipReason
 
-FINAL = frozenset({"delivered", "undelivered", "failed", "canceled", "partially_delivered"})
-FAILED = frozenset({"undelivered", "failed"})
-IN_FLIGHT = frozenset({"pending", "accepted", "scheduled", "queued", "sending", "sent"})
+# The status groups are Message.Status's (conversations/models.py); the template tags and the
+# demo seed read these two as sets under the lifecycle's names.
+FINAL = frozenset(Message.Status.FINAL)
+FAILED = frozenset(Message.Status.FAILED_OR_UNDELIVERED)
 
 RANK = {
     "pending": 0,
@@ -38,7 +40,7 @@ def moves_forward(current, new):
         return False
     if new == "read":
         return current == "delivered"
-    if current in FINAL or current == "read":
+    if current in Message.Status.FINAL or current == "read":
         return False
     return RANK[new] > RANK[current]
 
@@ -62,7 +64,7 @@ def staff_status(message, now=None):
         return "Received"
     if status == "skipped":
         return "Skipped"
-    if status in IN_FLIGHT:
+    if status in Message.Status.IN_FLIGHT:
         now = now or timezone.now()
         started = message.sent_at or message.created_at
         if (
@@ -101,7 +103,7 @@ def failed_reason(message):
         if message.skip_reason in SkipReason.values:
             return SkipReason(message.skip_reason).label
         return ""
-    if message.status in FAILED:
+    if message.status in Message.Status.FAILED_OR_UNDELIVERED:
         if message.error_code is not None:
             return catalogue.describe(message.error_code).reason
         return message.error_message or ""
@@ -123,17 +125,17 @@ def sample_outcome(message, now=None):
     shown = staff_status(message, now)
     if message.status == "skipped":
         return f"Skipped: {(not_sent_reason(message) or 'pre-send check').lower()}", True
-    if message.status in FAILED:
+    if message.status in Message.Status.FAILED_OR_UNDELIVERED:
         return f"Failed: {failed_reason(message) or 'no reason given'}", True
     if shown == "Status Unavailable":
         return "Sent; the carrier has not reported delivery", True
     text = {"Queuing": "Queued", "Sending": "Sent"}.get(shown, shown)
-    return text, message.status in FINAL or message.status == "read"
+    return text, message.status in Message.Status.FINAL or message.status == "read"
 
 
 def awaits_status(message, now=None):
     """An outbound message whose status may still change soon: the thread keeps asking for it
     (every few seconds) until it is final or shown as Status Unavailable."""
-    if message.direction != "outbound" or message.status not in IN_FLIGHT:
+    if message.direction != "outbound" or message.status not in Message.Status.IN_FLIGHT:
         return False
     return staff_status(message, now) != "Status Unavailable"

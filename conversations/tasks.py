@@ -1,10 +1,9 @@
-"""Celery tasks of the messaging pipeline: thin wrappers around conversations.services."""
+"""Celery tasks of the messaging pipeline: thin wrappers around conversations.sending and
+conversations.reconciliation."""
 
 import functools
 import io
 import logging
-import threading
-import time
 from urllib.parse import urlencode, urlsplit
 
 from celery import shared_task
@@ -17,26 +16,26 @@ from django.utils import timezone
 from twilio.request_validator import RequestValidator
 
 from config.celery import BULK, INTERACTIVE, enqueue
-from conversations import broadcasts, events, services
+from conversations import broadcasts, event_requests, events, reconciliation, sending
 from conversations.models import Broadcast, Message
 
 log = logging.getLogger(__name__)
 
-MAX_SEND_RETRIES = services.MAX_SEND_ATTEMPTS - 1
+MAX_SEND_RETRIES = sending.MAX_SEND_ATTEMPTS - 1
 WAITING_GRACE_MINUTES = 10
 
 
-backoff = services.backoff
+backoff = sending.backoff
 
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=MAX_SEND_RETRIES)
 def send_message(self, message_id):
     # acks_late is safe here: the claim makes a redelivered task do nothing twice.
     try:
-        return services.message_send(message_id)
-    except services.RetryLater as exc:
+        return sending.message_send(message_id)
+    except sending.RetryLater as exc:
         if self.request.retries >= self.max_retries:
-            services.message_give_up(message_id, f"Gave up after retries: {exc}")
+            sending.message_give_up(message_id, f"Gave up after retries: {exc}")
             return "gave up"
         raise self.retry(countdown=backoff(self.request.retries), exc=exc) from exc
     except (OperationalError, InterfaceError) as exc:
@@ -48,7 +47,7 @@ def send_message(self, message_id):
 
 @shared_task
 def reconcile_unknown_send(message_id):
-    return services.reconcile_unknown_send(message_id)
+    return reconciliation.reconcile_unknown_send(message_id)
 
 
 @shared_task
@@ -58,18 +57,20 @@ def process_events():
     Events postponed by a transient failure are due later: a run that leaves some asks for
     another when the first of them is due, so they never wait for the sweeper alone.
     """
-    _processing_requested.clear()
+    event_requests.processing_started()
     applied = events.events_apply_pending(limit=5000)
     due_in = events.next_retry_in()
     if due_in is not None:
-        request_event_processing(delay=max(due_in, PROCESS_DEBOUNCE_MS / 1000))
+        event_requests.request_event_processing(
+            delay=max(due_in, event_requests.PROCESS_DEBOUNCE_MS / 1000)
+        )
     return applied
 
 
 @shared_task
 def sweep_messages():
     """Reclaim sends of dead workers; re-enqueue messages whose task was lost."""
-    reclaimed = services.reclaim_stale_claims()
+    reclaimed = reconciliation.reclaim_stale_claims()
     cutoff = timezone.now() - timezone.timedelta(minutes=WAITING_GRACE_MINUTES)
     # Waiting since creation, or since a broadcast released it.
     waiting = (
@@ -84,83 +85,12 @@ def sweep_messages():
 
 @shared_task
 def reconcile_stuck_messages():
-    return services.reconcile_stuck()
+    return reconciliation.reconcile_stuck()
 
 
 @shared_task
 def expire_overdue_messages():
-    return services.expire_overdue()
-
-
-# Asking for event processing without a broker round-trip per webhook ---------------------------
-
-_processing_requested = threading.Event()
-_redis_client = None
-PROCESS_DEBOUNCE_MS = 200
-PROCESS_EVENTS = "conversations.tasks.process_events"
-_last_request = 0.0
-
-
-def _redis():
-    global _redis_client
-    if _redis_client is None:
-        import redis
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
-
-        # One try: a webhook waits at most one short timeout on a Redis that does not answer
-        # (redis-py would otherwise retry three times with back-off).
-        _redis_client = redis.Redis.from_url(
-            settings.REDIS_URL,
-            socket_timeout=0.5,
-            socket_connect_timeout=0.5,
-            retry=Retry(NoBackoff(), 0),
-        )
-    return _redis_client
-
-
-def request_event_processing(delay=None):
-    """Have stored events processed soon: at most one processing task per 200 ms.
-
-    `delay`: seconds from now (a follow-up for postponed events). Never raises: if Redis is
-    down, the events stay stored and the periodic sweeper runs them.
-    """
-    global _last_request
-    if delay is not None:
-        _request_follow_up(min(delay, 600.0))
-        return
-    if not settings.REDIS_URL:
-        if settings.TASKS_IN_PROCESS == "sync":
-            enqueue(PROCESS_EVENTS)
-        elif not _processing_requested.is_set():
-            _processing_requested.set()
-            enqueue(PROCESS_EVENTS, countdown=PROCESS_DEBOUNCE_MS / 1000)
-        return
-    # Within the debounce window this process has already asked: the task it asked for runs
-    # after the window and processes every event stored by then (the sweeper catches the rest).
-    now = time.monotonic()
-    if now - _last_request < PROCESS_DEBOUNCE_MS / 1000:
-        return
-    _last_request = now
-    try:
-        if _redis().set("reachable:events:requested", 1, nx=True, px=PROCESS_DEBOUNCE_MS):
-            enqueue(PROCESS_EVENTS, countdown=PROCESS_DEBOUNCE_MS / 1000)
-    except Exception as exc:  # Redis down: the sweeper will process what is stored.
-        log.warning("could not request event processing: %s", exc)
-
-
-def _request_follow_up(delay):
-    """One processing run `delay` seconds from now for postponed events, however many runs
-    ask for it meanwhile."""
-    if not settings.REDIS_URL:
-        if settings.TASKS_IN_PROCESS != "sync":  # in tests, retries are run by the test
-            enqueue(PROCESS_EVENTS, countdown=delay)
-        return
-    try:
-        if _redis().set("reachable:events:follow-up", 1, nx=True, px=int(delay * 1000) + 1):
-            enqueue(PROCESS_EVENTS, countdown=delay)
-    except Exception as exc:  # Redis down: the sweeper will process what is stored.
-        log.warning("could not ask for a later event processing run: %s", exc)
+    return reconciliation.expire_overdue()
 
 
 # The simulator's callbacks ----------------------------------------------------------------------

@@ -6,7 +6,7 @@ app_name = "conversations"
 
 urlpatterns = [
     path("", views.conversation_list, name="list"),
-    path("<int:conversation_id>/", views.conversation_list, name="detail"),
+    path("<int:conversation_id>/", views.conversation_detail, name="detail"),
     path("<int:conversation_id>/thread/", views.thread, name="thread"),
     path("<int:conversation_id>/updates/", views.thread_updates, name="thread_updates"),
     path("<int:conversation_id>/read/", views.mark_read, name="mark_read"),

@@ -26,14 +26,12 @@ from conversations.content import compose_check
 from conversations.filters import FailedMessageFilter
 from conversations.models import Conversation, Message
 from conversations.queries import with_number_state, with_retry_check
-from conversations.services import SendRefused, message_create_outbound
+from conversations.sending import SendRefused, message_create_outbound
 from conversations.status import failed_reason, staff_status
 from conversations.tables import FailedMessageTable
 from deliverability import actions
-from deliverability import services as rules
-from deliverability.models import OrgAlert, ReviewItem, SkipReason
+from deliverability.models import OrgAlert, ReviewItem, SkipReason, StateChangeRefused
 from deliverability.queries import states_by_phone
-from deliverability.services import StateChangeRefused
 
 PAGE_SIZE = 50
 THREAD_SIZE = 100
@@ -88,17 +86,30 @@ def _poll_context(messages, after):
 
 @require_GET
 @org_member_required
-def conversation_list(request, conversation_id=None):
-    context = _list_context(request)
-    if conversation_id is not None:
-        conversation = get_object_or_404(
-            Conversation.objects.select_related("contact"),
-            pk=conversation_id,
-            organization=request.organization,
-        )
-        context |= _thread_context(request, conversation)
-        context |= actions.card_context(request, conversation.contact, "conversations")
-        context["simulator"] = simulate.simulator_on()
+def conversation_list(request):
+    return _conversations_page(request, _list_context(request))
+
+
+@require_GET
+@org_member_required
+def conversation_detail(request, conversation_id):
+    """The list with one conversation open beside it: its thread and its contact card."""
+    conversation = get_object_or_404(
+        Conversation.objects.select_related("contact"),
+        pk=conversation_id,
+        organization=request.organization,
+    )
+    context = (
+        _list_context(request)
+        | _thread_context(request, conversation)
+        | actions.card_context(request, conversation.contact, "conversations")
+    )
+    context["simulator"] = simulate.simulator_on()
+    return _conversations_page(request, context)
+
+
+def _conversations_page(request, context):
+    """The whole page, or only the list panel when htmx asks for it (a filter or a search)."""
     if request.htmx and request.htmx.target == "conversation-list":
         return render(request, "conversations/list_panel.html", context)
     return render(request, "conversations/conversations.html", context)
@@ -472,6 +483,6 @@ def failed_export(request):
 @manager_required
 def alert_resolve(request, alert_id):
     alert = get_object_or_404(OrgAlert, pk=alert_id, organization=request.organization)
-    rules.alert_resolve(alert=alert, by=request.user)
+    alert.resolve(by=request.user)
     messages.success(request, "Alert marked as resolved.")
     return redirect(safe_next(request, reverse("home")))

@@ -20,9 +20,9 @@ from twilio.request_validator import (
     get_signature_algorithm,
 )
 
-from conversations import services
+from conversations import event_store
+from conversations.event_requests import request_event_processing
 from conversations.models import MessageEvent
-from conversations.tasks import request_event_processing
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def _store(request, kind):
     again once. Storing twice is harmless: the idempotency key keeps one row."""
     for attempt in (1, 2):
         try:
-            return services.event_store(kind=kind, params=request.POST, query=request.GET)
+            return event_store.event_store(kind=kind, params=request.POST, query=request.GET)
         except (OperationalError, InterfaceError):
             if attempt == 2 or connection.in_atomic_block:
                 raise  # inside a transaction there is nothing to open again
@@ -89,7 +89,7 @@ def _receive(request, kind):
         return HttpResponseForbidden("Invalid signature")
     try:
         stored = _store(request, kind)
-    except services.MalformedWebhook as exc:
+    except event_store.MalformedWebhook as exc:
         log.warning("refused a %s webhook: %s", kind, exc)
         return HttpResponseBadRequest(str(exc))
     except (OperationalError, InterfaceError) as exc:

@@ -1,8 +1,8 @@
 """Staff actions on a contact's number, shared by every page that offers them (SPEC §7).
 
 `number_overview` says what the number's state is and which actions a member may take; the
-views render it. `perform` runs one action through the audited services and returns the text
-staff read. The rules themselves live in deliverability.services.
+views render it. `perform` runs one action through NumberState's audited transitions and returns
+the text staff read. The rules themselves live on NumberState (deliverability/models.py).
 """
 
 from dataclasses import dataclass
@@ -12,20 +12,22 @@ from functools import cached_property
 from django.utils import timezone
 from django.utils.formats import date_format
 
-from deliverability import checks, services
+from deliverability import eligibility, lookup_packages, services
 from deliverability.forms import PauseForm
-from deliverability.lookups import lookup_line_type
 from deliverability.models import (
     NOT_SMS_CAPABLE,
     InvalidSource,
     NumberFacts,
+    NumberState,
+    OptIn,
     OptOutReason,
     ReviewItem,
     SkipReason,
+    StateChangeRefused,
 )
 
 # What each action is called in a menu, and what its optional note asks (lifting an opt-out
-# needs one: see services.number_opt_in).
+# needs one: see NumberState.opt_in).
 LABELS = {
     "mark-invalid": "Mark Phone as Invalid",
     "mark-valid": "Mark Phone as Valid",
@@ -166,18 +168,18 @@ def number_menu(state, *, has_number, now, is_manager):
         offered.append("pause")
     if state.is_paused(now):
         offered.append("resume")
-    if services.may_recheck(state):
+    if state.may_recheck:
         offered.append("recheck")
     return tuple(offered)
 
 
 def number_overview(*, org, contact, is_manager, now=None):
     phone = contact.phone_e164
-    state = services.number_state(org=org, phone=phone)
+    state = NumberState.objects.of(org=org, phone=phone)
     facts = NumberFacts.objects.filter(phone=phone).first() if phone else None
     now = now or timezone.now()
     entered = phone or contact.phone_raw
-    skip_reason = checks.check_number(org=org, phone=entered, now=now) if entered else None
+    skip_reason = eligibility.check_number(org=org, phone=entered, now=now) if entered else None
     return NumberOverview(contact, state, facts, now, is_manager, skip_reason)
 
 
@@ -225,7 +227,7 @@ def _pause_days(data):
     """The pause form's days, or its error as a refusal staff read."""
     form = PauseForm(data)
     if not form.is_valid():
-        raise services.StateChangeRefused(form.errors["days"][0])
+        raise StateChangeRefused(form.errors["days"][0])
     return form.cleaned_data["days"]
 
 
@@ -238,35 +240,38 @@ def perform(action, *, org, contact, user, data, source_page, phone=None):
     returns the success text or raises StateChangeRefused (its text is for staff).
     KeyError for an unknown action."""
     phone = phone or contact.phone_e164
-    common = {"org": org, "phone": phone, "by": user, "source_page": source_page}
     # PostgreSQL cannot store a NUL in text: it would fail the action, not just the note.
     note = (data.get("note") or "").replace("\x00", "").strip()[:1000]
+    actor = {"by": user, "note": note, "source_page": source_page, "contact": contact}
+    state = NumberState.objects.of(org=org, phone=phone)
     if action == "mark-invalid":
-        services.number_mark_invalid(**common, note=note, contact=contact)
+        state.mark_invalid(**actor)
         return "Success: the phone number is marked as invalid."
     if action == "mark-valid":
-        services.number_mark_valid(**common, note=note, contact=contact)
+        state.mark_valid(**actor)
         return "Success: the phone number is marked as valid. Messaging can resume."
     if action == "opt-out":
-        services.number_opt_out(**common, reason=OptOutReason.STAFF, note=note, contact=contact)
+        state.opt_out(reason=OptOutReason.STAFF, **actor)
         return "Success: the contact is opted out."
     if action == "lift-opt-out":
-        services.number_opt_in(**common, via=services.OptIn.STAFF, note=note, contact=contact)
+        state.opt_in(via=OptIn.STAFF, **actor)
         return "Success: the opt-out is lifted."
     if action == "pause":
         until = timezone.now() + timedelta(days=_pause_days(data))
-        services.number_pause(**common, until=until, note=note, contact=contact)
+        state.pause(until=until, **actor)
         return f"Success: messaging is paused until {_when(until)}."
     if action == "resume":
-        services.number_resume(**common, note=note, contact=contact)
+        state.resume(**actor)
         return "Success: messaging is resumed."
     if action == "recheck":
-        state, result = services.number_recheck(
-            **common, lookup=lookup_line_type, note=note, contact=contact
-        )
+        lookup = lookup_packages.recheck_lookup(org, state)
+        state, result = services.number_recheck(org=org, phone=phone, lookup=lookup, **actor)
+        found = result.label.lower()
+        if result.line_status:
+            found += f", line {result.line_status_label.lower()}"
         if state.is_invalid:
-            return f"Re-checked: the number is still {result.label.lower()}; the flag stays."
-        return f"Success: the number is {result.label.lower()} now; the flag is cleared."
+            return f"Re-checked: the number is still {found}; the flag stays."
+        return f"Success: the number is {found} now; the flag is cleared."
     raise KeyError(action)
 
 
@@ -301,7 +306,7 @@ def perform_bulk(action, *, org, targets, user, source_page, data=None):
                 phone=phone,
             )
             done += 1
-        except services.StateChangeRefused as refusal:
+        except StateChangeRefused as refusal:
             reason = _bulk_reason(str(refusal))
             skipped[reason] = skipped.get(reason, 0) + 1
     return done, skipped

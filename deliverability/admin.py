@@ -1,21 +1,29 @@
 """Number state, opt-outs, facts and the audit trail can be viewed here, never changed (SPEC §8).
 
-They change only through the audited services of deliverability/services.py, which the pages
-and tasks call; an edit here would change whether a number is texted with no trace of who did it.
+They change only through NumberState's audited transitions (deliverability/models.py), which the
+pages and tasks call; an edit here would change whether a number is texted with no trace of who
+did it. An organization's Lookup packages are edited here, and each change is audited in its
+trail.
 """
 
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import admin
+from django.db import transaction
 from django.urls import reverse
 from django.utils import formats, timezone
 from django.utils.html import format_html
 
 from contacts.admin import PhoneSearchMixin
+from deliverability import lookup_packages
 from deliverability.models import (
+    LOOKUP_PACKAGE_NAMES,
     AuditEvent,
     DeactivationImport,
+    LookupPackages,
     NumberFacts,
+    NumberLookup,
     NumberState,
     OrgAlert,
     ReviewItem,
@@ -116,13 +124,14 @@ class NumberFactsAdmin(PhoneSearchMixin, ReadOnlyAdmin):
         "line_type",
         "carrier_name",
         "looked_up_at",
+        "line_status",
         "deactivated_at",
         "last_heartbeat_at",
         "errors_since_heartbeat",
         "error_count",
         "last_error_code",
     ]
-    list_filter = ["line_type", ("deactivated_at", admin.EmptyFieldListFilter)]
+    list_filter = ["line_type", "line_status", ("deactivated_at", admin.EmptyFieldListFilter)]
     search_fields = ["phone", "carrier_name"]
     phone_search_fields = ["phone"]
     ordering = ["phone"]
@@ -183,3 +192,113 @@ class DeactivationImportAdmin(ReadOnlyAdmin):
     list_display = ["date", "numbers_listed", "numbers_opted_out", "imported_at"]
     date_hierarchy = "date"
     ordering = ["-date"]
+
+
+@admin.register(LookupPackages)
+class LookupPackagesAdmin(admin.ModelAdmin):
+    """Which Lookup packages an organization pays for. Every change is audited in that
+    organization's trail (who, before, after): it changes which numbers get texted."""
+
+    list_display = ["organization", "line_type", "line_status", "reassigned", "updated_at"]
+    list_filter = ["line_status", "reassigned"]
+    search_fields = ["organization__name", "organization__slug"]
+    ordering = ["organization__name"]
+    list_select_related = ["organization"]
+    autocomplete_fields = ["organization"]
+    fields = ["organization", *LOOKUP_PACKAGE_NAMES, "prices"]
+    readonly_fields = ["prices"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # A row belongs to its organization for good: moving it would rewrite two trails.
+        if obj is not None:
+            return ["organization", *self.readonly_fields]
+        return self.readonly_fields
+
+    @admin.display(description="Price per lookup")
+    def prices(self, obj):
+        return (
+            f"line type ${settings.LOOKUP_PRICE_LINE_TYPE}, "
+            f"line status ${settings.LOOKUP_PRICE_LINE_STATUS}, "
+            f"reassigned number ${settings.LOOKUP_PRICE_REASSIGNED} (US numbers only)"
+        )
+
+    def save_model(self, request, obj, form, change):
+        before = (
+            LookupPackages.objects.get(pk=obj.pk).as_dict()
+            if change
+            else LookupPackages(organization=obj.organization).as_dict()
+        )
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            AuditEvent.objects.create(
+                organization=obj.organization,
+                actor=request.user,
+                action=AuditEvent.Action.LOOKUP_PACKAGES,
+                before=before,
+                after=obj.as_dict(),
+                source_page="admin",
+            )
+            if lookup_packages.turned_on(before, obj.as_dict()):
+                # The org's numbers get what they now pay for, not only new ones.
+                count = lookup_packages.lookup_org_numbers(obj.organization)
+                numbers = f"{count:,} number{'' if count == 1 else 's'}"
+                self.message_user(request, f"{numbers} of {obj.organization} will be looked up.")
+
+    def delete_model(self, request, obj):
+        with transaction.atomic():
+            before = obj.as_dict()
+            organization = obj.organization
+            super().delete_model(request, obj)
+            AuditEvent.objects.create(
+                organization=organization,
+                actor=request.user,
+                action=AuditEvent.Action.LOOKUP_PACKAGES,
+                before=before,
+                after=LookupPackages(organization=organization).as_dict(),
+                note="Back to the defaults.",
+                source_page="admin",
+            )
+
+    def has_delete_permission(self, request, obj=None):
+        # Deleting many rows at once would skip the audit of each: one at a time only.
+        return super().has_delete_permission(request, obj) and obj is not None
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+
+@admin.register(NumberLookup)
+class NumberLookupAdmin(PhoneSearchMixin, ReadOnlyAdmin):
+    list_display = [
+        "looked_up_at",
+        "organization",
+        "phone",
+        "packages",
+        "line_type",
+        "line_status",
+        "reassigned",
+        "error",
+    ]
+    list_filter = ["paid_line_status", "paid_reassigned", "line_status", "reassigned"]
+    search_fields = ["phone"]
+    phone_search_fields = ["phone"]
+    date_hierarchy = "looked_up_at"
+    ordering = ["-looked_up_at", "-id"]
+    list_select_related = ["organization"]
+    raw_id_fields = ["organization"]
+    show_full_result_count = False
+
+    @admin.display(description="Paid for")
+    def packages(self, lookup):
+        paid = [
+            label
+            for label, on in (
+                ("line type", lookup.paid_line_type),
+                ("line status", lookup.paid_line_status),
+                ("reassigned", lookup.paid_reassigned),
+            )
+            if on
+        ]
+        return f"{', '.join(paid)} (${lookup.cost})"

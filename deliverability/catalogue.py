@@ -82,10 +82,13 @@ ERRORS = {
     HTTP_TOO_MANY_REQUESTS: (Category.THROUGHPUT, "Too many requests"),
 }
 
-# Automatic flags a fresh line-type lookup can disprove (SPEC §2): "Re-check number" may clear
-# these; 21211, 21265, 21268 and 30005 it cannot.
+# Automatic flags a fresh lookup can disprove (SPEC §2): "Re-check number" may clear these;
+# 21211, 21265, 21268 and 30005 it cannot. LOOKUP is a line type that cannot take SMS;
+# LINE_STATUS is a number its carrier reports disconnected (Lookup's line status `inactive`).
 LOOKUP = "lookup"
-RECHECKABLE_INVALID_CODES = frozenset({"21614", "30006", LOOKUP})
+LINE_STATUS = "line_status"
+DISCONNECTED_REASON = "Disconnected (carrier line status)"
+RECHECKABLE_INVALID_CODES = frozenset({"21614", "30006", LOOKUP, LINE_STATUS})
 
 
 @dataclass(frozen=True)

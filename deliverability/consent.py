@@ -17,10 +17,19 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from contacts.models import Organization
-from deliverability import services
-from deliverability.models import AuditEvent, OptOutReason, OrgAlert, ReviewItem
+from contacts.models import Contact, Organization
+from deliverability.models import (
+    Actor,
+    AuditEvent,
+    NumberState,
+    OptIn,
+    OptOutReason,
+    OrgAlert,
+    ReviewItem,
+    StateChangeRefused,
+)
 from deliverability.replies import Intent, ReviewKind, Rule
+from deliverability.services import alert_raise
 
 REVIEW_BUSINESS_DAYS = 10  # 47 CFR 64.1200(a)(10): honoured within 10 business days
 ALERT_AFTER_BUSINESS_DAYS = 1
@@ -30,7 +39,7 @@ Decision = ReviewItem.Decision
 Action = AuditEvent.Action
 
 
-class ReviewRefused(services.StateChangeRefused):
+class ReviewRefused(StateChangeRefused):
     """A review decision the rules do not allow; the text is for staff."""
 
 
@@ -68,42 +77,41 @@ def reply_apply(*, org, contact, message, reply):
         with transaction.atomic():
             # Locked first: of two STOPs processed at once, only the one that changed the
             # state earns the confirmation text.
-            was_opted_out = services.locked_state(org, phone).is_opted_out
-            services.number_opt_out(
-                org=org, phone=phone, reason=reason, cause=cause, contact=contact
-            )
+            state = NumberState.objects.locked(org=org, phone=phone)
+            was_opted_out = state.is_opted_out
+            state.opt_out(reason=reason, cause=cause, contact=contact)
             _settle_pending(org, phone, "The member opted out with a later reply.")
         if was_opted_out:
             return Applied("already opted out")
         return Applied("opted out", confirm_opt_out=reply.rule != Rule.TWILIO)
     if reply.intent == Intent.OPT_IN:
-        via = services.OptIn.START if reply.rule == Rule.START else services.OptIn.KEYWORD
-        state = services.number_opt_in(org=org, phone=phone, via=via, cause=cause, contact=contact)
+        via = OptIn.START if reply.rule == Rule.START else OptIn.KEYWORD
+        state = NumberState.objects.of(org=org, phone=phone)
+        state.opt_in(via=via, cause=cause, contact=contact)
+        if reply.rule == Rule.START:
+            # START is consent given anew, by whoever has the number now (SPEC §2).
+            Contact.objects.for_org(org).filter(phone_e164=phone).record_consent(
+                timezone.localdate(getattr(message, "created_at", None) or timezone.now())
+            )
         if not state.is_opted_out:
             _settle_resubscribes(org, phone, "The member opted back in with a later reply.")
         return Applied("opted in")
     if reply.intent == Intent.HELP:
         return Applied("help")
-    state = services.number_state(org=org, phone=phone)
+    state = NumberState.objects.of(org=org, phone=phone)
     if reply.intent == Intent.REVIEW and reply.review_kind == ReviewKind.OPT_OUT:
         if state.is_opted_out:
             return Applied("stored (already opted out)")
         review_open(org=org, contact=contact, message=message, reply=reply)
         return Applied("flagged for review")
-    if reply.intent == Intent.REVIEW and services.may_lift_opt_out(state, services.OptIn.REVIEW):
-        if org.any_inbound_resubscribes and services.may_lift_opt_out(
-            state, services.OptIn.ANY_INBOUND
-        ):
-            services.number_opt_in(
-                org=org, phone=phone, via=services.OptIn.ANY_INBOUND, cause=cause, contact=contact
-            )
+    if reply.intent == Intent.REVIEW and state.may_lift_opt_out(OptIn.REVIEW):
+        if org.any_inbound_resubscribes and state.may_lift_opt_out(OptIn.ANY_INBOUND):
+            state.opt_in(via=OptIn.ANY_INBOUND, cause=cause, contact=contact)
             return Applied("opted in (any inbound message re-subscribes)")
         review_open(org=org, contact=contact, message=message, reply=reply)
         return Applied("resubscribe request flagged for review")
     if org.any_inbound_resubscribes:
-        services.number_opt_in(
-            org=org, phone=phone, via=services.OptIn.ANY_INBOUND, cause=cause, contact=contact
-        )
+        state.opt_in(via=OptIn.ANY_INBOUND, cause=cause, contact=contact)
     return Applied("stored")
 
 
@@ -161,38 +169,32 @@ def review_decide(*, item, decision, by, note=""):
     if decision not in ALLOWED[item.kind]:
         raise ReviewRefused("That decision does not apply to this reply.")
     org, now = item.organization, timezone.now()
-    actor = services.Actor(
-        user=by, note=_note(item, note), source_page="review", contact=item.contact
-    )
+    actor = Actor(user=by, note=_note(item, note), source_page="review", contact=item.contact)
     with transaction.atomic():
         claimed = ReviewItem.objects.filter(pk=item.pk, decision=Decision.PENDING).update(
             decision=decision, decided_at=now, decided_by=by, note=note.strip()
         )
         if not claimed:
             raise ReviewRefused("This reply has already been reviewed.")
-        state = services.locked_state(org, item.phone)
+        state = NumberState.objects.locked(org=org, phone=item.phone)
         changed = False
         if decision == Decision.OPT_OUT:
             if not state.is_opted_out:
-                services.number_opt_out(
-                    org=org, phone=item.phone, reason=OptOutReason.STOP_KEYWORD, **_as_kwargs(actor)
-                )
+                state.opt_out(reason=OptOutReason.STOP_KEYWORD, **_as_kwargs(actor))
                 changed = True
             else:  # Opted out meanwhile (a later STOP): the decision is still on record.
-                services.audit_only(state, Action.REVIEW_CONFIRMED, actor)
+                state.audit(Action.REVIEW_CONFIRMED, actor)
         elif decision == Decision.RESUBSCRIBE:
-            if not services.may_lift_opt_out(state, services.OptIn.REVIEW):
+            if not state.may_lift_opt_out(OptIn.REVIEW):
                 raise ReviewRefused(
                     "Only the member can lift this opt-out: they must text START to your number."
                 )
-            services.number_opt_in(
-                org=org, phone=item.phone, via=services.OptIn.REVIEW, **_as_kwargs(actor)
-            )
+            state.opt_in(via=OptIn.REVIEW, **_as_kwargs(actor))
             changed = True
         elif decision == Decision.NOT_OPT_OUT:
-            services.audit_only(state, Action.REVIEW_DISMISSED, actor)
+            state.audit(Action.REVIEW_DISMISSED, actor)
         else:
-            services.audit_only(state, Action.REVIEW_KEPT_OPTED_OUT, actor)
+            state.audit(Action.REVIEW_KEPT_OPTED_OUT, actor)
         ReviewItem.objects.filter(pk=item.pk).update(changed_state=changed)
         if decision == Decision.OPT_OUT:
             _settle_pending(org, item.phone, "Opted out on another reply from the same number.")
@@ -226,7 +228,7 @@ def review_undo(*, item, by):
     if not may_undo(item, now):
         raise ReviewRefused("This decision can no longer be undone.")
     org = item.organization
-    actor = services.Actor(
+    actor = Actor(
         user=by,
         note=f"Undid “{item.get_decision_display()}”. {_quote(item)}",
         source_page="review",
@@ -238,23 +240,15 @@ def review_undo(*, item, by):
         ).update(decision=Decision.PENDING, decided_at=None, decided_by=None, changed_state=False)
         if not claimed:
             raise ReviewRefused("This decision has changed meanwhile; reload the page.")
-        state = services.locked_state(org, item.phone)
+        state = NumberState.objects.locked(org=org, phone=item.phone)
         if item.changed_state and item.decision == Decision.OPT_OUT:
-            if services.may_lift_opt_out(state, services.OptIn.UNDO):
-                services.number_opt_in(
-                    org=org, phone=item.phone, via=services.OptIn.UNDO, **_as_kwargs(actor)
-                )
+            if state.may_lift_opt_out(OptIn.UNDO):
+                state.opt_in(via=OptIn.UNDO, **_as_kwargs(actor))
         elif (
             item.changed_state and item.decision == Decision.RESUBSCRIBE and not state.is_opted_out
         ):
-            services.number_opt_out(
-                org=org,
-                phone=item.phone,
-                reason=OptOutReason.STOP_KEYWORD,
-                **_as_kwargs(actor),
-            )
-        state = services.locked_state(org, item.phone)
-        services.audit_only(state, Action.REVIEW_UNDONE, actor)
+            state.opt_out(reason=OptOutReason.STOP_KEYWORD, **_as_kwargs(actor))
+        state.audit(Action.REVIEW_UNDONE, actor)
     review_alert_refresh(org=org, now=now)
     item.refresh_from_db()
     return item
@@ -278,12 +272,10 @@ def review_deadlines_apply(now=None):
             )
             if not claimed:
                 continue
-            state = services.locked_state(item.organization, item.phone)
+            state = NumberState.objects.locked(org=item.organization, phone=item.phone)
             if state.is_opted_out:
                 continue
-            services.number_opt_out(
-                org=item.organization,
-                phone=item.phone,
+            state.opt_out(
                 reason=OptOutReason.STOP_KEYWORD,
                 cause="deadline",
                 note=f"Undecided 10 business days after it was received. {_quote(item)}",
@@ -326,5 +318,5 @@ def review_alert_refresh(*, org=None, org_id=None, now=None):
         f"business day; the first is due {due} (undecided opt-outs are applied then)."
     )
     if not open_alert.update(message=text, occurrences=count, last_seen_at=now):
-        services.alert_raise(org=org, kind=OrgAlert.Kind.REVIEW_OVERDUE, message=text)
+        alert_raise(org=org, kind=OrgAlert.Kind.REVIEW_OVERDUE, message=text)
     return count

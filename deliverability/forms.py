@@ -4,8 +4,8 @@ from django import forms
 from django.utils import timezone
 from django.utils.formats import date_format
 
+from deliverability.models import MAX_PAUSE
 from deliverability.reports import PERIODS
-from deliverability.services import MAX_PAUSE
 
 CHOOSE_PAUSE = "Choose how long to pause messaging."
 

@@ -5,13 +5,19 @@ Both are keyed by the E.164 number, not by contact: two contacts sharing a numbe
 state, and a contact that changes number takes the state of its new number.
 """
 
-from datetime import datetime
+import functools
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
 
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Q
+from django.utils import timezone
 
-from contacts.models import Organization
+from contacts.models import Contact, Organization
+from contacts.queries import forget_counts
+from deliverability import catalogue
 from deliverability.replies import RULE_LABELS
 
 
@@ -27,6 +33,8 @@ class OptOutReason(models.TextChoices):
     STAFF = "staff", "Staff"
     # The member replied "wrong number": only START from the number lifts it (SPEC §3).
     WRONG_NUMBER = "wrong_number", "Wrong number"
+    # Lookup's reassigned-number check: the number changed owners after consent was given.
+    REASSIGNED = "reassigned", "Reassigned number"
 
 
 class SkipReason(models.TextChoices):
@@ -73,8 +81,117 @@ NOT_SMS_CAPABLE = frozenset(
 )
 
 
-# The recent_errors rule (SPEC §5): this many consecutive number-attributable errors skip.
-RECENT_ERRORS_THRESHOLD = 5
+class LineStatus(models.TextChoices):
+    """Twilio Lookup v2 line_status (beta): the number's state on its carrier's network."""
+
+    ACTIVE = "active", "Active"
+    INACTIVE = "inactive", "Inactive (disconnected)"
+    REACHABLE = "reachable", "Reachable"
+    UNREACHABLE = "unreachable", "Unreachable (handset off or out of coverage)"
+    UNKNOWN = "unknown", "Unknown"
+
+
+# Line statuses that disprove a "Disconnected (carrier line status)" flag on Re-check.
+LIVE_LINE_STATUSES = frozenset({LineStatus.ACTIVE, LineStatus.REACHABLE})
+
+
+class Reassigned(models.TextChoices):
+    """Twilio Lookup v2 reassigned_number.is_number_reassigned."""
+
+    YES = "yes", "Reassigned since consent"
+    NO = "no", "Same owner since consent"
+    NO_DATA = "no_data_available", "No data"
+
+
+# The error rules of the pre-send checks (SPEC §5), read by deliverability.eligibility and
+# counted by NumberState.record_error and NumberFacts.record_error; defined here once.
+RECENT_ERRORS_THRESHOLD = 5  # recent_errors: this many consecutive number-attributable errors…
+ERROR_WINDOW = timedelta(days=80)  # …the fifth of them within this window
+GLOBAL_ERRORS_THRESHOLD = 5  # global_lifetime_error_count: more than this since the heartbeat
+RETRY_AFTER = timedelta(days=80)  # a number not attempted for this long gets one new attempt
+STREAK_TIMES_KEPT = RECENT_ERRORS_THRESHOLD
+GLOBAL_TIMES_KEPT = 2 * GLOBAL_ERRORS_THRESHOLD  # the rule needs threshold + 1: ample
+
+
+MAX_PAUSE = timedelta(days=30)
+
+
+class StateChangeRefused(Exception):
+    """A state change the rules do not allow; the message is written for staff."""
+
+
+class OptIn:
+    """How an opt-in reaches us; decides which opt-outs it may lift (SPEC §2, §3)."""
+
+    START = "start"  # START (or COMENZAR) from the number itself: lifts every reason.
+    KEYWORD = "keyword"  # YES, UNSTOP: every reason but a wrong or reassigned number.
+    ANY_INBOUND = "any_inbound"  # Any message, when the org enables it: lifts a STOP keyword.
+    REVIEW = "review"  # Resubscribe wording, taken by staff in the Review queue.
+    UNDO = "undo"  # Staff undo their own "Opt out" review decision within minutes.
+    STAFF = "staff"  # A manager, with a note: lifts only a staff-made opt-out.
+
+
+LIFTABLE = {
+    OptIn.START: set(OptOutReason.values),
+    # A wrong or reassigned number is someone else's now: only START from it is consent.
+    OptIn.KEYWORD: set(OptOutReason.values) - {OptOutReason.WRONG_NUMBER, OptOutReason.REASSIGNED},
+    OptIn.ANY_INBOUND: {OptOutReason.STOP_KEYWORD},
+    OptIn.REVIEW: {OptOutReason.STOP_KEYWORD, OptOutReason.STAFF},
+    OptIn.UNDO: {OptOutReason.STOP_KEYWORD},
+    OptIn.STAFF: {OptOutReason.STAFF},
+}
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who changes a state: a staff user, or the system and its cause."""
+
+    user: object = None
+    cause: str = ""
+    note: str = ""
+    source_page: str = ""
+    contact: Contact | None = None
+
+
+def _locked_row(model, **key):
+    """The row of `model` with `key`, created if missing and locked for this transaction."""
+    row = model.objects.select_for_update().filter(**key).first()
+    if row is None:
+        # INSERT … ON CONFLICT DO NOTHING: another transaction may be creating it right now.
+        model.objects.bulk_create([model(**key)], ignore_conflicts=True)
+        row = model.objects.select_for_update().get(**key)
+    return row
+
+
+def transition(change):
+    """A change of a number's state, in one transaction: re-read the row under lock (created
+    if missing), let `change` decide, and when it returns an audit action, save the row and
+    record who did it and what changed.
+
+    `change(state, actor, ...)` raises StateChangeRefused, returns None to leave the state as it
+    is without a trace (an automatic change that has nothing to do), or returns the action.
+    The method takes the actor's parts as keyword arguments: `by` (the staff user), `cause`
+    (what made the system act), `note`, `source_page`, `contact`.
+    """
+
+    @functools.wraps(change)
+    def method(self, *args, by=None, cause="", note="", source_page="", contact=None, **kwargs):
+        if not self.phone:
+            raise StateChangeRefused("This contact has no valid phone number.")
+        actor = Actor(by, cause, note, source_page, contact)
+        with transaction.atomic():
+            self.lock()
+            before = self.snapshot()
+            action = change(self, actor, *args, **kwargs)
+            if action is None:
+                return self
+            self.save()
+            self.audit(action, actor, before=before)
+            # The lists' Active/Invalid/Opted-Out counts may have changed.
+            forget_counts(self.organization_id)
+        return self
+
+    return method
 
 
 class NumberStateQuerySet(models.QuerySet):
@@ -86,6 +203,36 @@ class NumberStateQuerySet(models.QuerySet):
 
     def opted_out(self):
         return self.exclude(opt_out_reason="")
+
+    def of(self, *, org, phone):
+        """The state of `phone` in `org`, unsaved and blank when nothing was ever recorded."""
+        return self.filter(organization=org, phone=phone).first() or NumberState(
+            organization=org, phone=phone
+        )
+
+    def locked(self, *, org, phone):
+        """The state row of (org, phone), created if missing and locked for this transaction
+        (`org` an Organization or its id).
+
+        The lock order (conversations/events.py): a NumberState before the NumberFacts of its
+        number; `with_facts` takes both in that order.
+        """
+        org_id = org.pk if isinstance(org, Organization) else org
+        return _locked_row(NumberState, organization_id=org_id, phone=phone)
+
+    def with_facts(self, *, org, phone):
+        """Lock the number's state in `org`, then its global facts, creating them if missing.
+        Returns (state, facts)."""
+        return self.locked(org=org, phone=phone), NumberFacts.objects.locked(phone=phone)
+
+    def end_expired_pauses(self, now=None):
+        """End every pause whose time has come (the periodic task). Returns how many ended."""
+        now = now or timezone.now()
+        ended = 0
+        for state in self.filter(paused_until__lte=now).order_by()[:10000]:
+            state.end_pause(now, cause="pause ended")
+            ended += state.paused_until is None  # not if it was made longer meanwhile
+        return ended
 
 
 class NumberState(models.Model):
@@ -176,6 +323,195 @@ class NumberState(models.Model):
     def is_paused(self, now):
         return self.paused_until is not None and self.paused_until > now
 
+    def may_lift_opt_out(self, via):
+        return self.is_opted_out and self.opt_out_reason in LIFTABLE[via]
+
+    @property
+    def may_recheck(self):
+        """Only automatic flags a lookup can disprove (21614, 30006, lookup, line_status) may be
+        re-checked."""
+        return (
+            self.invalid_source == InvalidSource.AUTOMATIC
+            and self.invalid_code in catalogue.RECHECKABLE_INVALID_CODES
+        )
+
+    def snapshot(self):
+        """The parts of a number's state that staff care about, for the audit trail."""
+        return {
+            "invalid_source": self.invalid_source,
+            "invalid_code": self.invalid_code,
+            "invalid_reason": self.invalid_reason,
+            "opt_out_reason": self.opt_out_reason,
+            "opted_out_at": self.opted_out_at.isoformat() if self.opted_out_at else None,
+            "paused_until": self.paused_until.isoformat() if self.paused_until else None,
+        }
+
+    def lock(self):
+        """Re-read this number's row under lock for the open transaction, creating it if
+        missing (an unsaved blank state becomes the stored one)."""
+        row = NumberState.objects.locked(org=self.organization_id, phone=self.phone)
+        for field in self._meta.concrete_fields:
+            setattr(self, field.attname, getattr(row, field.attname))
+        self._state.adding, self._state.db = False, row._state.db
+        return self
+
+    def audit(self, action, actor, *, before=None):
+        """Record a decision on the number; `before` is its state before, when it changed."""
+        return AuditEvent.objects.create(
+            organization_id=self.organization_id,
+            phone=self.phone,
+            contact=actor.contact,
+            actor=actor.user,
+            system_cause=actor.cause,
+            action=action,
+            before=self.snapshot() if before is None else before,
+            after=self.snapshot(),
+            note=actor.note,
+            source_page=actor.source_page,
+        )
+
+    # Transitions (SPEC §2, §4, §5): each one audited, each one here. -------------------------
+
+    @transition
+    def mark_invalid(self, actor):
+        """Staff flag a number invalid by hand (no failed reason)."""
+        if self.is_invalid:
+            raise StateChangeRefused("This number is already marked as invalid.")
+        self.invalid_source = InvalidSource.MANUAL
+        self.invalid_code = ""
+        self.invalid_reason = ""
+        self.invalid_at = timezone.now()
+        return AuditEvent.Action.MARK_INVALID
+
+    @transition
+    def mark_valid(self, actor):
+        """Staff reverse a manual flag. An automatic flag is refused with the way out."""
+        if not self.is_invalid:
+            raise StateChangeRefused("This number is not marked as invalid.")
+        if self.invalid_source == InvalidSource.AUTOMATIC:
+            raise StateChangeRefused(
+                f"This number was flagged automatically ({self.invalid_reason}) and cannot be "
+                "marked valid. Update the phone number in the member's profile instead."
+            )
+        self._clear_invalid()
+        return AuditEvent.Action.MARK_VALID
+
+    def _clear_invalid(self):
+        self.invalid_source = ""
+        self.invalid_code = ""
+        self.invalid_reason = ""
+        self.invalid_at = None
+
+    @transition
+    def flag_automatically(self, actor, *, code, reason):
+        """The system flags a number invalid: a failed send's code, or "lookup" for a line type.
+
+        A manual flag becomes automatic (it now has a failed reason); an existing automatic flag
+        is left as it is.
+        """
+        if self.invalid_source == InvalidSource.AUTOMATIC:
+            return None
+        self.invalid_source = InvalidSource.AUTOMATIC
+        self.invalid_code = str(code)
+        self.invalid_reason = reason
+        self.invalid_at = timezone.now()
+        return AuditEvent.Action.AUTO_INVALID
+
+    @transition
+    def opt_out(self, actor, *, reason):
+        """Opt a number out with a reason. An existing opt-out keeps its first reason and date.
+
+        A pause ends here: an opt-out supersedes it (a deactivation during a pause is an opt-out).
+        """
+        if reason not in OptOutReason.values:
+            raise ValueError(f"unknown opt-out reason {reason!r}")
+        if reason == OptOutReason.STAFF and actor.user is None:
+            raise ValueError("a staff opt-out needs the staff user")
+        if self.is_opted_out:
+            if actor.user is not None:
+                raise StateChangeRefused("This number is already opted out.")
+            return None
+        self.opt_out_reason = reason
+        self.opted_out_at = timezone.now()
+        self.paused_until = None
+        return AuditEvent.Action.OPT_OUT
+
+    @transition
+    def opt_in(self, actor, *, via):
+        """Lift an opt-out under the rules of SPEC §2; staff only a staff-made one, with a note."""
+        if via == OptIn.STAFF and not actor.note.strip():
+            raise StateChangeRefused("Please say why the opt-out is lifted (a note is required).")
+        if not self.is_opted_out:
+            if via == OptIn.STAFF:
+                raise StateChangeRefused("This number is not opted out.")
+            return None
+        if not self.may_lift_opt_out(via):
+            if via == OptIn.STAFF:
+                raise StateChangeRefused(
+                    "Only the contact can lift this opt-out "
+                    f"({self.get_opt_out_reason_display()}): they must text START to your number."
+                )
+            return None
+        self.opt_out_reason = ""
+        self.opted_out_at = None
+        return AuditEvent.Action.OPT_IN
+
+    @transition
+    def pause(self, actor, *, until):
+        """Stop messaging for a while (at most 30 days); the contact stays subscribed."""
+        now = timezone.now()
+        if until <= now:
+            raise StateChangeRefused("A pause must end in the future.")
+        if until > now + MAX_PAUSE:
+            raise StateChangeRefused("A pause can last at most 30 days.")
+        if self.is_opted_out:
+            raise StateChangeRefused("This number is opted out; there is nothing to pause.")
+        self.paused_until = until
+        return AuditEvent.Action.PAUSE
+
+    @transition
+    def resume(self, actor):
+        if not self.is_paused(timezone.now()):
+            raise StateChangeRefused("Messaging to this number is not paused.")
+        self.paused_until = None
+        return AuditEvent.Action.RESUME
+
+    @transition
+    def end_pause(self, actor, now):
+        """The pause has run its time (the periodic task); a pause made longer meanwhile stays."""
+        if self.paused_until is None or self.paused_until > now:
+            return None
+        self.paused_until = None
+        return AuditEvent.Action.PAUSE_ENDED
+
+    @transition
+    def recheck(self, actor, *, result):
+        """A fresh lookup (`result`, a deliverability.lookups.LookupResult) clears an automatic
+        flag only when it disproves it; either way it is audited."""
+        if self.may_recheck and self.disproved_by(result):
+            self._clear_invalid()
+            return AuditEvent.Action.AUTO_VALID
+        return AuditEvent.Action.RECHECK
+
+    def disproved_by(self, result):
+        """Whether a fresh lookup shows the automatic flag no longer holds: for a disconnected
+        number, a carrier line status that is live again; otherwise an SMS-capable line type."""
+        if self.invalid_code == catalogue.LINE_STATUS:
+            return result.line_status in LIVE_LINE_STATUSES and result.is_sms_capable
+        return result.is_sms_capable and result.line_type not in ("", LineType.UNKNOWN)
+
+    def record_error(self, at):
+        """A number-attributable error of a send attempted at `at` joins the streak, unless a
+        success came after the attempt (callbacks arrive out of order). The caller saves."""
+        if self.last_success_at is None or at > self.last_success_at:
+            times = sorted([*filter(None, self.error_streak_times), at.isoformat()], reverse=True)
+            self.error_streak_times = times[:STREAK_TIMES_KEPT]
+            self.error_streak += 1
+            if len(self.error_streak_times) >= RECENT_ERRORS_THRESHOLD:
+                fifth = self.error_streak_times[RECENT_ERRORS_THRESHOLD - 1]
+                self.streak_fifth_error_at = datetime.fromisoformat(fifth)
+        self.last_error_at = max(filter(None, [self.last_error_at, at]))
+
     def record_success(self, at):
         """A sent (final) or delivered outcome of a send attempted at `at` ends the streak of
         errors before it; errors of later attempts still count (callbacks arrive out of order).
@@ -194,6 +530,13 @@ class NumberState(models.Model):
         return True
 
 
+class NumberFactsQuerySet(models.QuerySet):
+    def locked(self, *, phone):
+        """The global facts row of `phone`, created if missing and locked for this transaction
+        (after any NumberState of the number: see NumberState.objects.with_facts)."""
+        return _locked_row(NumberFacts, phone=phone)
+
+
 class NumberFacts(models.Model):
     """What is known about a number everywhere: its line type, deactivation, heartbeats, errors."""
 
@@ -205,6 +548,9 @@ class NumberFacts(models.Model):
     carrier_name = models.CharField(max_length=200, blank=True)
     looked_up_at = models.DateTimeField(null=True, blank=True)
     lookup_error = models.CharField(max_length=200, blank=True)
+    # The carrier's line status (Lookup's line_status package, when an org's lookups include it).
+    line_status = models.CharField(max_length=12, choices=LineStatus.choices, blank=True)
+    line_status_at = models.DateTimeField(null=True, blank=True)
     deactivated_at = models.DateField(null=True, blank=True)
     last_heartbeat_at = models.DateTimeField(null=True, blank=True)
     # Number-attributable errors in every org since the latest heartbeat
@@ -219,6 +565,8 @@ class NumberFacts(models.Model):
     last_attempt_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = NumberFactsQuerySet.as_manager()
+
     class Meta:
         verbose_name_plural = "number facts"
         indexes = [
@@ -227,6 +575,17 @@ class NumberFacts(models.Model):
 
     def __str__(self):
         return self.phone
+
+    def record_error(self, at, code):
+        """A number-attributable error, in any org, of a send attempted at `at`: it counts
+        since the latest heartbeat unless the heartbeat came later. The caller saves."""
+        times = sorted([*self.recent_error_times, at.isoformat()], reverse=True)
+        self.recent_error_times = times[:GLOBAL_TIMES_KEPT]
+        if self.last_heartbeat_at is None or at > self.last_heartbeat_at:
+            self.errors_since_heartbeat += 1
+        self.error_count += 1
+        self.last_error_at = max(filter(None, [self.last_error_at, at]))
+        self.last_error_code = str(code)
 
     def record_heartbeat(self, at):
         """A sign of life from the number (a delivery, an inbound reply, a click) at `at`.
@@ -261,6 +620,7 @@ class AuditEvent(models.Model):
         PAUSE_ENDED = "pause_ended", "Pause ended"
         RECHECK = "recheck", "Re-checked"
         PHONE_CHANGED = "phone_changed", "Phone number changed"
+        LOOKUP_PACKAGES = "lookup_packages", "Lookup packages changed"
         REVIEW_DISMISSED = "review_dismissed", "Opt-out request dismissed"
         REVIEW_CONFIRMED = "review_confirmed", "Opt-out request confirmed (already opted out)"
         REVIEW_KEPT_OPTED_OUT = "review_kept", "Resubscribe request declined"
@@ -301,6 +661,22 @@ class AuditEvent(models.Model):
 
     def __str__(self):
         return f"{self.get_action_display()} {self.phone}"
+
+    @classmethod
+    def phone_changed(cls, contact, *, old_raw, old_e164, by, note="", source_page=""):
+        """The audit row of a contact taking a new number, unsaved (an import writes many at
+        once). Its phone is E.164 only; the numbers as typed are in before/after."""
+        return cls(
+            organization_id=contact.organization_id,
+            phone=contact.phone_e164 or old_e164,
+            contact=contact,
+            actor=by,
+            action=cls.Action.PHONE_CHANGED,
+            before={"phone_raw": old_raw, "phone_e164": old_e164},
+            after={"phone_raw": contact.phone_raw, "phone_e164": contact.phone_e164},
+            note=note,
+            source_page=source_page,
+        )
 
     @property
     def actor_label(self):
@@ -346,6 +722,14 @@ class OrgAlert(models.Model):
 
     def __str__(self):
         return self.message
+
+    def resolve(self, *, by):
+        """Staff mark the alert dealt with; resolving it again changes nothing."""
+        if self.resolved_at is None:
+            self.resolved_at = timezone.now()
+            self.resolved_by = by
+            self.save(update_fields=["resolved_at", "resolved_by"])
+        return self
 
 
 class ReviewItemQuerySet(models.QuerySet):
@@ -435,6 +819,104 @@ class ReviewItem(models.Model):
     @property
     def rule_label(self):
         return RULE_LABELS.get(self.rule, self.rule)
+
+
+class LookupPackages(models.Model):
+    """Which Twilio Lookup packages an organization pays for (SPEC §2). Admin-edited, audited.
+
+    Without a row an organization gets the defaults: line type on, line status and the
+    reassigned-number check off.
+    """
+
+    organization = models.OneToOneField(
+        Organization, on_delete=models.CASCADE, related_name="lookup_packages"
+    )
+    line_type = models.BooleanField(
+        "line type", default=True, help_text="Landlines and other types that cannot take SMS."
+    )
+    line_status = models.BooleanField(
+        "line status (beta)",
+        default=False,
+        help_text="Twilio beta: whether the carrier says the number is disconnected.",
+    )
+    reassigned = models.BooleanField(
+        "reassigned number",
+        default=False,
+        help_text="US numbers only: whether the number changed owners since consent was given.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "lookup packages"
+        verbose_name_plural = "lookup packages"
+
+    def __str__(self):
+        return f"Lookup packages of {self.organization}"
+
+    def as_dict(self):
+        return {name: getattr(self, name) for name in LOOKUP_PACKAGE_NAMES}
+
+    @classmethod
+    def for_org(cls, organization):
+        """The org's packages, or the defaults (unsaved) when none were ever chosen."""
+        return cls.objects.filter(organization=organization).first() or cls(
+            organization=organization
+        )
+
+
+LOOKUP_PACKAGE_NAMES = ("line_type", "line_status", "reassigned")
+
+
+class NumberLookup(models.Model):
+    """One Lookup request made for an organization, with the packages it paid for.
+
+    The cost of a lookup is the sum of the per-lookup prices (LOOKUP_PRICE_*) of the packages
+    marked here; what it answered is also on the number's facts (line type, line status) or
+    the number's state (a reassigned number's opt-out).
+    """
+
+    organization = models.ForeignKey(
+        Organization, null=True, blank=True, on_delete=models.CASCADE, related_name="lookups"
+    )
+    phone = models.CharField(max_length=20, help_text="E.164")
+    looked_up_at = models.DateTimeField(db_index=True)
+    paid_line_type = models.BooleanField(default=False)
+    paid_line_status = models.BooleanField(default=False)
+    paid_reassigned = models.BooleanField(default=False)
+    line_type = models.CharField(max_length=16, choices=LineType.choices, blank=True)
+    line_status = models.CharField(max_length=12, choices=LineStatus.choices, blank=True)
+    reassigned = models.CharField(max_length=20, choices=Reassigned.choices, blank=True)
+    last_verified_date = models.DateField(
+        null=True, blank=True, help_text="The consent date sent with the reassigned check."
+    )
+    error = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-looked_up_at", "-id"]
+        indexes = [
+            models.Index(fields=["organization", "-looked_up_at"], name="lookup_org_time"),
+            models.Index(fields=["organization", "phone"], name="lookup_org_phone"),
+        ]
+
+    def __str__(self):
+        return f"Lookup of {self.phone}"
+
+    @property
+    def cost(self):
+        """What Twilio charges for this lookup at the configured list prices (a Decimal)."""
+        return lookup_cost(
+            line_type=self.paid_line_type,
+            line_status=self.paid_line_status,
+            reassigned=self.paid_reassigned,
+        )
+
+
+def lookup_cost(*, line_type, line_status, reassigned):
+    return (
+        (settings.LOOKUP_PRICE_LINE_TYPE if line_type else Decimal(0))
+        + (settings.LOOKUP_PRICE_LINE_STATUS if line_status else Decimal(0))
+        + (settings.LOOKUP_PRICE_REASSIGNED if reassigned else Decimal(0))
+    )
 
 
 class DeactivationImport(models.Model):

@@ -4,10 +4,19 @@ Deterministic. Twilio's magic test numbers behave as Twilio documents them; the 
 +1 NPA 555-0100…0199 range is split into behaviours by its last two digits. Any other number is
 an ordinary mobile that gets its messages. The simulator SMS backend, the simulated lookups and
 the simulated deactivation list all read this one table.
+
+Lookup packages beyond the line type: with line status, 60–64 answer `inactive` (disconnected)
+and 65–69 `unknown` (carrier coverage is never complete), every other number `active`; the
+reassigned-number check answers `yes` for 45–49 when the consent date is more than 30 days old
+(the number was given to someone else since), `no` otherwise.
 """
 
 import re
 from dataclasses import dataclass
+from datetime import date, timedelta
+
+# A number of the 45–49 block changed owners this long ago (SPEC §9).
+REASSIGNED_AGO = timedelta(days=30)
 
 MAGIC = {
     "+15005550001": 21211,  # invalid number
@@ -29,6 +38,8 @@ class PlanEntry:
     final_error: int | None = None
     flaky: bool = False  # 30003 on every other attempt.
     deactivated: bool = False
+    line_status: str = "active"  # What Lookup's line_status package answers.
+    reassigned_recently: bool = False  # Changed owners REASSIGNED_AGO before today.
 
 
 def plan_for(phone):
@@ -41,6 +52,8 @@ def plan_for(phone):
     if not match:
         return PlanEntry()
     nn = int(match.group(1))
+    if 45 <= nn < 50:
+        return PlanEntry(reassigned_recently=True)
     if nn < 50:
         return PlanEntry()
     if nn < 60:
@@ -51,7 +64,8 @@ def plan_for(phone):
             final_error=30006,
         )
     if nn < 70:
-        return PlanEntry(final_status="undelivered", final_error=30005)
+        status = "inactive" if nn < 65 else "unknown"
+        return PlanEntry(final_status="undelivered", final_error=30005, line_status=status)
     if nn < 80:
         return PlanEntry(flaky=True)
     if nn < 85:
@@ -61,3 +75,13 @@ def plan_for(phone):
     if nn < 95:
         return PlanEntry(create_error=21610, final_status="failed")
     return PlanEntry(deactivated=True)
+
+
+def reassigned_since(phone, last_verified, today=None):
+    """The reassigned-number check's answer for `phone` given the consent date: "yes" when the
+    number changed owners after `last_verified`, else "no"."""
+    today = today or date.today()
+    entry = plan_for(phone)
+    if entry.reassigned_recently and last_verified < today - REASSIGNED_AGO:
+        return "yes"
+    return "no"

@@ -121,8 +121,6 @@ def health(org):
     ]
 
 
-DELIVERED = ("delivered", "read")
-FAILED = ("failed", "undelivered")
 SETTLED_AFTER_DAYS = 2  # late callbacks still arrive for a day or so; older days are settled
 DAY_SUMMARY_TTL = 14 * 86400
 
@@ -150,9 +148,9 @@ def _day_rows(org, first_day, last_day):
             row["day"], {"attempted": 0, "delivered": 0, "failed": 0, "reasons": {}}
         )
         day["attempted"] += row["n"]
-        if row["status"] in DELIVERED:
+        if row["status"] in Message.Status.DELIVERED_OR_READ:
             day["delivered"] += row["n"]
-        elif row["status"] in FAILED:
+        elif row["status"] in Message.Status.FAILED_OR_UNDELIVERED:
             day["failed"] += row["n"]
             code = str(row["error_code"] or "")
             day["reasons"][code] = day["reasons"].get(code, 0) + row["n"]
@@ -205,7 +203,7 @@ def top_failing_numbers(org, period):
     found = list(
         Message.objects.filter(
             organization=org,
-            status__in=FAILED,
+            status__in=Message.Status.FAILED_OR_UNDELIVERED,
             created_at__gte=period.start,
             created_at__lt=period.end,
         )

@@ -1,35 +1,32 @@
 """Periodic and background work of the deliverability engine. Thin wrappers around services."""
 
 import logging
+from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 
 from celery import shared_task
 from django.conf import settings
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 from twilio.base.exceptions import TwilioRestException
 
 from config.celery import enqueue
 from config.pacing import wait_for_slot
-from contacts.models import Contact, ContactImport
+from contacts.models import Contact, ContactImport, Organization
 from contacts.phones import mask
-from deliverability import consent, deactivations, services
-from deliverability.lookups import lookup_line_type
-from deliverability.models import NumberFacts
+from deliverability import consent, deactivations, lookup_packages
+from deliverability.lookup_packages import LOOKUP_MAX_AGE
+from deliverability.lookups import lookup, lookup_line_type, lookup_many
+from deliverability.models import NumberFacts, NumberState
 
 log = logging.getLogger(__name__)
 
-LOOKUP_MAX_AGE = timedelta(days=90)
 REFRESH_BATCH = 500
 LOOKUP_PACE_KEY = "lookups"
-LOOKUP_CONCURRENCY = 8  # calls in flight at once within a batch
+LOOKUP_CONCURRENCY = 8  # requests in flight at once within a batch task
 PROGRESS_EVERY = 50  # an import's page counts checked numbers in steps of this many
-
-
-def _is_fresh(phone, now):
-    facts = NumberFacts.objects.filter(phone=phone).only("looked_up_at").first()
-    return bool(facts and facts.looked_up_at and facts.looked_up_at > now - LOOKUP_MAX_AGE)
 
 
 def paced_lookup(phone):
@@ -39,82 +36,106 @@ def paced_lookup(phone):
     return lookup_line_type(phone)
 
 
+def paced_lookup_many(requests):
+    """Answer `requests` in one call (a batch request on Twilio) in its turn: a call carrying
+    N numbers takes N numbers' share of LOOKUP_RATE, so the rate holds in numbers a second."""
+    wait_for_slot(LOOKUP_PACE_KEY, settings.LOOKUP_RATE / len(requests))
+    if len(requests) == 1:
+        return [_lookup_or_error(requests[0])]
+    return lookup_many(requests)
+
+
+def _organization(org_id):
+    return Organization.objects.filter(pk=org_id).first() if org_id else None
+
+
 @shared_task(
     autoretry_for=(OSError,),  # connection errors and timeouts (requests' errors are OSErrors)
     retry_backoff=True,
     retry_jitter=True,
     max_retries=5,
 )
-def lookup_number(phone, force=False):
-    """Look up one number's line type unless a lookup younger than 90 days exists."""
+def lookup_number(phone, force=False, org_id=None):
+    """Look up one number with the packages of `org_id`'s organization that are due (a line
+    type younger than 90 days is not asked again unless `force`)."""
     if not phone:
         return
-    if not force and _is_fresh(phone, timezone.now()):
-        _flag_if_known_landline(phone)
+    org = _organization(org_id)
+    requests = lookup_packages.plan(org, [phone], force=force)
+    if not requests:
+        lookup_packages.known_flags_apply([phone])
         return
     try:
-        result = paced_lookup(phone)
+        wait_for_slot(LOOKUP_PACE_KEY, settings.LOOKUP_RATE)
+        result = lookup(requests[0])
     except TwilioRestException as exc:  # Twilio said no (bad number, 404): record, don't retry.
-        _record_refusal(phone, exc)
+        _record_refusal(org, requests[0], exc)
         return
-    services.facts_record_lookup(phone=phone, result=result)
+    lookup_packages.apply(org, result)
 
 
-def _flag_if_known_landline(phone):
-    # Known already; a contact added since in another org still gets the flag.
-    facts = NumberFacts.objects.get(phone=phone)
-    if not facts.is_sms_capable:
-        services.flag_holders_of_landline(phone=phone, label=facts.get_line_type_display())
-
-
-def _record_refusal(phone, exc):
-    log.warning("lookup of %s failed: %s", mask(phone), exc.msg)
-    NumberFacts.objects.update_or_create(phone=phone, defaults={"lookup_error": str(exc.msg)[:200]})
+def _record_refusal(org, request, exc):
+    # Nothing is paid for a refused lookup: no NumberLookup row. A later refresh asks again.
+    log.warning("lookup of %s failed: %s", mask(request.phone), exc.msg)
+    NumberFacts.objects.update_or_create(
+        phone=request.phone, defaults={"lookup_error": str(exc.msg)[:200]}
+    )
 
 
 @shared_task(acks_late=True)
-def lookup_numbers(phones, import_id=None):
-    """Look up a batch of numbers (an import's batch of rows, a refresh): those without a fresh
-    lookup, a few at a time and at LOOKUP_RATE. An import's page counts them as they finish.
+def lookup_numbers(phones, import_id=None, org_id=None, force=False):
+    """Look up a batch of numbers (an import's batch of rows, a refresh) with the packages of
+    `org_id`'s organization that are due, LOOKUP_BATCH_SIZE numbers per request (Twilio's
+    batch endpoint), a few requests at a time and at LOOKUP_RATE numbers a second. An import's
+    page counts them as they finish.
 
     One task per batch, never one per number: an import of 100,000 rows puts some 200 tasks
     on the `lookups` queue, not 100,000 on the broker. Idempotent (a redelivered batch finds
     its numbers fresh), hence acks_late.
     """
-    now = timezone.now()
+    org = _organization(org_id)
     phones = sorted({p for p in phones if p})
-    fresh = set(
-        NumberFacts.objects.filter(
-            phone__in=phones, looked_up_at__gt=now - LOOKUP_MAX_AGE
-        ).values_list("phone", flat=True)
-    )
-    for phone in fresh:
-        _flag_if_known_landline(phone)
-    _count_checked(import_id, len(fresh))
-    due = [phone for phone in phones if phone not in fresh]
+    requests = lookup_packages.plan(org, phones, force=force)
+    due = {request.phone for request in requests}
+    lookup_packages.known_flags_apply([phone for phone in phones if phone not in due])
+    _count_checked(import_id, len(phones) - len(due))
+    size = max(1, settings.LOOKUP_BATCH_SIZE)
+    chunks = [requests[start : start + size] for start in range(0, len(requests), size)]
     # The calls wait on Twilio, not on this process: a few threads keep LOOKUP_RATE reachable.
     # Only this thread touches the database.
     with ThreadPoolExecutor(LOOKUP_CONCURRENCY, thread_name_prefix="lookup") as pool:
-        answers = pool.map(_lookup_or_error, due)
         checked = 0
-        for phone, answer in zip(due, answers, strict=True):
-            if isinstance(answer, TwilioRestException):
-                _record_refusal(phone, answer)
-            elif isinstance(answer, Exception):
-                # Twilio unreachable: left for refresh_stale_lookups, which retries it.
-                log.warning("lookup of %s failed: %s", mask(phone), answer)
-            else:
-                services.facts_record_lookup(phone=phone, result=answer)
-            checked += 1
-            if checked % PROGRESS_EVERY == 0:
-                _count_checked(import_id, PROGRESS_EVERY)
+        for chunk, answers in zip(chunks, pool.map(_chunk_or_error, chunks), strict=True):
+            if isinstance(answers, Exception):
+                answers = [answers] * len(chunk)
+            # One commit per request's answers, not one per number (each is a disk flush).
+            with transaction.atomic():
+                for request, answer in zip(chunk, answers, strict=True):
+                    if isinstance(answer, TwilioRestException):
+                        _record_refusal(org, request, answer)
+                    elif isinstance(answer, Exception):
+                        # Twilio unreachable: left for refresh_stale_lookups, which retries it.
+                        log.warning("lookup of %s failed: %s", mask(request.phone), answer)
+                    else:
+                        lookup_packages.apply(org, answer)
+            for _ in chunk:
+                checked += 1
+                if checked % PROGRESS_EVERY == 0:
+                    _count_checked(import_id, PROGRESS_EVERY)
         _count_checked(import_id, checked % PROGRESS_EVERY)
-    return len(due)
+    return len(requests)
 
 
-def _lookup_or_error(phone):
+def _chunk_or_error(chunk):
     try:
-        return paced_lookup(phone)
+        return paced_lookup_many(chunk)
+    except (TwilioRestException, OSError) as exc:
+        return exc
+
+
+def _lookup_or_error(request):
+    try:
+        return lookup(request)
     except (TwilioRestException, OSError) as exc:
         return exc
 
@@ -126,24 +147,27 @@ def _count_checked(import_id, count):
 
 @shared_task
 def refresh_stale_lookups(batch=REFRESH_BATCH):
-    """Re-look up numbers of contacts never looked up or looked up more than 90 days ago."""
+    """Re-look up numbers of contacts never looked up or looked up more than 90 days ago, per
+    organization (each with its own packages)."""
     stale_before = timezone.now() - LOOKUP_MAX_AGE
     known_fresh = NumberFacts.objects.filter(looked_up_at__gt=stale_before).values("phone")
-    phones = (
+    pairs = (
         Contact.objects.with_valid_phone()
         .exclude(phone_e164__in=known_fresh)
-        .values_list("phone_e164", flat=True)
+        .values_list("organization_id", "phone_e164")
         .distinct()[:batch]
     )
-    phones = list(phones)
-    if phones:
-        enqueue("deliverability.tasks.lookup_numbers", phones)
-    return len(phones)
+    by_org = defaultdict(list)
+    for org_id, phone in pairs:
+        by_org[org_id].append(phone)
+    for org_id, phones in sorted(by_org.items()):
+        enqueue("deliverability.tasks.lookup_numbers", phones, org_id=org_id)
+    return sum(len(phones) for phones in by_org.values())
 
 
 @shared_task
 def end_expired_pauses():
-    return services.pauses_end_expired()
+    return NumberState.objects.end_expired_pauses()
 
 
 @shared_task

@@ -14,7 +14,7 @@ from contacts.models import Contact, Membership
 from contacts.urlparams import id_param, page_of
 from deliverability import actions, charts, reports
 from deliverability.forms import ReportPeriodForm
-from deliverability.services import StateChangeRefused
+from deliverability.models import StateChangeRefused
 
 SOURCE_PAGES = {"conversations", "contact", "failed", "contacts"}
 

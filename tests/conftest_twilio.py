@@ -67,6 +67,8 @@ class Traffic:
 
     requests: list = field(default_factory=list)
     example: str = ""
+    # (url, query parameters, body) of each request, for what a test must see was sent.
+    sent: list = field(default_factory=list)
 
     def to(self, path_part):
         return [url for _, url in self.requests if path_part in url]
@@ -79,6 +81,7 @@ def twilio_traffic(monkeypatch):
 
     def request(client, method, url, *args, **kwargs):
         traffic.requests.append((method, url))
+        traffic.sent.append((url, kwargs.get("params") or {}, kwargs.get("data")))
         if traffic.example:
             kwargs["headers"] = {
                 **(kwargs.get("headers") or {}),

@@ -7,15 +7,18 @@ import re
 import pytest
 from django.apps import apps
 from django.urls import reverse
+from django.utils import timezone
 
 from contacts.models import Contact, ContactImport, ContactImportRow, Organization
 from conversations.models import Broadcast, Message, MessageEvent
-from deliverability import consent, replies, services
+from deliverability import consent, replies
 from deliverability.models import (
     AuditEvent,
     DeactivationImport,
     LineType,
+    LookupPackages,
     NumberFacts,
+    NumberLookup,
     NumberState,
     OptOutReason,
     OrgAlert,
@@ -47,9 +50,9 @@ def data(org, other_org, owner, outsider):
     cal = make_contact(other_org, "+13125550199", first_name="Cal")
     message = make_message(ann, sender, provider_sid="SM0001")
     make_message(cal, make_sender(other_org), status=Message.Status.FAILED, error_code=30003)
-    services.number_mark_invalid(org=org, phone=bob.phone_e164, by=owner, contact=bob)
-    services.number_opt_out(
-        org=other_org, phone=cal.phone_e164, reason=OptOutReason.STOP_KEYWORD, cause="STOP"
+    NumberState.objects.of(org=org, phone=bob.phone_e164).mark_invalid(by=owner, contact=bob)
+    NumberState.objects.of(org=other_org, phone=cal.phone_e164).opt_out(
+        reason=OptOutReason.STOP_KEYWORD, cause="STOP"
     )
     NumberFacts.objects.create(phone=bob.phone_e164, line_type=LineType.LANDLINE)
     MessageEvent.objects.create(
@@ -64,6 +67,14 @@ def data(org, other_org, owner, outsider):
     Broadcast.objects.create(organization=org, sender=sender, name="Spring hours", body="Hi")
     OrgAlert.objects.create(organization=org, kind=OrgAlert.Kind.SENDER_ERROR, message="21606")
     DeactivationImport.objects.create(date=datetime.date(2026, 1, 5), numbers_listed=3)
+    LookupPackages.objects.create(organization=org, line_status=True)
+    NumberLookup.objects.create(
+        organization=org,
+        phone=bob.phone_e164,
+        looked_up_at=timezone.now(),
+        paid_line_type=True,
+        line_type=LineType.LANDLINE,
+    )
     reply = make_message(
         ann, sender, direction=Message.Direction.INBOUND, body="I want to cancel my membership"
     )

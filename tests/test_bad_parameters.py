@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from contacts.models import ContactImport, ContactImportRow, Membership
 from conversations.models import Message
-from deliverability import services
+from deliverability.models import NumberState
 from tests.factories import make_contact, make_member, make_message, make_org, make_sender
 from tests.isolation import rows_for_the_module
 
@@ -42,8 +42,8 @@ def world(django_db_setup, django_db_blocker):
             make_message(contact, sender, status=Message.Status.FAILED, error_code=30003)
         for n in range(75):
             phone = f"+1212555{n + 100:04d}"
-            services.number_mark_invalid(org=org, phone=phone, by=owner)
-            services.number_mark_valid(org=org, phone=phone, by=owner)
+            NumberState.objects.of(org=org, phone=phone).mark_invalid(by=owner)
+            NumberState.objects.of(org=org, phone=phone).mark_valid(by=owner)
 
         other_org = make_org("Harbor Test Clinic", slug="harbor-test")
         outsider = make_member(other_org, Membership.Role.MANAGER, username="outsider")
@@ -51,8 +51,8 @@ def world(django_db_setup, django_db_blocker):
         for n in range(3):
             contact = make_contact(other_org, f"+1212555{n:04d}")
             make_message(contact, other_sender, status=Message.Status.FAILED, error_code=30003)
-            services.number_opt_out(
-                org=other_org, phone=contact.phone_e164, reason="staff", by=outsider
+            NumberState.objects.of(org=other_org, phone=contact.phone_e164).opt_out(
+                reason="staff", by=outsider
             )
         yield SimpleNamespace(org=org, owner=owner, other_org=other_org, outsider=outsider)
 

@@ -17,12 +17,11 @@ from django.utils import timezone
 from config import pacing
 from contacts import phones
 from contacts.models import Contact
-from conversations import broadcasts
-from conversations import services as pipeline
+from conversations import broadcasts, sending
 from conversations.backends import get_backend
 from conversations.management.commands.broadcast import Command as BroadcastCommand
 from conversations.models import Broadcast, Conversation, Message, Sender
-from deliverability import checks, services
+from deliverability import eligibility, outcomes
 from deliverability.models import NumberFacts, NumberState, OrgAlert, ReviewItem, SkipReason
 from tests.factories import make_contact, make_message, make_sender
 
@@ -34,7 +33,7 @@ NEW_YORK = ZoneInfo("America/New_York")
 def _no_pacing_sleep(monkeypatch):
     """Sends keep their slots but do not sleep for them: pacing has its own tests."""
     monkeypatch.setattr(
-        pipeline,
+        sending,
         "wait_for_slot",
         lambda key, rate, **options: pacing.wait_for_slot(key, rate, sleep=lambda seconds: None),
     )
@@ -63,20 +62,19 @@ def club(org, owner):
         # A second member on the first one's number: one number, one text.
         "duplicate_number": make_contact(org, "+12124000000", first_name="Partner"),
     }
-    services.number_opt_out(
-        org=org, phone=skipped["opted_out"].phone_e164, reason="stop_keyword", cause="STOP"
+    NumberState.objects.of(org=org, phone=skipped["opted_out"].phone_e164).opt_out(
+        reason="stop_keyword", cause="STOP"
     )
-    services.number_mark_invalid(org=org, phone=skipped["marked_invalid"].phone_e164, by=owner)
+    NumberState.objects.of(org=org, phone=skipped["marked_invalid"].phone_e164).mark_invalid(
+        by=owner
+    )
     NumberFacts.objects.create(phone=skipped["landline"].phone_e164, line_type="landline")
-    services.number_pause(
-        org=org,
-        phone=skipped["paused"].phone_e164,
-        until=timezone.now() + timedelta(days=3),
-        by=owner,
+    NumberState.objects.of(org=org, phone=skipped["paused"].phone_e164).pause(
+        until=timezone.now() + timedelta(days=3), by=owner
     )
     now = timezone.now()
     for minutes in range(5):
-        services.record_number_error(
+        outcomes.record_number_error(
             org=org,
             phone=skipped["recent_errors"].phone_e164,
             at=now - timedelta(minutes=minutes + 1),
@@ -129,7 +127,7 @@ def test_the_preview_counts_are_the_checks_counts(owner_client, org, club, field
     response = owner_client.post("/broadcasts/preview/", form(club, **fields), headers=HTMX)
     assert response.status_code == 200
     preview = response.context["preview"]
-    counts = checks.skip_counts(audience(org), org=org)
+    counts = eligibility.skip_counts(audience(org), org=org)
     assert preview.sendable == counts.pop("sendable")
     assert preview.skipped == {reason: n for reason, n in counts.items() if n}
     assert preview.total == audience(org).count()
@@ -256,7 +254,7 @@ def fake_count(sendable):
 
 
 def test_100k_at_one_a_second_warns_that_it_takes_more_than_a_day(org, monkeypatch):
-    monkeypatch.setattr(checks, "skip_counts", fake_count(100_000))
+    monkeypatch.setattr(eligibility, "skip_counts", fake_count(100_000))
     sender = Sender.objects.get(pk=make_sender(org, throughput=1).pk)  # as the form reads it
     preview = broadcasts.preview(
         org=org,
@@ -273,7 +271,7 @@ def test_100k_at_one_a_second_warns_that_it_takes_more_than_a_day(org, monkeypat
 
 
 def test_a_faster_sender_needs_no_warning(org, monkeypatch):
-    monkeypatch.setattr(checks, "skip_counts", fake_count(100_000))
+    monkeypatch.setattr(eligibility, "skip_counts", fake_count(100_000))
     short_code = make_sender(org, kind=Sender.Kind.SHORT_CODE, throughput=100)
     preview = broadcasts.preview(org=org, sender=short_code, body="Hi", kind="all")
     assert preview.warning == ""
@@ -281,7 +279,7 @@ def test_a_faster_sender_needs_no_warning(org, monkeypatch):
 
 
 def test_the_preview_page_shows_the_warning_and_the_finish(owner_client, club, monkeypatch):
-    monkeypatch.setattr(checks, "skip_counts", fake_count(100_000))
+    monkeypatch.setattr(eligibility, "skip_counts", fake_count(100_000))
     page = owner_client.post("/broadcasts/preview/", form(club), headers=HTMX).content.decode()
     assert "this takes more than a day" in page
     assert "Consider a faster sender" in page
@@ -473,7 +471,7 @@ def test_a_broadcast_is_the_latest_message_of_each_recipients_conversation(
     owner_client, club, outbox
 ):
     ann = club["sendable"][0]
-    conversation = pipeline.conversation_for(ann)
+    conversation = sending.conversation_for(ann)
     earlier = timezone.now() - timedelta(days=5)
     type(conversation).objects.filter(pk=conversation.pk).update(last_message_at=earlier)
     broadcast, _ = start(owner_client, club)
@@ -492,7 +490,7 @@ def test_each_recipient_gets_the_message_once_even_if_dispatched_concurrently(
     for _ in range(6):
         broadcasts.broadcast_dispatch(broadcast.pk)
     for message in Message.objects.filter(broadcast=broadcast):
-        pipeline.message_send(message.pk)  # a duplicate task for every message
+        sending.message_send(message.pk)  # a duplicate task for every message
     assert len(outbox) == len({sent["to"] for sent in outbox}) == 30
 
 
@@ -566,7 +564,7 @@ def test_cancel_mid_broadcast_sends_nothing_more_and_loses_nothing(
     assert "Broadcast canceled: 10 messages will not be sent." in response.content.decode()
     # The stalled workers run now, and the periodic dispatcher comes by: nothing goes out.
     for pk in stalled:
-        pipeline.message_send(pk)
+        sending.message_send(pk)
     assert broadcasts.broadcast_dispatch(broadcast.pk) == 0
     assert len(outbox) == 20
     broadcast.refresh_from_db()

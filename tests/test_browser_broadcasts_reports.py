@@ -6,7 +6,7 @@ import pytest
 from playwright.sync_api import expect
 
 from conversations.models import Message
-from deliverability import services
+from deliverability.models import NumberState
 from tests.factories import make_contact, make_message, make_sender
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -19,9 +19,9 @@ def club(org, owner):
     org.save()
     sender = make_sender(org, throughput=100, label="Front desk")
     contacts = [make_contact(org, f"+1212555{n:04d}") for n in range(100, 112)]
-    services.number_mark_invalid(org=org, phone=contacts[0].phone_e164, by=owner)
-    services.number_opt_out(
-        org=org, phone=contacts[1].phone_e164, reason="staff", by=owner, note="Asked"
+    NumberState.objects.of(org=org, phone=contacts[0].phone_e164).mark_invalid(by=owner)
+    NumberState.objects.of(org=org, phone=contacts[1].phone_e164).opt_out(
+        reason="staff", by=owner, note="Asked"
     )
     make_message(contacts[2], sender, status=Message.Status.UNDELIVERED, error_code=30003)
     make_message(contacts[3], sender, status=Message.Status.DELIVERED)

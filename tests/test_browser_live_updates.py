@@ -6,8 +6,7 @@ import pytest
 from playwright.sync_api import expect
 
 from conversations.models import Message
-from deliverability import services
-from deliverability.models import AuditEvent
+from deliverability.models import AuditEvent, NumberState
 from tests.browser import ARTIFACTS
 from tests.factories import make_contact, make_message, make_sender
 
@@ -24,7 +23,7 @@ def club(org, owner):
         make_message(
             bob, sender, status=Message.Status.UNDELIVERED, error_code=30003, body=f"Reminder {n}"
         )
-    services.number_mark_invalid(org=org, phone=ann.phone_e164, by=owner)
+    NumberState.objects.of(org=org, phone=ann.phone_e164).mark_invalid(by=owner)
     return {"sender": sender, "ann": ann, "bob": bob}
 
 

@@ -16,8 +16,8 @@ from django.utils import timezone
 
 from contacts import importer
 from conversations.models import Broadcast, Message
-from deliverability import consent, replies, services
-from deliverability.models import NumberFacts
+from deliverability import consent, outcomes, replies
+from deliverability.models import NumberFacts, NumberState
 from tests.browser import ARTIFACTS
 from tests.factories import make_contact, make_message, make_sender
 
@@ -43,7 +43,7 @@ def club(org, owner, teammate):
             bob, sender, status=Message.Status.UNDELIVERED, error_code=30003, body=f"Reminder {n}"
         )
     make_message(cat, sender, status=Message.Status.FAILED, error_code=21614)
-    services.error_apply(org=org, phone=cat.phone_e164, code=21614)
+    outcomes.error_apply(org=org, phone=cat.phone_e164, code=21614)
     NumberFacts.objects.create(phone=lily.phone_e164, line_type="landline")
     make_message(lily, sender, status=Message.Status.SKIPPED, skip_reason="landline")
     make_message(eve, sender, status=Message.Status.SKIPPED, skip_reason="invalid_number")
@@ -62,15 +62,10 @@ def club(org, owner, teammate):
         recipient_count=2,
         skipped_counts={"landline": 1},
     )
-    services.number_pause(
-        org=org,
-        phone=ann.phone_e164,
-        until=timezone.now() + timedelta(days=3),
-        by=owner,
-        note="Travelling",
-        source_page="contact",
+    NumberState.objects.of(org=org, phone=ann.phone_e164).pause(
+        until=timezone.now() + timedelta(days=3), by=owner, note="Travelling", source_page="contact"
     )
-    services.number_resume(org=org, phone=ann.phone_e164, by=owner)
+    NumberState.objects.of(org=org, phone=ann.phone_e164).resume(by=owner)
     upload = SimpleUploadedFile(
         "members.csv",
         b"first_name,last_name,phone,email\n"

@@ -6,7 +6,7 @@ import pytest
 from playwright.sync_api import expect
 
 from conversations.models import Message
-from deliverability import services
+from deliverability import outcomes
 from deliverability.models import NumberState
 from tests.factories import make_contact, make_message, make_sender
 
@@ -22,7 +22,7 @@ def riverside(org, owner, teammate):
     make_message(ann, sender, status=Message.Status.DELIVERED, body="See you Monday!")
     make_message(bob, sender, status=Message.Status.UNDELIVERED, error_code=30003)
     make_message(cat, sender, status=Message.Status.FAILED, error_code=21614)
-    services.error_apply(org=org, phone=cat.phone_e164, code=21614)
+    outcomes.error_apply(org=org, phone=cat.phone_e164, code=21614)
     return {"sender": sender, "ann": ann, "bob": bob, "cat": cat}
 
 
@@ -111,7 +111,9 @@ def test_bulk_mark_invalid(browse, owner, riverside):
 
 
 def test_each_conversation_filter(browse, teammate, org, owner, riverside):
-    services.number_opt_out(org=org, phone=riverside["ann"].phone_e164, reason="staff", by=owner)
+    NumberState.objects.of(org=org, phone=riverside["ann"].phone_e164).opt_out(
+        reason="staff", by=owner
+    )
     page = browse(teammate)
     page.goto("/conversations/")
     people = page.locator(".conversation-list")

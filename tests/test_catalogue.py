@@ -97,5 +97,5 @@ def test_it_attributes_unknown_codes_to_the_number():
 
 
 def test_it_lets_recheck_clear_only_flags_a_lookup_can_disprove():
-    assert {"21614", "30006", "lookup"} == RECHECKABLE_INVALID_CODES
+    assert {"21614", "30006", "lookup", "line_status"} == RECHECKABLE_INVALID_CODES
     assert not {"21211", "21265", "21268", "30005"} & RECHECKABLE_INVALID_CODES

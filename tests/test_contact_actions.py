@@ -12,7 +12,6 @@ from django.utils import timezone
 from django.utils.formats import date_format
 
 from conversations.models import Message
-from deliverability import services
 from deliverability.models import AuditEvent, NumberState
 from tests.factories import make_contact, make_message, make_sender
 
@@ -64,8 +63,8 @@ def local_day(org, moment):
 
 
 def flag_automatically(org, code=21614, reason="Landline; not SMS-capable", phone="+12125550101"):
-    services.number_flag_automatically(
-        org=org, phone=phone, code=code, reason=reason, cause=f"Twilio {code}"
+    NumberState.objects.of(org=org, phone=phone).flag_automatically(
+        code=code, reason=reason, cause=f"Twilio {code}"
     )
 
 
@@ -120,7 +119,7 @@ def test_the_menu_button_is_named_more_actions(teammate_client, ann):
 
 
 def test_marking_invalid_twice_is_refused_and_not_offered(teammate_client, org, owner, ann):
-    services.number_mark_invalid(org=org, phone=ann.phone_e164, by=owner)
+    NumberState.objects.of(org=org, phone=ann.phone_e164).mark_invalid(by=owner)
     page = teammate_client.get(f"/conversations/{ann.conversation.pk}/").content.decode()
     assert "Mark Phone as Invalid" not in menu(page)
     response = act(teammate_client, ann, "mark-invalid")
@@ -145,7 +144,7 @@ def test_a_contact_without_a_usable_number_cannot_be_marked(teammate_client, org
 def test_a_manual_flag_is_marked_valid_and_the_composer_opens_again(
     teammate_client, org, owner, ann
 ):
-    services.number_mark_invalid(org=org, phone=ann.phone_e164, by=owner)
+    NumberState.objects.of(org=org, phone=ann.phone_e164).mark_invalid(by=owner)
     page = teammate_client.get(f"/conversations/{ann.conversation.pk}/").content.decode()
     assert "Mark Phone as Valid" in menu(page)
     response = act(teammate_client, ann, "mark-valid")
@@ -211,7 +210,7 @@ def test_opting_out_twice_is_refused(teammate_client, ann):
 
 
 def test_staff_may_not_lift_an_opt_out(teammate_client, org, owner, ann):
-    services.number_opt_out(org=org, phone=ann.phone_e164, reason="staff", by=owner)
+    NumberState.objects.of(org=org, phone=ann.phone_e164).opt_out(reason="staff", by=owner)
     response = act(teammate_client, ann, "lift-opt-out", note="They asked")
     assert response.status_code == 403
     assert state(org).is_opted_out
@@ -220,7 +219,7 @@ def test_staff_may_not_lift_an_opt_out(teammate_client, org, owner, ann):
 
 
 def test_a_manager_lifts_a_staff_opt_out_with_a_note(owner_client, org, owner, ann):
-    services.number_opt_out(org=org, phone=ann.phone_e164, reason="staff", by=owner)
+    NumberState.objects.of(org=org, phone=ann.phone_e164).opt_out(reason="staff", by=owner)
     page = owner_client.get(f"/conversations/{ann.conversation.pk}/").content.decode()
     assert "Lift opt-out" in menu(page)
     response = act(owner_client, ann, "lift-opt-out", note="Member asked to hear from us again")
@@ -244,7 +243,7 @@ def test_a_note_with_a_nul_character_is_kept_without_it(teammate_client, org, an
 
 @pytest.mark.parametrize("note", ["", "   "])
 def test_lifting_an_opt_out_needs_a_note(owner_client, org, owner, ann, note):
-    services.number_opt_out(org=org, phone=ann.phone_e164, reason="staff", by=owner)
+    NumberState.objects.of(org=org, phone=ann.phone_e164).opt_out(reason="staff", by=owner)
     response = act(owner_client, ann, "lift-opt-out", note=note)
     assert toast(response)["level"] == "danger"
     assert "a note is required" in toast(response)["message"]
@@ -255,7 +254,7 @@ def test_lifting_an_opt_out_needs_a_note(owner_client, org, owner, ann, note):
 def test_a_manager_cannot_lift_an_opt_out_the_contact_or_carrier_made(
     owner_client, org, ann, reason
 ):
-    services.number_opt_out(org=org, phone=ann.phone_e164, reason=reason, cause="test")
+    NumberState.objects.of(org=org, phone=ann.phone_e164).opt_out(reason=reason, cause="test")
     page = owner_client.get(f"/conversations/{ann.conversation.pk}/").content.decode()
     assert "Lift opt-out" not in menu(page)
     response = act(owner_client, ann, "lift-opt-out", note="They asked")
@@ -377,7 +376,7 @@ def test_recheck_is_refused_for_flags_a_lookup_cannot_disprove(teammate_client, 
 def test_recheck_is_not_offered_for_a_manual_flag_or_no_flag(teammate_client, org, owner, ann):
     page = teammate_client.get(f"/conversations/{ann.conversation.pk}/").content.decode()
     assert "Re-check number" not in menu(page)
-    services.number_mark_invalid(org=org, phone=ann.phone_e164, by=owner)
+    NumberState.objects.of(org=org, phone=ann.phone_e164).mark_invalid(by=owner)
     page = teammate_client.get(f"/conversations/{ann.conversation.pk}/").content.decode()
     assert "Re-check number" not in menu(page)
 
@@ -419,12 +418,12 @@ def prepare(action, org, owner, contact):
     """The state each action needs to succeed."""
     phone = contact.phone_e164
     if action == "mark-valid":
-        services.number_mark_invalid(org=org, phone=phone, by=owner)
+        NumberState.objects.of(org=org, phone=phone).mark_invalid(by=owner)
     elif action == "lift-opt-out":
-        services.number_opt_out(org=org, phone=phone, reason="staff", by=owner)
+        NumberState.objects.of(org=org, phone=phone).opt_out(reason="staff", by=owner)
     elif action == "resume":
-        services.number_pause(
-            org=org, phone=phone, until=timezone.now() + timedelta(days=2), by=owner
+        NumberState.objects.of(org=org, phone=phone).pause(
+            until=timezone.now() + timedelta(days=2), by=owner
         )
     elif action == "recheck":
         flag_automatically(org, phone=phone)
@@ -598,8 +597,8 @@ def test_every_card_action_comes_from_one_menu_rule(owner_client, org, owner, an
     """The card offers exactly what actions.number_menu decides, in its order."""
     from deliverability.actions import LABELS, number_overview
 
-    services.number_pause(
-        org=org, phone=ann.phone_e164, until=timezone.now() + timedelta(days=2), by=owner
+    NumberState.objects.of(org=org, phone=ann.phone_e164).pause(
+        until=timezone.now() + timedelta(days=2), by=owner
     )
     overview = number_overview(org=org, contact=ann, is_manager=True)
     page = owner_client.get(f"/contacts/{ann.pk}/").content.decode()

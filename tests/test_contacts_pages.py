@@ -14,7 +14,7 @@ from django.utils.formats import date_format
 
 from contacts import importer
 from contacts.models import Contact, ContactImport
-from deliverability import checks, services
+from deliverability import eligibility
 from deliverability.models import AuditEvent, NumberFacts, NumberState
 from tests.factories import make_contact, make_message, make_sender
 
@@ -28,10 +28,12 @@ def people(org, owner):
     cat = make_contact(org, "+12125550103", first_name="Cat", last_name="Ng")
     dan = make_contact(org, "+12125554321", first_name="Dan", last_name="Ortiz")
     eve = make_contact(org, "n/a", first_name="Eve", last_name="Moss")
-    services.number_mark_invalid(org=org, phone=bob.phone_e164, by=owner, note="Wrong person")
-    services.number_opt_out(org=org, phone=cat.phone_e164, reason="staff", by=owner)
-    services.number_pause(
-        org=org, phone=dan.phone_e164, until=timezone.now() + timedelta(days=3), by=owner
+    NumberState.objects.of(org=org, phone=bob.phone_e164).mark_invalid(
+        by=owner, note="Wrong person"
+    )
+    NumberState.objects.of(org=org, phone=cat.phone_e164).opt_out(reason="staff", by=owner)
+    NumberState.objects.of(org=org, phone=dan.phone_e164).pause(
+        until=timezone.now() + timedelta(days=3), by=owner
     )
     return {"ann": ann, "bob": bob, "cat": cat, "dan": dan, "eve": eve}
 
@@ -148,9 +150,11 @@ def add_contacts(org, owner, count, start):
     for n in range(start, start + count):
         contact = make_contact(org, f"+1212400{n:04d}", first_name=f"Member{n}")
         if n % 3 == 0:
-            services.number_mark_invalid(org=org, phone=contact.phone_e164, by=owner)
+            NumberState.objects.of(org=org, phone=contact.phone_e164).mark_invalid(by=owner)
         elif n % 3 == 1:
-            services.number_opt_out(org=org, phone=contact.phone_e164, reason="staff", by=owner)
+            NumberState.objects.of(org=org, phone=contact.phone_e164).opt_out(
+                reason="staff", by=owner
+            )
 
 
 @pytest.mark.parametrize("query", ["", "?filter=all&q=Member", "?filter=invalid"])
@@ -219,12 +223,8 @@ def flagged_member(org):
     make_message(
         member, make_sender(org), status="undelivered", error_code=30006, body="Old history"
     )
-    services.number_flag_automatically(
-        org=org,
-        phone=member.phone_e164,
-        code="lookup",
-        reason="Landline; not SMS-capable",
-        cause="line-type lookup",
+    NumberState.objects.of(org=org, phone=member.phone_e164).flag_automatically(
+        code="lookup", reason="Landline; not SMS-capable", cause="line-type lookup"
     )
     return member
 
@@ -237,7 +237,7 @@ def test_a_new_number_frees_a_member_from_an_automatic_flag(
     teammate_client, org, teammate, flagged_member
 ):
     assert (
-        checks.check_contacts(Contact.objects.filter(pk=flagged_member.pk), org=org)
+        eligibility.check_contacts(Contact.objects.filter(pk=flagged_member.pk), org=org)
         .get()
         .skip_reason
         == "marked_invalid"
@@ -255,7 +255,7 @@ def test_a_new_number_frees_a_member_from_an_automatic_flag(
     card = page.split('<section id="contact-card"', 1)[1].split("</section>", 1)[0]
     assert ">Invalid</span>" not in card
     assert "This number is marked as invalid." not in card
-    checked = checks.check_contacts(Contact.objects.filter(pk=flagged_member.pk), org=org)
+    checked = eligibility.check_contacts(Contact.objects.filter(pk=flagged_member.pk), org=org)
     assert checked.get().skip_reason is None
 
 
@@ -407,7 +407,7 @@ def test_a_number_changed_by_import_is_audited_like_an_edit(owner_client, org, o
 def test_an_imported_number_that_is_already_invalid_shows_under_invalid_at_once(
     owner_client, org, owner, member
 ):
-    services.number_mark_invalid(org=org, phone="+12125550112", by=owner)
+    NumberState.objects.of(org=org, phone="+12125550112").mark_invalid(by=owner)
     before = owner_client.get("/contacts/?filter=invalid")
     assert listed(before) == [] and tab_counts(before)["invalid"] == 0
     upload(owner_client, SMALL)

@@ -13,8 +13,7 @@ from django.utils.formats import date_format
 
 from conversations.models import Message
 from conversations.queries import conversation_list
-from deliverability import services
-from deliverability.models import NumberFacts, NumberState
+from deliverability.models import NumberFacts, NumberState, OptIn
 from tests.factories import make_contact, make_conversation, make_message, make_sender
 
 HTMX = {"HX-Request": "true"}
@@ -34,12 +33,12 @@ def people(org, owner, sender):
     dan = make_contact(org, "+12125554321", first_name="Dan", last_name="Ortiz")
     for contact in (ann, bob, cat, dan):
         make_message(contact, sender, body=f"Hello {contact.first_name}")
-    services.number_mark_invalid(org=org, phone=bob.phone_e164, by=owner)
-    services.number_opt_out(
-        org=org, phone=cat.phone_e164, reason="staff", by=owner, note="asked at the desk"
+    NumberState.objects.of(org=org, phone=bob.phone_e164).mark_invalid(by=owner)
+    NumberState.objects.of(org=org, phone=cat.phone_e164).opt_out(
+        reason="staff", by=owner, note="asked at the desk"
     )
-    services.number_pause(
-        org=org, phone=dan.phone_e164, until=timezone.now() + timedelta(days=3), by=owner
+    NumberState.objects.of(org=org, phone=dan.phone_e164).pause(
+        until=timezone.now() + timedelta(days=3), by=owner
     )
     return {"ann": ann, "bob": bob, "cat": cat, "dan": dan}
 
@@ -117,7 +116,7 @@ def test_it_falls_back_to_active_for_an_unknown_filter(teammate_client, people):
 
 def test_it_updates_the_counts_as_soon_as_a_state_changes(teammate_client, org, owner, people):
     assert tab_counts(teammate_client.get("/conversations/"))["invalid"] == 1
-    services.number_mark_invalid(org=org, phone=people["ann"].phone_e164, by=owner)
+    NumberState.objects.of(org=org, phone=people["ann"].phone_e164).mark_invalid(by=owner)
     assert tab_counts(teammate_client.get("/conversations/"))["invalid"] == 2
 
 
@@ -134,14 +133,14 @@ def test_the_invalid_filter_follows_a_number_change_at_once(teammate_client, peo
 
 def test_the_opted_out_filter_follows_a_lifted_opt_out_at_once(teammate_client, org, owner, people):
     assert listed(teammate_client.get("/conversations/?filter=opted_out")) == [people["cat"]]
-    services.number_opt_in(
-        org=org, phone=people["cat"].phone_e164, via=services.OptIn.STAFF, by=owner, note="ok"
+    NumberState.objects.of(org=org, phone=people["cat"].phone_e164).opt_in(
+        via=OptIn.STAFF, by=owner, note="ok"
     )
     assert listed(teammate_client.get("/conversations/?filter=opted_out")) == []
 
 
 def test_a_search_within_the_invalid_filter(teammate_client, org, owner, people):
-    services.number_mark_invalid(org=org, phone=people["ann"].phone_e164, by=owner)
+    NumberState.objects.of(org=org, phone=people["ann"].phone_e164).mark_invalid(by=owner)
     response = teammate_client.get("/conversations/?filter=invalid&q=ray")
     assert listed(response) == [people["bob"]]
 
@@ -150,7 +149,7 @@ def test_both_ways_to_the_flagged_conversations_list_the_same_rows(org, owner, p
     """Walking the newest-first index (many flagged, a short reach) and sorting every flagged
     conversation (few flagged, or a deep page) give the same rows in the same order."""
     for name in ("ann", "dan"):
-        services.number_mark_invalid(org=org, phone=people[name].phone_e164, by=owner)
+        NumberState.objects.of(org=org, phone=people[name].phone_e164).mark_invalid(by=owner)
     make_message(people["dan"], sender, body="Newest")
 
     def rows(reach):
@@ -660,9 +659,11 @@ def add_conversations(org, owner, sender, count, start):
         contact = make_contact(org, f"+1212400{n:04d}", first_name=f"Member{n}")
         make_message(contact, sender)
         if n % 3 == 0:
-            services.number_mark_invalid(org=org, phone=contact.phone_e164, by=owner)
+            NumberState.objects.of(org=org, phone=contact.phone_e164).mark_invalid(by=owner)
         elif n % 3 == 1:
-            services.number_opt_out(org=org, phone=contact.phone_e164, reason="staff", by=owner)
+            NumberState.objects.of(org=org, phone=contact.phone_e164).opt_out(
+                reason="staff", by=owner
+            )
 
 
 @pytest.mark.parametrize("url", ["/conversations/", "/conversations/?filter=all&q=Member"])

@@ -16,7 +16,7 @@ import requests
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from deliverability import checks, deactivations, services
+from deliverability import deactivations, eligibility
 from deliverability.deactivations import import_deactivations, parse_list
 from deliverability.models import (
     AuditEvent,
@@ -158,7 +158,7 @@ def test_listed_numbers_are_opted_out_in_every_org_holding_them(holders):
             None,
             "deactivation list 2026-11-20",
         )
-        assert checks.check_number(org=holder, phone=phone) == "opted_out"
+        assert eligibility.check_number(org=holder, phone=phone) == "opted_out"
     assert set(NumberFacts.objects.filter(deactivated_at=DAY).values_list("phone", flat=True)) == (
         set(LISTED)
     )
@@ -189,8 +189,8 @@ def test_a_later_list_naming_the_same_numbers_opts_out_nobody_twice(holders):
 
 def test_a_pause_on_a_listed_number_becomes_an_opt_out(org, owner):
     make_contact(org, "+12125550196")
-    services.number_pause(
-        org=org, phone="+12125550196", until=timezone.now() + timedelta(days=7), by=owner
+    NumberState.objects.of(org=org, phone="+12125550196").pause(
+        until=timezone.now() + timedelta(days=7), by=owner
     )
 
     import_deactivations(DAY)
@@ -200,13 +200,13 @@ def test_a_pause_on_a_listed_number_becomes_an_opt_out(org, owner):
     event = AuditEvent.objects.filter(organization=org, action="opt_out").get()
     assert event.before["paused_until"] is not None
     assert event.after["paused_until"] is None
-    assert checks.check_number(org=org, phone="+12125550196") == "opted_out"
+    assert eligibility.check_number(org=org, phone="+12125550196") == "opted_out"
 
 
 def test_an_earlier_opt_out_keeps_its_reason(org):
     make_contact(org, "+12125550197")
-    services.number_opt_out(
-        org=org, phone="+12125550197", reason=OptOutReason.STOP_KEYWORD, cause="inbound STOP"
+    NumberState.objects.of(org=org, phone="+12125550197").opt_out(
+        reason=OptOutReason.STOP_KEYWORD, cause="inbound STOP"
     )
     result = import_deactivations(DAY)
     assert result.opted_out == 0

@@ -13,7 +13,7 @@ from contacts.management.commands.demo import public_base_url
 from contacts.models import Contact, Membership, Organization
 from conversations.broadcasts import in_window
 from conversations.models import Conversation, Message, MessageEvent
-from deliverability.checks import check_contacts
+from deliverability.eligibility import check_contacts
 from deliverability.models import AuditEvent, NumberState, OrgAlert
 from tests.isolation import rows_for_the_module
 
@@ -138,6 +138,8 @@ def test_every_seeded_state_gets_its_skip_reason(demo):
         "R015": "opted_out",  # deactivated
         "R016": "opted_out",  # STOP keyword
         "R017": "opted_out",  # staff
+        "R032": "marked_invalid",  # carrier line status: disconnected
+        "R033": "opted_out",  # reassigned since consent
     }
     assert {key: reasons[key] for key in expected} == expected
     harbor = _skip_reasons("harbor-physio")
@@ -153,11 +155,13 @@ def test_each_opt_out_reason_and_invalid_source_is_seeded(demo):
         "carrier_stop",
         "deactivated",
         "staff",
+        "reassigned",
     }
     assert set(states.invalid().values_list("invalid_source", "invalid_code")) >= {
         ("manual", ""),
         ("automatic", "lookup"),
         ("automatic", "21614"),
+        ("automatic", "line_status"),
         ("automatic", "30005"),
     }
 

@@ -102,9 +102,9 @@ def test_a_deadlock_postpones_the_batch_and_it_is_applied_on_the_next_try(
 def test_a_lost_connection_on_an_inbound_stop_postpones_it_and_the_stop_is_applied(
     client, org, sender, monkeypatch
 ):
-    from conversations import services
+    from conversations import inbound
 
-    real = services.inbound_apply
+    real = inbound.inbound_apply
     failures = iter([True, True, False])
 
     def drops(event):
@@ -114,7 +114,7 @@ def test_a_lost_connection_on_an_inbound_stop_postpones_it_and_the_stop_is_appli
             raise InterfaceError("connection already closed")
         return real(event)
 
-    monkeypatch.setattr(services, "inbound_apply", drops)
+    monkeypatch.setattr(inbound, "inbound_apply", drops)
 
     post_signed(client, INBOUND_PATH, inbound_params(to=OUR_NUMBER, from_=MEMBER, body="STOP"))
     assert MessageEvent.objects.get().attempts == 1

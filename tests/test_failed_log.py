@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from conversations.backends import get_backend
 from conversations.models import Broadcast, Message
-from deliverability import services
+from deliverability import outcomes, services
 from deliverability.models import AuditEvent, NumberState
 from tests.factories import make_contact, make_message, make_sender
 
@@ -45,17 +45,13 @@ def log(org, owner):
     fay = make_contact(org, "+12125550106", first_name="Fay", last_name="Wu")
     gus = make_contact(org, "+12125550107", first_name="Gus", last_name="Hill")
     hal = make_contact(org, "n/a", first_name="Hal", last_name="Berg")
-    services.number_mark_invalid(org=org, phone=cat.phone_e164, by=owner)
-    services.number_flag_automatically(
-        org=org,
-        phone=dan.phone_e164,
-        code=21614,
-        reason="Landline; not SMS-capable",
-        cause="Twilio 21614",
+    NumberState.objects.of(org=org, phone=cat.phone_e164).mark_invalid(by=owner)
+    NumberState.objects.of(org=org, phone=dan.phone_e164).flag_automatically(
+        code=21614, reason="Landline; not SMS-capable", cause="Twilio 21614"
     )
-    services.number_opt_out(org=org, phone=eve.phone_e164, reason="staff", by=owner)
-    services.number_pause(
-        org=org, phone=fay.phone_e164, until=timezone.now() + timedelta(days=5), by=owner
+    NumberState.objects.of(org=org, phone=eve.phone_e164).opt_out(reason="staff", by=owner)
+    NumberState.objects.of(org=org, phone=fay.phone_e164).pause(
+        until=timezone.now() + timedelta(days=5), by=owner
     )
     messages = {
         "unreachable": logged(ann, main, 1, status="failed", error_code=30003),
@@ -174,7 +170,7 @@ def test_each_row_shows_its_status_failed_reason_and_code(
 
 
 def test_a_manual_flag_turned_automatic_then_shows_the_reason(teammate_client, org, log):
-    services.error_apply(org=org, phone=log["contacts"]["cat"].phone_e164, code=30005)
+    outcomes.error_apply(org=org, phone=log["contacts"]["cat"].phone_e164, code=30005)
     row = rows(teammate_client.get(URL))[log["messages"]["manual"].pk]
     assert cells(row)[4] == "Carrier response that the number does not exist"
 
@@ -647,10 +643,12 @@ def add_failures(org, owner, sender, count, start):
     for n in range(start, start + count):
         contact = make_contact(org, f"+1212400{n:04d}", first_name=f"Member{n}")
         if n % 3 == 0:
-            services.number_mark_invalid(org=org, phone=contact.phone_e164, by=owner)
+            NumberState.objects.of(org=org, phone=contact.phone_e164).mark_invalid(by=owner)
             make_message(contact, sender, status="skipped", skip_reason="marked_invalid")
         elif n % 3 == 1:
-            services.number_opt_out(org=org, phone=contact.phone_e164, reason="staff", by=owner)
+            NumberState.objects.of(org=org, phone=contact.phone_e164).opt_out(
+                reason="staff", by=owner
+            )
             make_message(contact, sender, status="skipped", skip_reason="opted_out")
         else:
             make_message(contact, sender, status="undelivered", error_code=30003)

@@ -131,7 +131,7 @@ SETUP = """
 import json, uuid
 from django.db import transaction
 from contacts.models import Contact, Organization
-from conversations import services
+from conversations import sending
 from conversations.models import Message, Sender
 from tests.factories import make_contact, make_message
 org = Organization.objects.create(name="Fault Club", slug="fault-" + uuid.uuid4().hex[:8])
@@ -151,7 +151,7 @@ for to in %(sent)r:
 with transaction.atomic():
     for to in %(queued)r:
         contact = make_contact(org, to)
-        message = services.message_create_outbound(org=org, contact=contact, body="See you at 6")
+        message = sending.message_create_outbound(org=org, contact=contact, body="See you at 6")
         out["queued"].append({"id": message.pk, "to": to})
 print(json.dumps(out))
 """
@@ -328,9 +328,9 @@ def inbound_form(from_, body, sender):
 SWEEP = """
 import json
 from datetime import timedelta
-from conversations import services, tasks
+from conversations import reconciliation, tasks
 # What the beat does every minute, with claims counted stale after 2 s instead of 2 minutes.
-services.CLAIM_TIMEOUT = timedelta(seconds=2)
+reconciliation.CLAIM_TIMEOUT = timedelta(seconds=2)
 swept = tasks.sweep_messages()
 processed = tasks.process_events()
 print(json.dumps({"swept": swept, "processed": str(processed)}))

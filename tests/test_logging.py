@@ -253,10 +253,10 @@ def test_a_worker_keeps_logging_after_a_simulated_callback(private_redis, proces
     code = (
         "import json\n"
         "from contacts.models import Contact\n"
-        "from conversations import services\n"
+        "from conversations import sending\n"
         "ids = []\n"
         f"for contact in Contact.objects.filter(pk__in={[c.pk for c in contacts]}):\n"
-        "    message = services.message_create_outbound(\n"
+        "    message = sending.message_create_outbound(\n"
         "        org=contact.organization, contact=contact, body='See you at 6pm')\n"
         "    ids.append(message.pk)\n"
         "print(json.dumps(ids))\n"

@@ -15,7 +15,7 @@ import pytest
 import requests
 from django.utils import timezone
 
-from deliverability import checks, deactivations, tasks
+from deliverability import deactivations, eligibility, tasks
 from deliverability.lookups import lookup_line_type
 from deliverability.models import LineType, NumberFacts, NumberState
 from tests.factories import make_contact
@@ -71,7 +71,7 @@ def test_lookups_never_raise_and_store_only_known_types(org, mock):
         assert facts.line_type in LineType.values
         assert facts.looked_up_at is not None
         # An unknown or odd type never blocks sending; only the types that cannot take SMS do.
-        verdict = checks.check_number(org=org, phone=PHONE)
+        verdict = eligibility.check_number(org=org, phone=PHONE)
         if facts.is_sms_capable:
             assert verdict is None
         else:
@@ -88,8 +88,8 @@ def test_the_lookup_answers_through_the_contract(mock):
 
 def test_a_fresh_lookup_is_not_repeated_and_an_old_one_is(org, mock, monkeypatch):
     calls = []
-    real = tasks.lookup_line_type
-    monkeypatch.setattr(tasks, "lookup_line_type", lambda phone: calls.append(phone) or real(phone))
+    real = tasks.lookup
+    monkeypatch.setattr(tasks, "lookup", lambda request: calls.append(request) or real(request))
     tasks.lookup_number(PHONE)
     tasks.lookup_number(PHONE)
     assert len(calls) == 1

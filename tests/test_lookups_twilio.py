@@ -10,12 +10,28 @@ from datetime import date, timedelta
 
 import pytest
 from django.utils import timezone
+from twilio.base.exceptions import TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 
-from deliverability import checks, services, tasks
-from deliverability.lookups import lookup_line_type, normalize
-from deliverability.models import AuditEvent, LineType, NumberFacts, NumberState
+from deliverability import eligibility, lookup_packages, services, tasks
+from deliverability.lookups import (
+    LookupRequest,
+    LookupResult,
+    lookup_line_type,
+    lookup_many,
+    normalize,
+)
+from deliverability.models import (
+    AuditEvent,
+    LineStatus,
+    LineType,
+    LookupPackages,
+    NumberFacts,
+    NumberLookup,
+    NumberState,
+    Reassigned,
+)
 from deliverability.twilio_client import BaseUrlHttpClient, twilio_client
 from tests.factories import make_contact, make_org
 from tests.twilio_mock import ACCOUNT_SID
@@ -78,7 +94,7 @@ def test_the_lookup_task_saves_type_carrier_and_time(org, twilio_static, twilio_
     )
     assert before <= facts.looked_up_at <= timezone.now()
     assert not NumberState.objects.filter(phone=PHONE).exclude(invalid_source="").exists()
-    assert checks.check_number(org=org, phone=PHONE) is None
+    assert eligibility.check_number(org=org, phone=PHONE) is None
 
 
 @pytest.mark.twilio_mock
@@ -148,7 +164,7 @@ def test_odd_answers_never_raise_are_stored_as_unknown_and_do_not_block(
         facts = NumberFacts.objects.get(phone=phone)
         assert facts.line_type in LineType.values
         assert facts.looked_up_at is not None
-        verdict = checks.check_number(org=org, phone=phone)
+        verdict = eligibility.check_number(org=org, phone=phone)
         if facts.line_type_raw not in LineType.values:
             odd.append(facts.line_type_raw)
             assert facts.line_type == LineType.UNKNOWN
@@ -278,7 +294,7 @@ def test_a_landline_lookup_flags_the_number_in_every_org_holding_it(org, other_o
             None,
             "line-type lookup",
         )
-        assert checks.check_number(org=holder, phone=LANDLINE) == "marked_invalid"
+        assert eligibility.check_number(org=holder, phone=LANDLINE) == "marked_invalid"
     assert not NumberState.objects.filter(organization=bystander).exists()
 
     # An org that adds the number later gets the flag from the fresh lookup, without a new one.
@@ -309,4 +325,110 @@ def test_an_unknown_type_recorded_does_not_block_sending(org):
     services.facts_record_lookup(phone=PHONE, result=normalize("satellitePhone"))
     facts = NumberFacts.objects.get(phone=PHONE)
     assert (facts.line_type, facts.line_type_raw) == ("unknown", "satellitePhone")
-    assert checks.check_number(org=org, phone=PHONE) is None
+    assert eligibility.check_number(org=org, phone=PHONE) is None
+
+
+# Lookup packages against the contract: line status, reassigned number, the batch endpoint ------
+
+
+@pytest.mark.twilio_mock
+def test_line_status_is_asked_by_field_and_inactive_flags_the_number(
+    org, twilio_static, twilio_traffic
+):
+    LookupPackages.objects.create(organization=org, line_type=False, line_status=True)
+    make_contact(org, PHONE)
+    twilio_traffic.example = "fetchLineStatusInactive"
+    tasks.lookup_number(PHONE, org_id=org.pk)
+    [(url, params, _body)] = twilio_traffic.sent
+    assert url.endswith("/v2/PhoneNumbers/+12125550123")
+    assert params["Fields"] == "line_status"
+    assert NumberFacts.objects.get(phone=PHONE).line_status == "inactive"
+    flagged = NumberState.objects.get(organization=org, phone=PHONE)
+    assert (flagged.invalid_code, flagged.invalid_reason) == (
+        "line_status",
+        "Disconnected (carrier line status)",
+    )
+    assert NumberLookup.objects.get().paid_line_status
+
+
+@pytest.mark.twilio_mock
+def test_line_status_active_is_read_and_sets_nothing(org, twilio_static, twilio_traffic):
+    LookupPackages.objects.create(organization=org, line_type=False, line_status=True)
+    make_contact(org, PHONE)
+    twilio_traffic.example = "fetchLineStatusActive"
+    tasks.lookup_number(PHONE, org_id=org.pk)
+    assert NumberFacts.objects.get(phone=PHONE).line_status == "active"
+    assert not NumberState.objects.filter(organization=org, phone=PHONE).exists()
+
+
+@pytest.mark.twilio_mock
+def test_the_reassigned_check_sends_the_consent_date_and_opts_out_on_yes(
+    org, twilio_static, twilio_traffic
+):
+    LookupPackages.objects.create(organization=org, line_type=False, reassigned=True)
+    make_contact(org, PHONE, consent_date=date(2020, 12, 27))
+    twilio_traffic.example = "fetchReassignedNumberWithNumberReassigned"
+    tasks.lookup_number(PHONE, org_id=org.pk)
+    [(_url, params, _body)] = twilio_traffic.sent
+    assert (params["Fields"], params["LastVerifiedDate"]) == ("reassigned_number", "20201227")
+    state = NumberState.objects.get(organization=org, phone=PHONE)
+    assert state.opt_out_reason == "reassigned"
+    assert NumberLookup.objects.get().reassigned == "yes"
+
+
+@pytest.mark.twilio_mock
+@pytest.mark.parametrize(
+    ("example", "answer"),
+    [
+        ("fetchReassignedNumberWithNumberNoReassigned", "no"),
+        ("fetchReassignedNumberWithNoDataAvailable", "no_data_available"),
+    ],
+)
+def test_a_number_not_known_reassigned_stays_subscribed(
+    org, twilio_static, twilio_traffic, example, answer
+):
+    LookupPackages.objects.create(organization=org, line_type=False, reassigned=True)
+    make_contact(org, PHONE, consent_date=date(2020, 12, 27))
+    twilio_traffic.example = example
+    tasks.lookup_number(PHONE, org_id=org.pk)
+    assert NumberLookup.objects.get().reassigned == answer
+    assert not NumberState.objects.filter(organization=org, phone=PHONE).exists()
+
+
+@pytest.mark.twilio_mock
+def test_a_batch_task_uses_the_batch_endpoint_and_the_contract_accepts_the_body(
+    org, twilio_static, twilio_traffic, settings
+):
+    settings.LOOKUP_BATCH_SIZE = 50
+    LookupPackages.objects.create(organization=org, line_status=True, reassigned=True)
+    phones = [f"+1212555{n:04d}" for n in range(2100, 2160)]
+    for phone in phones:
+        make_contact(org, phone, consent_date=date(2024, 1, 2))
+    tasks.lookup_numbers(phones, org_id=org.pk)
+    batches = [sent for sent in twilio_traffic.sent if sent[0].endswith("/v2/batch/query")]
+    assert len(batches) == 2  # 60 numbers, 50 a request: never one request per number
+    assert twilio_traffic.to("/v2/PhoneNumbers/") == []  # Prism accepted both bodies
+    first = batches[0][2]["phone_numbers"][0]
+    assert first["fields"] == ["line_type_intelligence", "line_status", "reassigned_number"]
+    assert first["reassigned_number"] == {"last_verified_date": "20240102"}
+    # The contract's answer names no number of ours: nothing is recorded as looked up or paid
+    # for, and the numbers stay due for the next refresh.
+    assert not NumberLookup.objects.exists()
+    assert len(lookup_packages.plan(org, phones)) == 60
+
+
+@pytest.mark.twilio_mock
+def test_odd_batch_answers_never_raise(org, twilio_dynamic, twilio_traffic):
+    LookupPackages.objects.create(organization=org, line_status=True, reassigned=True)
+    requests = [
+        LookupRequest(f"+1212555{n:04d}", line_status=True, last_verified=date(2024, 1, 2))
+        for n in range(2200, 2210)
+    ]
+    for _ in range(5):
+        answers = lookup_many(requests)
+        assert len(answers) == len(requests)
+        for answer in answers:
+            assert isinstance(answer, (LookupResult, TwilioRestException))
+            if isinstance(answer, LookupResult):
+                assert answer.line_status in {"", *LineStatus.values}
+                assert answer.reassigned in {"", *Reassigned.values}

@@ -5,7 +5,7 @@ import pytest
 from django.template import Context, Template
 
 from contacts.models import Membership
-from deliverability import services
+from deliverability.models import NumberState
 from tests.factories import make_contact, make_member, make_message, make_org, make_sender
 
 
@@ -51,7 +51,9 @@ def flagged(org, owner):
     sender = make_sender(org, throughput=100)
     ann = make_contact(org, "+12125550118", first_name="Ann", last_name="Lee")
     make_message(ann, sender, status="failed", error_code=30003)
-    services.number_mark_invalid(org=org, phone=ann.phone_e164, by=owner, note="Wrong number")
+    NumberState.objects.of(org=org, phone=ann.phone_e164).mark_invalid(
+        by=owner, note="Wrong number"
+    )
     return ann
 
 

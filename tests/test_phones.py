@@ -86,7 +86,7 @@ any_text = st.one_of(
     st.text(),
     st.text(alphabet=st.characters(categories=["Cs", "Cc", "Cf", "Co", "Nd"]), max_size=50),
     phone_like,
-    st.text(min_size=1000, max_size=20_000),
+    st.text(min_size=RAW_MAX_LENGTH + 1, max_size=2_000),
     st.builds(lambda digits, padding: digits + padding, phone_like, st.text(max_size=200)),
 )
 

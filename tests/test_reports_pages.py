@@ -12,8 +12,7 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from conversations.models import Message
-from deliverability import services
-from deliverability.models import AuditEvent, NumberFacts
+from deliverability.models import AuditEvent, NumberFacts, NumberState
 from tests.factories import make_contact, make_message, make_sender
 
 REPORTS = ["opt_outs", "health", "delivery", "staff"]
@@ -42,8 +41,8 @@ def at(audit_event, moment):
 
 
 def opt_out(org, phone, reason, days_ago, by=None):
-    services.number_opt_out(
-        org=org, phone=phone, reason=reason, by=by, cause="" if by else "test", note="n"
+    NumberState.objects.of(org=org, phone=phone).opt_out(
+        reason=reason, by=by, cause="" if by else "test", note="n"
     )
     at(AuditEvent.objects.filter(organization=org, phone=phone).latest("id"), noon(org, days_ago))
 
@@ -56,6 +55,7 @@ def opt_outs(org, owner, other_org, outsider):
     opt_out(org, "+12125550114", "carrier_stop", 20)
     opt_out(org, "+12125550115", "deactivated", 60)
     opt_out(org, "+12125550116", "staff", 100, by=owner)  # before every period
+    opt_out(org, "+12125550117", "reassigned", 5)
     # Another organization's opt-outs never count here.
     for n in range(4):
         opt_out(other_org, f"+1212555020{n}", "deactivated", 1, by=None)
@@ -63,14 +63,14 @@ def opt_outs(org, owner, other_org, outsider):
 
 # (reason label, count, share) per period
 OPT_OUTS = {
-    "7": [("STOP keyword", 2, "66.7"), ("Carrier STOP", 0, "0.0"), ("Deactivated", 0, "0.0"),
-          ("Staff", 1, "33.3"), ("Wrong number", 0, "0.0")],
-    "30": [("STOP keyword", 2, "50.0"), ("Carrier STOP", 1, "25.0"), ("Deactivated", 0, "0.0"),
-           ("Staff", 1, "25.0"), ("Wrong number", 0, "0.0")],
-    "90": [("STOP keyword", 2, "40.0"), ("Carrier STOP", 1, "20.0"), ("Deactivated", 1, "20.0"),
-           ("Staff", 1, "20.0"), ("Wrong number", 0, "0.0")],
+    "7": [("STOP keyword", 2, "50.0"), ("Carrier STOP", 0, "0.0"), ("Deactivated", 0, "0.0"),
+          ("Staff", 1, "25.0"), ("Wrong number", 0, "0.0"), ("Reassigned number", 1, "25.0")],
+    "30": [("STOP keyword", 2, "40.0"), ("Carrier STOP", 1, "20.0"), ("Deactivated", 0, "0.0"),
+           ("Staff", 1, "20.0"), ("Wrong number", 0, "0.0"), ("Reassigned number", 1, "20.0")],
+    "90": [("STOP keyword", 2, "33.3"), ("Carrier STOP", 1, "16.7"), ("Deactivated", 1, "16.7"),
+           ("Staff", 1, "16.7"), ("Wrong number", 0, "0.0"), ("Reassigned number", 1, "16.7")],
     "custom": [("STOP keyword", 0, "0"), ("Carrier STOP", 0, "0"), ("Deactivated", 1, "100.0"),
-               ("Staff", 0, "0"), ("Wrong number", 0, "0")],
+               ("Staff", 0, "0"), ("Wrong number", 0, "0"), ("Reassigned number", 0, "0")],
 }  # fmt: skip
 
 
@@ -153,7 +153,7 @@ def test_a_bad_custom_range_says_so_above_the_last_30_days(owner_client, org, op
     assert response.status_code == 400
     assert "Enter both dates of a custom period (YYYY-MM-DD)." in response.content.decode()
     assert response.context["period"].key == "30"
-    assert response.context["data"]["total"] == 4
+    assert response.context["data"]["total"] == 5
 
 
 def test_a_reversed_custom_range_is_a_form_error(owner_client, org, opt_outs):
@@ -186,13 +186,13 @@ def health(org, owner):
     paused = make_contact(org, "+12125550104")
     landline = make_contact(org, "+12125550150")
     make_contact(org, "n/a")
-    services.number_opt_out(org=org, phone=opted.phone_e164, reason="staff", by=owner)
-    services.number_mark_invalid(org=org, phone=manual.phone_e164, by=owner)
-    services.number_flag_automatically(
-        org=org, phone=automatic.phone_e164, code=30005, reason="No such number", cause="t"
+    NumberState.objects.of(org=org, phone=opted.phone_e164).opt_out(reason="staff", by=owner)
+    NumberState.objects.of(org=org, phone=manual.phone_e164).mark_invalid(by=owner)
+    NumberState.objects.of(org=org, phone=automatic.phone_e164).flag_automatically(
+        code=30005, reason="No such number", cause="t"
     )
-    services.number_pause(
-        org=org, phone=paused.phone_e164, until=timezone.now() + timedelta(days=2), by=owner
+    NumberState.objects.of(org=org, phone=paused.phone_e164).pause(
+        until=timezone.now() + timedelta(days=2), by=owner
     )
     NumberFacts.objects.create(phone=landline.phone_e164, line_type="landline")
 
@@ -366,28 +366,15 @@ def test_delivery_never_counts_another_organizations_messages(owner_client, org,
 def activity(org, owner, teammate, other_org, outsider):
     ann = make_contact(org, "+12125550101", first_name="Ann", last_name="Lee")
     bob = make_contact(org, "+12125550102", first_name="Bob", last_name="Ray")
-    services.number_mark_invalid(
-        org=org,
-        phone=ann.phone_e164,
-        by=teammate,
-        note="Wrong person answered",
-        source_page="conversations",
-        contact=ann,
+    NumberState.objects.of(org=org, phone=ann.phone_e164).mark_invalid(
+        by=teammate, note="Wrong person answered", source_page="conversations", contact=ann
     )
     at(AuditEvent.objects.latest("id"), noon(org, 1))
-    services.number_opt_out(
-        org=org,
-        phone=bob.phone_e164,
-        reason="staff",
-        by=owner,
-        note="Asked at the desk",
-        source_page="failed",
-        contact=bob,
+    NumberState.objects.of(org=org, phone=bob.phone_e164).opt_out(
+        reason="staff", by=owner, note="Asked at the desk", source_page="failed", contact=bob
     )
     at(AuditEvent.objects.latest("id"), noon(org, 2))
-    services.number_pause(
-        org=org,
-        phone=ann.phone_e164,
+    NumberState.objects.of(org=org, phone=ann.phone_e164).pause(
         until=timezone.now() + timedelta(days=3),
         by=teammate,
         note="Travelling",
@@ -396,12 +383,12 @@ def activity(org, owner, teammate, other_org, outsider):
     )
     at(AuditEvent.objects.latest("id"), noon(org, 60))
     # The system's own changes are not staff activity.
-    services.number_flag_automatically(
-        org=org, phone="+12125550103", code=21614, reason="Landline", cause="Twilio 21614"
+    NumberState.objects.of(org=org, phone="+12125550103").flag_automatically(
+        code=21614, reason="Landline", cause="Twilio 21614"
     )
     # Another organization's staff never appear.
-    services.number_mark_invalid(
-        org=other_org, phone="+12125550299", by=outsider, note="Their own business"
+    NumberState.objects.of(org=other_org, phone="+12125550299").mark_invalid(
+        by=outsider, note="Their own business"
     )
     return {"ann": ann, "bob": bob}
 
@@ -490,11 +477,11 @@ def hostile(org, owner):
     contact = make_contact(
         org, "+16175550101", first_name='=HYPERLINK("http://x","y")', last_name=""
     )
-    services.number_mark_invalid(
-        org=org, phone=contact.phone_e164, by=owner, note="@SUM(A1)", contact=contact
+    NumberState.objects.of(org=org, phone=contact.phone_e164).mark_invalid(
+        by=owner, note="@SUM(A1)", contact=contact
     )
-    services.number_mark_valid(
-        org=org, phone=contact.phone_e164, by=owner, note="+1+1", contact=contact
+    NumberState.objects.of(org=org, phone=contact.phone_e164).mark_valid(
+        by=owner, note="+1+1", contact=contact
     )
     owner.first_name = "-Robin"
     owner.save(update_fields=["first_name"])
@@ -580,8 +567,8 @@ REPORT_QUERIES = {"opt_outs": 6, "health": 13, "delivery": 8, "staff": 8}
 def add_history(org, owner, sender, count, start):
     for n in range(start, start + count):
         contact = make_contact(org, f"+1212400{n:04d}", first_name=f"Member{n}")
-        services.number_opt_out(
-            org=org, phone=contact.phone_e164, reason="staff", by=owner, contact=contact
+        NumberState.objects.of(org=org, phone=contact.phone_e164).opt_out(
+            reason="staff", by=owner, contact=contact
         )
         status, code = ("delivered", None) if n % 2 else ("undelivered", 30003)
         sent(org, contact, sender, n % 20, status, code)

@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from conversations.models import Message
-from deliverability import consent, replies, services
+from deliverability import consent, replies
 from deliverability.models import AuditEvent, NumberState, OptOutReason, OrgAlert, ReviewItem
 from deliverability.tasks import apply_review_deadlines
 from tests.factories import make_contact, make_message
@@ -47,7 +47,9 @@ def possible_opt_out(member):
 
 @pytest.fixture
 def resubscribe(org, member):
-    services.number_opt_out(org=org, phone=PHONE, reason=OptOutReason.STOP_KEYWORD, cause="STOP")
+    NumberState.objects.of(org=org, phone=PHONE).opt_out(
+        reason=OptOutReason.STOP_KEYWORD, cause="STOP"
+    )
     return reply_from(member, "please text me again")
 
 
@@ -173,14 +175,14 @@ def test_opt_out_opts_the_number_out_audited_with_the_note(
 def test_not_an_opt_out_changes_nothing_but_is_audited_and_frees_broadcasts(
     teammate_client, teammate, possible_opt_out, org
 ):
-    from deliverability import checks
+    from deliverability import eligibility
 
-    assert checks.check_number(org=org, phone=PHONE, broadcast=True) == "pending_review"
+    assert eligibility.check_number(org=org, phone=PHONE, broadcast=True) == "pending_review"
     decide(teammate_client, possible_opt_out, "not_opt_out")
 
     assert opt_out_reason(org) == ""
     assert AuditEvent.objects.get(action=AuditEvent.Action.REVIEW_DISMISSED).actor == teammate
-    assert checks.check_number(org=org, phone=PHONE, broadcast=True) is None
+    assert eligibility.check_number(org=org, phone=PHONE, broadcast=True) is None
 
 
 def test_resubscribe_lifts_the_opt_out(teammate_client, teammate, resubscribe, org):
@@ -198,7 +200,9 @@ def test_keep_opted_out_keeps_it(teammate_client, resubscribe, org):
 
 
 def test_resubscribe_cannot_lift_an_opt_out_only_the_member_can(teammate_client, member, org):
-    services.number_opt_out(org=org, phone=PHONE, reason=OptOutReason.CARRIER_STOP, cause="21610")
+    NumberState.objects.of(org=org, phone=PHONE).opt_out(
+        reason=OptOutReason.CARRIER_STOP, cause="21610"
+    )
     item = reply_from(member, "please text me again")
 
     response = decide(teammate_client, item, "resubscribe", htmx=True)
@@ -281,7 +285,9 @@ def test_undo_is_short_lived(teammate_client, possible_opt_out, org):
 def test_undo_does_not_lift_an_opt_out_the_decision_did_not_make(
     teammate_client, possible_opt_out, org
 ):
-    services.number_opt_out(org=org, phone=PHONE, reason=OptOutReason.CARRIER_STOP, cause="21610")
+    NumberState.objects.of(org=org, phone=PHONE).opt_out(
+        reason=OptOutReason.CARRIER_STOP, cause="21610"
+    )
     decide(teammate_client, possible_opt_out, "opt_out")
     undo(teammate_client, possible_opt_out)
 

@@ -13,11 +13,10 @@ from django.utils import timezone
 from twilio.base.exceptions import TwilioRestException
 
 from config import inprocess
-from conversations import services, status, tasks
+from conversations import reconciliation, sending, status, tasks
 from conversations.backends import RemoteMessage, SendError, SimulatorBackend, get_backend
 from conversations.models import Message, MessageEvent
 from conversations.segments import segment
-from deliverability import services as number_services
 from deliverability.models import InvalidSource, NumberFacts, NumberState, OptOutReason
 from tests.factories import make_contact, make_message
 from tests.twilio_requests import PUBLIC_BASE_URL, new_sid
@@ -38,7 +37,7 @@ def locmem():
 def create(org, contact, capture, body="See you at the 6pm class!", **kwargs):
     """Create an outbound message and commit: the send task runs after the commit."""
     with capture(execute=True):
-        message = services.message_create_outbound(org=org, contact=contact, body=body, **kwargs)
+        message = sending.message_create_outbound(org=org, contact=contact, body=body, **kwargs)
     message.refresh_from_db()
     return message
 
@@ -54,7 +53,7 @@ def test_create_stores_a_pending_message_and_sends_only_after_commit(
     org, contact, locmem, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        message = services.message_create_outbound(org=org, contact=contact, body="Hello")
+        message = sending.message_create_outbound(org=org, contact=contact, body="Hello")
         stored = Message.objects.get(pk=message.pk)
         assert stored.status == Message.Status.PENDING
         assert stored.dispatch == Message.Dispatch.WAITING
@@ -68,7 +67,7 @@ def test_a_transaction_that_never_commits_sends_nothing(
     org, contact, locmem, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        services.message_create_outbound(org=org, contact=contact, body="Hello")
+        sending.message_create_outbound(org=org, contact=contact, body="Hello")
 
     assert len(callbacks) == 1
     assert locmem.outbox == []
@@ -99,14 +98,14 @@ def test_a_second_send_task_for_the_same_message_does_nothing(
     tasks.send_message.delay(message.pk)
 
     assert len(locmem.outbox) == 1
-    assert services.message_send(message.pk) == "not claimable"
+    assert sending.message_send(message.pk) == "not claimable"
     message.refresh_from_db()
     assert message.attempts == 1
 
 
 def test_an_empty_body_is_refused(org, contact):
-    with pytest.raises(services.SendRefused):
-        services.message_create_outbound(org=org, contact=contact, body="   ")
+    with pytest.raises(sending.SendRefused):
+        sending.message_create_outbound(org=org, contact=contact, body="   ")
 
     assert not Message.objects.exists()
 
@@ -115,13 +114,13 @@ def test_an_empty_body_is_refused(org, contact):
 
 
 def make_opted_out(org, owner, contact):
-    number_services.number_opt_out(
-        org=org, phone=PHONE, reason=OptOutReason.STAFF, by=owner, note="asked at the desk"
+    NumberState.objects.of(org=org, phone=PHONE).opt_out(
+        reason=OptOutReason.STAFF, by=owner, note="asked at the desk"
     )
 
 
 def make_invalid(org, owner, contact):
-    number_services.number_mark_invalid(org=org, phone=PHONE, by=owner)
+    NumberState.objects.of(org=org, phone=PHONE).mark_invalid(by=owner)
 
 
 def make_landline(org, owner, contact):
@@ -129,8 +128,8 @@ def make_landline(org, owner, contact):
 
 
 def make_paused(org, owner, contact):
-    number_services.number_pause(
-        org=org, phone=PHONE, until=timezone.now() + timedelta(days=7), by=owner
+    NumberState.objects.of(org=org, phone=PHONE).pause(
+        until=timezone.now() + timedelta(days=7), by=owner
     )
 
 
@@ -265,7 +264,7 @@ def test_a_refusal_without_a_twilio_code_fails_without_blaming_the_number(
 def waiting_message(org, contact, capture):
     """A message created and committed, its send task not yet run."""
     with capture(execute=False):
-        message = services.message_create_outbound(org=org, contact=contact, body="Class moved")
+        message = sending.message_create_outbound(org=org, contact=contact, body="Class moved")
     return message
 
 
@@ -351,7 +350,7 @@ def test_an_unknown_outcome_not_found_at_the_provider_is_sent_again_once(
     assert message.status == Message.Status.QUEUED
     assert message.attempts == 2
     # A second reconciliation of the same message does nothing.
-    assert services.reconcile_unknown_send(message.pk) == "nothing to reconcile"
+    assert reconciliation.reconcile_unknown_send(message.pk) == "nothing to reconcile"
     assert len(locmem.outbox) == 1
 
 
@@ -373,7 +372,7 @@ def test_an_unknown_outcome_is_reconciled_again_when_the_provider_did_not_answer
     # The provider answers again; the periodic sweep finds the send still unresolved.
     monkeypatch.undo()
     Message.objects.filter(pk=message.pk).update(
-        claimed_at=timezone.now() - services.CLAIM_TIMEOUT - timedelta(seconds=1)
+        claimed_at=timezone.now() - reconciliation.CLAIM_TIMEOUT - timedelta(seconds=1)
     )
     with django_capture_on_commit_callbacks(execute=True):
         tasks.sweep_messages.delay()
@@ -402,7 +401,7 @@ def test_a_claim_of_a_dead_worker_is_reconciled_then_sent_once(
     fresh = claimed_message(contact, sender, timedelta(seconds=20))
 
     with django_capture_on_commit_callbacks(execute=True):
-        services.reclaim_stale_claims()
+        reconciliation.reclaim_stale_claims()
 
     stale.refresh_from_db()
     fresh.refresh_from_db()
@@ -421,7 +420,7 @@ def test_a_claim_of_a_dead_worker_that_reached_the_provider_is_adopted(
     locmem.remote[sid] = RemoteMessage(sid=sid, status="delivered", to=PHONE, body=stale.body)
 
     with django_capture_on_commit_callbacks(execute=True):
-        services.reclaim_stale_claims()
+        reconciliation.reclaim_stale_claims()
 
     stale.refresh_from_db()
     assert locmem.outbox == []
@@ -441,7 +440,7 @@ def test_a_message_waiting_past_the_validity_period_expires_without_counting_aga
         created_at=timezone.now() - timedelta(seconds=settings.MESSAGE_VALIDITY_SECONDS + 60)
     )
 
-    assert services.expire_overdue() == 1
+    assert reconciliation.expire_overdue() == 1
 
     old.refresh_from_db()
     assert old.status == Message.Status.FAILED
@@ -488,7 +487,7 @@ def test_reconciliation_applies_the_providers_status_to_stuck_messages(
     failed = stuck_message(contact, sender, locmem, timedelta(minutes=40), "undelivered", 30003)
     recent = stuck_message(contact, sender, locmem, timedelta(minutes=5), "delivered")
 
-    services.reconcile_stuck()
+    reconciliation.reconcile_stuck()
 
     delivered.refresh_from_db()
     failed.refresh_from_db()
@@ -504,8 +503,8 @@ def test_reconciliation_applies_the_providers_status_to_stuck_messages(
 def test_reconciling_twice_records_the_fetched_status_once(contact, sender, locmem):
     stuck = stuck_message(contact, sender, locmem, timedelta(minutes=45), "undelivered", 30003)
 
-    services.reconcile_stuck()
-    services.reconcile_stuck()
+    reconciliation.reconcile_stuck()
+    reconciliation.reconcile_stuck()
 
     assert MessageEvent.objects.filter(message=stuck).count() == 1
     assert state_of(stuck.organization).error_streak == 1
@@ -663,15 +662,15 @@ def test_a_worker_that_lost_its_claim_while_pacing_does_not_send(
     org, contact, sender, locmem, monkeypatch, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=False):
-        message = services.message_create_outbound(org=org, contact=contact, body="Hi")
+        message = sending.message_create_outbound(org=org, contact=contact, body="Hi")
 
     def sweeper_takes_the_claim(key, rate, **options):
         # While this worker waits, the sweeper decides it is dead and takes the message over.
         Message.objects.filter(pk=message.pk).update(dispatch=Message.Dispatch.UNKNOWN)
 
-    monkeypatch.setattr(services, "wait_for_slot", sweeper_takes_the_claim)
+    monkeypatch.setattr(sending, "wait_for_slot", sweeper_takes_the_claim)
 
-    outcome = services.message_send(message.pk)
+    outcome = sending.message_send(message.pk)
 
     assert outcome.startswith("claim lost")
     assert locmem.outbox == []
@@ -713,7 +712,7 @@ def test_a_send_that_meets_a_database_outage_is_retried_later(
     def database_down(message_id):
         raise OperationalError("the database system is shutting down")
 
-    monkeypatch.setattr(services, "message_send", database_down)
+    monkeypatch.setattr(sending, "message_send", database_down)
     with pytest.raises(Retry):
         tasks.send_message.delay(message.pk)
     monkeypatch.undo()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
-from conversations import services
+from conversations import reconciliation, sending
 from conversations.backends import SendError, TwilioBackend, get_backend
 from conversations.models import Message
 from deliverability.models import NumberState
@@ -68,7 +68,7 @@ def test_a_send_goes_end_to_end_through_the_contract(
     org, contact, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
-        message = services.message_create_outbound(org=org, contact=contact, body="Hello 👍")
+        message = sending.message_create_outbound(org=org, contact=contact, body="Hello 👍")
 
     message.refresh_from_db()
     assert message.provider_sid == EXAMPLE_CREATED_SID
@@ -82,7 +82,7 @@ def test_a_send_from_a_messaging_service_goes_through(org, django_capture_on_com
     contact = make_contact(org, "+12125550124")
 
     with django_capture_on_commit_callbacks(execute=True):
-        message = services.message_create_outbound(
+        message = sending.message_create_outbound(
             org=org, contact=contact, body="Hello", sender=service
         )
 
@@ -113,7 +113,7 @@ def test_a_message_refused_by_the_contract_fails_without_blaming_the_number(
     settings.PUBLIC_BASE_URL = "not a url"  # A misconfiguration: the StatusCallback is invalid.
 
     with django_capture_on_commit_callbacks(execute=True):
-        message = services.message_create_outbound(org=org, contact=contact, body="Hello")
+        message = sending.message_create_outbound(org=org, contact=contact, body="Hello")
 
     message.refresh_from_db()
     assert message.status == Message.Status.FAILED
@@ -155,7 +155,7 @@ def test_reconciliation_reads_a_stuck_message_from_the_api(contact, sender):
         sent_at=timezone.now() - timedelta(hours=1),
     )
 
-    assert services.reconcile_stuck() == 1
+    assert reconciliation.reconcile_stuck() == 1
 
     stuck.refresh_from_db()
     assert stuck.status == Message.Status.SENT  # What the contract's example says.

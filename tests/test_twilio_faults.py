@@ -10,7 +10,7 @@ import pytest
 from celery.exceptions import Retry
 from django.utils import timezone
 
-from conversations import services, tasks
+from conversations import reconciliation, sending, tasks
 from conversations.backends import SendError, TwilioBackend
 from conversations.models import Message, MessageEvent
 from tests.factories import make_message
@@ -41,14 +41,14 @@ def _no_back_off_wait(monkeypatch):
         delays.append(min(cap, base * 2**retries))
         return 0
 
-    monkeypatch.setattr(services, "backoff", recorded)
+    monkeypatch.setattr(reconciliation, "backoff", recorded)
     monkeypatch.setattr("conversations.tasks.backoff", recorded)
     return delays
 
 
 def send(org, contact, capture, body="Your class moved to 7pm"):
     with capture(execute=True):
-        message = services.message_create_outbound(org=org, contact=contact, body=body)
+        message = sending.message_create_outbound(org=org, contact=contact, body=body)
     message.refresh_from_db()
     return message
 
@@ -150,13 +150,13 @@ def test_a_message_twilio_never_took_is_sent_again_after_it_was_looked_for(
 def test_a_twilio_that_keeps_failing_is_given_up_on_after_the_retries(
     twilio, org, contact, django_capture_on_commit_callbacks, _no_back_off_wait
 ):
-    twilio.fail(PHONE, *["500"] * services.MAX_SEND_ATTEMPTS)
+    twilio.fail(PHONE, *["500"] * sending.MAX_SEND_ATTEMPTS)
     message = send(org, contact, django_capture_on_commit_callbacks)
     assert twilio.created_for(PHONE) == []
-    assert len(twilio.attempts_for(PHONE)) == services.MAX_SEND_ATTEMPTS
+    assert len(twilio.attempts_for(PHONE)) == sending.MAX_SEND_ATTEMPTS
     assert (message.status, message.dispatch) == (Message.Status.FAILED, Message.Dispatch.DONE)
     assert message.error_message.startswith("Gave up after retries")
-    assert _no_back_off_wait == [5.0 * 2**n for n in range(services.MAX_SEND_ATTEMPTS - 1)]
+    assert _no_back_off_wait == [5.0 * 2**n for n in range(sending.MAX_SEND_ATTEMPTS - 1)]
     # The number is not blamed for Twilio's trouble.
     assert not MessageEvent.objects.filter(kind=MessageEvent.Kind.SEND_ERROR).exists()
 

@@ -11,11 +11,10 @@ import pytest
 from django.utils import timezone
 
 from contacts.models import Contact
-from conversations import events
-from conversations import services as conversation_services
+from conversations import events, sending
+from conversations import inbound as inbound_rules
 from conversations.backends import get_backend
 from conversations.models import Conversation, Message, MessageEvent
-from deliverability import services
 from deliverability.models import (
     AuditEvent,
     NumberFacts,
@@ -73,7 +72,7 @@ def opted_out_reason(org, phone=THEIR_NUMBER):
 
 
 def opt_out(org, reason):
-    services.number_opt_out(org=org, phone=THEIR_NUMBER, reason=reason, cause="test setup")
+    NumberState.objects.of(org=org, phone=THEIR_NUMBER).opt_out(reason=reason, cause="test setup")
 
 
 # Storing and routing --------------------------------------------------------------------------
@@ -110,7 +109,7 @@ def test_it_routes_to_the_org_that_owns_the_to_number(client, org, other_org, co
 
 
 def test_a_message_to_a_number_we_do_not_have_gets_a_2xx_and_is_logged(client, db, caplog):
-    caplog.set_level(logging.INFO, logger="conversations.services")
+    caplog.set_level(logging.INFO, logger="conversations.inbound")
 
     response = inbound(client, "Hello?", to="+14155550999")
 
@@ -383,8 +382,8 @@ def test_no_confirmation_when_twilio_advanced_opt_out_already_answered(
 def test_no_confirmation_when_the_number_was_already_opted_out(
     client, org, owner, contact, django_capture_on_commit_callbacks, reason
 ):
-    services.number_opt_out(
-        org=org, phone=THEIR_NUMBER, reason=reason, by=owner if reason == "staff" else None
+    NumberState.objects.of(org=org, phone=THEIR_NUMBER).opt_out(
+        reason=reason, by=owner if reason == "staff" else None
     )
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -409,17 +408,17 @@ def test_no_confirmation_for_a_review_or_when_the_org_has_none(
 
 
 def test_a_confirmation_is_held_back_by_a_carrier_stop_or_the_invalid_flag(org, contact, sender):
-    from conversations.services import message_send
+    from conversations.sending import message_send
 
     for setup in ("carrier", "invalid"):
         NumberState.objects.all().delete()
         if setup == "carrier":
             opt_out(org, OptOutReason.CARRIER_STOP)
         else:
-            services.number_flag_automatically(
-                org=org, phone=THEIR_NUMBER, code=21614, reason="Landline", cause="test"
+            NumberState.objects.of(org=org, phone=THEIR_NUMBER).flag_automatically(
+                code=21614, reason="Landline", cause="test"
             )
-        message = conversation_services.message_create_outbound(
+        message = sending.message_create_outbound(
             org=org,
             contact=contact,
             body="You're unsubscribed.",
@@ -464,7 +463,7 @@ def test_advanced_opt_out_help_sends_no_second_reply(
 def test_an_inbound_from_an_invalid_number_is_stored_blocked_and_not_acted_on(
     client, org, owner, contact, django_capture_on_commit_callbacks, body
 ):
-    services.number_mark_invalid(org=org, phone=THEIR_NUMBER, by=owner)
+    NumberState.objects.of(org=org, phone=THEIR_NUMBER).mark_invalid(by=owner)
     was_opted_out = OptOutReason.STOP_KEYWORD if body == "START" else ""
     if was_opted_out:
         opt_out(org, was_opted_out)
@@ -487,7 +486,7 @@ def test_a_stop_from_an_invalid_number_is_blocked_but_still_honoured_without_a_r
     client, org, owner, contact, django_capture_on_commit_callbacks, body
 ):
     # Clearing the flag later must never text someone who said STOP.
-    services.number_mark_invalid(org=org, phone=THEIR_NUMBER, by=owner)
+    NumberState.objects.of(org=org, phone=THEIR_NUMBER).mark_invalid(by=owner)
 
     with django_capture_on_commit_callbacks(execute=True):
         response = inbound(client, body)
@@ -501,7 +500,7 @@ def test_a_stop_from_an_invalid_number_is_blocked_but_still_honoured_without_a_r
 def test_an_unclear_reply_from_an_invalid_number_is_queued_but_a_resubscribe_is_not(
     client, org, owner, contact
 ):
-    services.number_mark_invalid(org=org, phone=THEIR_NUMBER, by=owner)
+    NumberState.objects.of(org=org, phone=THEIR_NUMBER).mark_invalid(by=owner)
 
     inbound(client, "I want to cancel my membership", MessageSid="SM" + "5" * 32)
     opt_out(org, OptOutReason.STOP_KEYWORD)
@@ -565,14 +564,14 @@ def test_an_inbound_that_fails_to_process_is_retried_and_holds_back_only_its_num
     # Real commits here: a broken event must not fail the commit of another.
     org = make_org()
     make_sender(org, phone_number=OUR_NUMBER)
-    act_on_keywords = conversation_services._act_on_keywords
+    act_on_keywords = inbound_rules._act_on_keywords
 
     def fails_on_boom(org, contact, sender, message, opt_out_type):
         if message.body == "boom":
             raise RuntimeError("processing failed")
         return act_on_keywords(org, contact, sender, message, opt_out_type)
 
-    monkeypatch.setattr(conversation_services, "_act_on_keywords", fails_on_boom)
+    monkeypatch.setattr(inbound_rules, "_act_on_keywords", fails_on_boom)
 
     broken = inbound(client, "boom")
     later_same_number = inbound(client, "STOP")

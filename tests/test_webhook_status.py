@@ -18,7 +18,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
 
-from conversations import services, webhooks
+from conversations import event_store, webhooks
 from conversations.models import Message, MessageEvent
 from deliverability.models import InvalidSource, NumberFacts, NumberState, OptOutReason
 from tests.factories import make_contact, make_message, make_sender
@@ -122,7 +122,7 @@ def test_a_connection_the_database_dropped_is_opened_again_and_the_callback_stor
     client, message, monkeypatch
 ):
     """After a database restart the first query on an old connection fails; once is forgiven."""
-    real_store, calls = services.event_store, []
+    real_store, calls = event_store.event_store, []
 
     def dropped_once(**kwargs):
         calls.append(kwargs)
@@ -130,7 +130,7 @@ def test_a_connection_the_database_dropped_is_opened_again_and_the_callback_stor
             raise OperationalError("server closed the connection unexpectedly")
         return real_store(**kwargs)
 
-    monkeypatch.setattr(services, "event_store", dropped_once)
+    monkeypatch.setattr(event_store, "event_store", dropped_once)
     response = callback(client, message, "delivered")
     assert response.status_code == 204
     assert len(calls) == 2
@@ -144,7 +144,7 @@ def test_a_database_that_stays_down_gets_a_503_for_twilio_to_retry(
     def down(**kwargs):
         raise OperationalError("connection refused")
 
-    monkeypatch.setattr(services, "event_store", down)
+    monkeypatch.setattr(event_store, "event_store", down)
     with caplog.at_level(logging.ERROR, logger="conversations.webhooks"):
         response = callback(client, message, "delivered")
     assert response.status_code == 503

@@ -11,7 +11,7 @@ import pytest
 from django.db import connection
 
 from config.celery import app as celery_app
-from conversations import services, tasks
+from conversations import sending
 from conversations.models import Message, MessageEvent
 from tests.factories import make_contact, make_org, make_sender
 from tests.stack import Worker, base_env, database_url, point_celery_at, wait_until
@@ -31,9 +31,6 @@ def pipeline(settings, monkeypatch, private_redis):
     settings.SMS_BACKEND = "simulator"
     settings.TWILIO_AUTH_TOKEN = AUTH_TOKEN
     settings.PUBLIC_BASE_URL = PUBLIC_BASE_URL
-    # Clients made for another test's Redis must not be reused.
-    monkeypatch.setattr(tasks, "_redis_client", None)
-    monkeypatch.setattr(tasks, "_last_request", 0.0)
     original = celery_app.conf.broker_url
     point_celery_at(private_redis.url)
     yield private_redis
@@ -98,7 +95,7 @@ def test_a_message_is_sent_and_delivered_through_the_worker(workers):
     workers.start()
     org, sender, contact = outbound()
 
-    message = services.message_create_outbound(org=org, contact=contact, body="See you at 6pm")
+    message = sending.message_create_outbound(org=org, contact=contact, body="See you at 6pm")
 
     # sent after about 2 s, delivered after about 6 s: callbacks signed and posted by the
     # simulator, stored by the webhook, processed by another task.

@@ -2,7 +2,8 @@
 
 Running it again changes nothing: every object is found by a natural key (org slug, user name,
 contact member id, sender number, message SID) before it is created. A number's state is changed
-only through the audited services of deliverability.services, so the audit trail tells who did
+only through NumberState's audited transitions (deliverability/models.py), so the audit trail
+tells who did
 what; each change is made either together with the new message that caused it (a failed send,
 an inbound STOP) or only when the number does not have that state yet. Only history is written
 directly: message rows and their callbacks, and timestamps moved back over the last weeks.
@@ -22,9 +23,16 @@ from django.utils import timezone
 from contacts.models import Contact, Membership, Organization
 from conversations.models import Conversation, Message, MessageEvent, Sender
 from conversations.status import FINAL
-from deliverability import catalogue, consent, replies, services
-from deliverability.lookups import normalize
-from deliverability.models import AuditEvent, NumberFacts, NumberState, OrgAlert
+from deliverability import catalogue, consent, lookup_packages, outcomes, replies, services
+from deliverability.lookups import LookupRequest, LookupResult, normalize
+from deliverability.models import (
+    AuditEvent,
+    LookupPackages,
+    NumberFacts,
+    NumberState,
+    OptIn,
+    OrgAlert,
+)
 
 # slug, name, time zone, the manager and the staff member who act in the audit trail.
 # Harbor Physio is seeded first: a number it looked up as a landline is later added to
@@ -108,6 +116,9 @@ CONTACTS = {
         ("R030", "Owen", "Wright", "212-555-0118", "member", "sender_error"),
         # Also a Harbor Physio patient (H003): that lookup flagged the number there only.
         ("R031", "Lily", "Baker", "510-555-0152", "member", "known_landline"),
+        # Riverside's Lookup packages include line status and the reassigned-number check.
+        ("R032", "Nathan", "Hill", "917-555-0163", "member", "disconnected"),
+        ("R033", "Layla", "Green", "212-555-0147", "member", "reassigned"),
     ],
     "harbor-physio": [
         ("H001", "Nora", "Scott", "(415) 555-0120", "member", "delivered"),
@@ -169,6 +180,10 @@ class Command(BaseCommand):
                             user=users[username], organization=org, defaults={"role": role}
                         )
                 self.org, self.manager, self.staff = org, users[manager], users[staff]
+                if slug == "riverside-fitness":
+                    LookupPackages.objects.get_or_create(
+                        organization=org, defaults={"line_status": True, "reassigned": True}
+                    )
                 self.senders = self._senders()
                 for row in CONTACTS[slug]:
                     self._contact(*row)
@@ -227,7 +242,11 @@ class Command(BaseCommand):
             contact.save()
             # Members joined over the last months, before any of their messages.
             joined = self.now - timedelta(days=45 + 2 * int(external_id[1:]))
-            Contact.objects.filter(pk=contact.pk).update(created_at=joined)
+            # They agreed to texts when they joined.
+            Contact.objects.filter(pk=contact.pk).update(
+                created_at=joined, consent_date=timezone.localdate(joined)
+            )
+            contact.refresh_from_db()
         conversation, created = Conversation.objects.get_or_create(
             contact=contact, defaults={"organization": org}
         )
@@ -281,13 +300,13 @@ class Command(BaseCommand):
         message.refresh_from_db()
         self._callbacks(message)
         if sent_at:  # What the send path and the callbacks would have recorded.
-            services.record_attempts(org=self.org, phones=[self.phone], at=sent_at)
+            outcomes.record_attempts(org=self.org, phones=[self.phone], at=sent_at)
         if status in {"delivered", "read"}:
-            services.record_success(org=self.org, phone=self.phone, at=at, delivered=True)
+            outcomes.record_success(org=self.org, phone=self.phone, at=at, delivered=True)
         elif inbound:
-            services.record_heartbeat(phone=self.phone, at=at)
+            outcomes.record_heartbeat(phone=self.phone, at=at)
         elif message.error_code:
-            services.error_apply(
+            outcomes.error_apply(
                 org=self.org, phone=self.phone, code=message.error_code, at=at, sender_ref=ours
             )
         self._backdate(days_ago)
@@ -333,11 +352,7 @@ class Command(BaseCommand):
         )
 
     def _state(self):
-        return services.number_state(org=self.org, phone=self.phone)
-
-    def _number(self, **kwargs):
-        """The arguments of every audited service, for this contact's number."""
-        return {"org": self.org, "phone": self.phone, "contact": self.contact} | kwargs
+        return NumberState.objects.of(org=self.org, phone=self.phone)
 
     def _reminder(self, status="delivered", days_ago=6):
         return self._message("reminder", REMINDER, status, days_ago)
@@ -384,7 +399,9 @@ class Command(BaseCommand):
         if not self._state().is_invalid:
             note = "Wrong number, says the person who answered"
             page = "conversations"
-            services.number_mark_invalid(**self._number(by=self.staff, note=note, source_page=page))
+            self._state().mark_invalid(
+                by=self.staff, note=note, source_page=page, contact=self.contact
+            )
             self._backdate(7)
         self._message("skip", "Your class starts soon.", "skipped", 1, skip_reason="marked_invalid")
 
@@ -397,6 +414,33 @@ class Command(BaseCommand):
 
     def _story_landline_21614(self):
         self._failure("landline", 21614, 9, status="failed")
+
+    def _story_disconnected(self):
+        # Line status: the carrier says the number is disconnected (flag, Re-check offered).
+        self._reminder(days_ago=40)
+        if not self._state().is_invalid:
+            request = LookupRequest(self.phone, line_type=True, line_status=True)
+            answer = LookupResult(
+                line_type="mobile",
+                carrier_name="Simulated Wireless",
+                line_status="inactive",
+                request=request,
+            )
+            lookup_packages.apply(self.org, answer, now=self.now - timedelta(days=5))
+            self._backdate(5)
+        self._message("skip", "Your class starts soon.", "skipped", 2, skip_reason="marked_invalid")
+
+    def _story_reassigned(self):
+        # The reassigned-number check: the number changed owners since the member joined.
+        self._reminder(days_ago=60)
+        if not self._state().is_opted_out:
+            request = LookupRequest(
+                self.phone, line_type=False, last_verified=self.contact.consent_date
+            )
+            answer = LookupResult(line_type="", reassigned="yes", request=request)
+            lookup_packages.apply(self.org, answer, now=self.now - timedelta(days=4))
+            self._backdate(4)
+        self._message("skip", "Holiday hours this week.", "skipped", 2, skip_reason="opted_out")
 
     def _story_unknown_30005(self):
         self._failure("unknown", 30005, 8)
@@ -430,7 +474,7 @@ class Command(BaseCommand):
     def _story_stop_keyword(self):
         self._reminder(days_ago=10)
         if self._message("stop", "STOP", "received", 9, inbound=True):
-            services.number_opt_out(**self._number(reason="stop_keyword", cause="inbound STOP"))
+            self._state().opt_out(reason="stop_keyword", cause="inbound STOP", contact=self.contact)
             self._backdate(9)
         self._message("skip", "Holiday hours this week.", "skipped", 2, skip_reason="opted_out")
 
@@ -438,8 +482,12 @@ class Command(BaseCommand):
         self._reminder(days_ago=15)
         if not self._state().is_opted_out:
             note = "Asked at the front desk"
-            services.number_opt_out(
-                **self._number(reason="staff", by=self.manager, note=note, source_page="contact")
+            self._state().opt_out(
+                reason="staff",
+                by=self.manager,
+                note=note,
+                source_page="contact",
+                contact=self.contact,
             )
             self._backdate(14)
 
@@ -447,17 +495,17 @@ class Command(BaseCommand):
         self._reminder(days_ago=3)
         if not self._state().paused_until:
             until, note = self.now + timedelta(days=10), "Travelling, back in ten days"
-            services.number_pause(
-                **self._number(until=until, by=self.staff, note=note, source_page="contact")
+            self._state().pause(
+                until=until, by=self.staff, note=note, source_page="contact", contact=self.contact
             )
             self._backdate(2)
 
     def _story_resubscribed(self):
         if self._message("stop", "stop", "received", 20, inbound=True):
-            services.number_opt_out(**self._number(reason="stop_keyword", cause="inbound STOP"))
+            self._state().opt_out(reason="stop_keyword", cause="inbound STOP", contact=self.contact)
             self._backdate(20)
         if self._message("yes", "YES", "received", 4, inbound=True):
-            services.number_opt_in(**self._number(via=services.OptIn.KEYWORD, cause="inbound YES"))
+            self._state().opt_in(via=OptIn.KEYWORD, cause="inbound YES", contact=self.contact)
             self._backdate(4)
         self._reminder(days_ago=3)
 
@@ -474,8 +522,8 @@ class Command(BaseCommand):
         self._reminder(days_ago=12)
         if not self._state().is_invalid:
             note = "Number belongs to someone else"
-            services.number_mark_invalid(
-                **self._number(by=self.staff, note=note, source_page="failed")
+            self._state().mark_invalid(
+                by=self.staff, note=note, source_page="failed", contact=self.contact
             )
             self._backdate(11)
         # Inbound from a number flagged Invalid is stored, marked blocked, and not acted on.

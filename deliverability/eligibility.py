@@ -17,7 +17,6 @@ same for all of them, so the first is the one that would be sendable.
 """
 
 from collections import Counter
-from datetime import timedelta
 
 from django.core.exceptions import EmptyResultSet
 from django.db import connections
@@ -41,18 +40,17 @@ from django.utils import timezone
 from contacts.models import Contact, Organization
 from contacts.phones import parse_phone
 from deliverability.models import (
+    ERROR_WINDOW,
+    GLOBAL_ERRORS_THRESHOLD,
     NOT_SMS_CAPABLE,
     RECENT_ERRORS_THRESHOLD,
+    RETRY_AFTER,
     NumberFacts,
     NumberState,
     OptOutReason,
     ReviewItem,
     SkipReason,
 )
-
-ERROR_WINDOW = timedelta(days=80)  # recent_errors counts errors within it
-RETRY_AFTER = timedelta(days=80)  # a number not attempted for this long gets one new attempt
-GLOBAL_ERRORS_THRESHOLD = 5  # more than 5 errors across orgs since the latest heartbeat
 
 
 def _state_field(org, phone_ref, field, output):
