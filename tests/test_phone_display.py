@@ -104,3 +104,13 @@ def test_search_reads_a_national_number_with_its_trunk_prefix(client, db):
     make_contact(org, "+442079460019", first_name="Bea", last_name="Ng")
     page = client.get("/contacts/", {"filter": "all", "q": "020 7946 0018"}).content.decode()
     assert "Ada Ng" in page and "Bea Ng" not in page
+
+
+def test_the_conversation_list_marks_text_that_is_not_a_number(teammate_client, org):
+    eve = make_contact(org, "555-0122", first_name="Eve", last_name="Stone")
+    make_message(
+        eve, make_sender(org, throughput=100), status="skipped", skip_reason="invalid_number"
+    )
+    page = teammate_client.get("/conversations/", {"filter": "all"}).content.decode()
+    assert "555-0122</span>" in page
+    assert "Not a phone number</span>" in page
