@@ -12,7 +12,8 @@ Work runs on queues by urgency (SPEC §5), in both modes:
 - `events`: applying stored webhooks (status callbacks, inbound messages);
 - `bulk`: broadcast sends;
 - `lookups`: line-type lookups, batched and rate-limited;
-- `maintenance`: periodic sweeps, the broadcast dispatcher, contact imports.
+- `maintenance`: periodic sweeps, the broadcast dispatcher, contact imports, the Twilio
+  history import.
 
 A task has a home queue (TASK_QUEUES); a send goes to `bulk` or `interactive` by what it is,
 which its caller knows (`queue=`). A retry stays on the queue it came from.
@@ -48,6 +49,7 @@ TASK_QUEUES = {
     "conversations.tasks.reconcile_stuck_messages": MAINTENANCE,
     "conversations.tasks.expire_overdue_messages": MAINTENANCE,
     "contacts.tasks.import_contacts": MAINTENANCE,
+    "conversations.tasks.import_twilio_history": MAINTENANCE,
     "deliverability.tasks.lookup_number": LOOKUPS,
     "deliverability.tasks.lookup_numbers": LOOKUPS,
     "deliverability.tasks.refresh_stale_lookups": MAINTENANCE,

@@ -261,6 +261,17 @@ LOOKUP_PRICE_LINE_TYPE = env_decimal("LOOKUP_PRICE_LINE_TYPE", "0.008")
 LOOKUP_PRICE_LINE_STATUS = env_decimal("LOOKUP_PRICE_LINE_STATUS", "0.007")
 LOOKUP_PRICE_REASSIGNED = env_decimal("LOOKUP_PRICE_REASSIGNED", "0.01")
 
+# The cost ledger (deliverability.costs): what one SMS segment costs, in USD, by sender kind
+# (Twilio's US list prices of July 2026; 10DLC is a long code), plus the carriers' pass-through
+# fee per segment (AT&T, T-Mobile and Verizon charge $0.0025-$0.0062 by carrier and sender
+# kind) and the fee for a message Twilio accepted that then failed. Twilio's own price of a
+# message, when a status fetch returns it, replaces the estimate.
+SMS_PRICE_LONG_CODE = env_decimal("SMS_PRICE_LONG_CODE", "0.0083")
+SMS_PRICE_TOLL_FREE = env_decimal("SMS_PRICE_TOLL_FREE", "0.0083")
+SMS_PRICE_SHORT_CODE = env_decimal("SMS_PRICE_SHORT_CODE", "0.0083")
+SMS_CARRIER_FEE = env_decimal("SMS_CARRIER_FEE", "0.003")
+SMS_FAILED_MESSAGE_FEE = env_decimal("SMS_FAILED_MESSAGE_FEE", "0.001")
+
 # Celery. Without REDIS_URL, tasks run in-process on background threads (see config.celery).
 REDIS_URL = env_str("REDIS_URL")
 # Cache: Redis when there is one (shared by every process), else this process's memory. Callers

@@ -9,7 +9,15 @@ from django.contrib import admin, messages
 from contacts.admin import PhoneSearchMixin
 from conversations import events
 from conversations.event_requests import request_event_processing
-from conversations.models import Broadcast, Conversation, Message, MessageEvent, Sender
+from conversations.models import (
+    Broadcast,
+    Conversation,
+    HistoryImport,
+    HistorySeen,
+    Message,
+    MessageEvent,
+    Sender,
+)
 from deliverability.admin import ReadOnlyAdmin
 
 
@@ -154,3 +162,31 @@ class BroadcastAdmin(admin.ModelAdmin):
         "finished_at",
         "canceled_at",
     ]
+
+
+@admin.register(HistoryImport)
+class HistoryImportAdmin(ReadOnlyAdmin):
+    """Imports of the Twilio message history: what was read and applied (the page under
+    Reports starts and resumes them)."""
+
+    list_display = [
+        "organization",
+        "first_day",
+        "last_day",
+        "state",
+        "cursor_day",
+        "messages_read",
+        "messages_applied",
+        "started_at",
+    ]
+    list_filter = ["state"]
+    list_select_related = ["organization"]
+
+
+@admin.register(HistorySeen)
+class HistorySeenAdmin(ReadOnlyAdmin):
+    """The history's messages already applied, once per organization and message SID."""
+
+    list_display = ["sid", "organization", "history_import"]
+    search_fields = ["=sid"]
+    list_select_related = ["organization", "history_import"]

@@ -5,11 +5,14 @@ recipient and time (for reconciliation of sends whose outcome is unknown). Error
 SendError, which says whether the send may be retried and whether its outcome is unknown.
 """
 
+import hashlib
 import logging
 import random
 import threading
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta
+from decimal import Decimal, InvalidOperation
 
 import requests
 from django.conf import settings
@@ -18,7 +21,7 @@ from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 
 from contacts.phones import mask
 from deliverability import catalogue
-from deliverability.number_plan import plan_for
+from deliverability.number_plan import HISTORY_DAYS_AGO, history_for, plan_for
 from deliverability.twilio_client import twilio_client
 
 log = logging.getLogger(__name__)
@@ -40,6 +43,30 @@ class RemoteMessage:
     to: str = ""
     body: str = ""
     date_created: object = None
+    price: Decimal | None = None  # what Twilio charged, positive; None until it is known
+    price_unit: str = ""
+
+
+@dataclass(frozen=True)
+class HistoryMessage:
+    """A message of the account's history as Twilio's Messages list shows it."""
+
+    sid: str
+    direction: str  # "inbound", or "outbound" (outbound-api, outbound-reply, outbound-call)
+    from_: str
+    to: str
+    body: str
+    status: str
+    error_code: int | None
+    sent_at: datetime
+    messaging_service_sid: str = ""
+
+    @property
+    def is_inbound(self):
+        return self.direction == "inbound"
+
+
+HISTORY_PAGE_SIZE = 1000  # Twilio's largest page of the Messages list
 
 
 class SendError(Exception):
@@ -117,6 +144,20 @@ class TwilioBackend:
         found = self.client.messages(sid).fetch()
         return _remote(found)
 
+    def history(self, *, after, before):
+        """The account's messages sent in [after, before), newest first, page by page."""
+        listed = self.client.messages.stream(
+            date_sent_after=after, date_sent_before=before, page_size=HISTORY_PAGE_SIZE
+        )
+        for item in listed:
+            message = _history(item)
+            if message is None or message.sent_at >= before:
+                continue
+            if message.sent_at < after:
+                # Twilio lists the newest first: the rest of the list is older still.
+                return
+            yield message
+
     def find(self, *, to, from_, after):
         # Not filtered by DateSent: it is a whole day, and a message still queued at Twilio
         # (the very one a lost answer leaves behind) has no date_sent yet.
@@ -138,6 +179,7 @@ def _sent_by(item, from_):
 
 
 def _remote(item):
+    price = _price(getattr(item, "price", None))
     return RemoteMessage(
         sid=item.sid,
         status=item.status or "",
@@ -145,6 +187,38 @@ def _remote(item):
         to=item.to or "",
         body=item.body or "",
         date_created=item.date_created,
+        price=price,
+        price_unit=(getattr(item, "price_unit", None) or "")[:3] if price is not None else "",
+    )
+
+
+def _price(value):
+    """Twilio's price of a message ("-0.00830", a charge) as a positive Decimal, or None."""
+    if value in (None, ""):
+        return None
+    try:
+        amount = abs(Decimal(str(value)))
+    except InvalidOperation:
+        return None
+    return amount if amount.is_finite() else None
+
+
+def _history(item):
+    """A Messages list item as a HistoryMessage; None when it has no time to place it by."""
+    moment = item.date_sent or item.date_created
+    if moment is None or not item.sid:
+        return None
+    direction = item.direction or ""
+    return HistoryMessage(
+        sid=item.sid,
+        direction="inbound" if direction == "inbound" else "outbound",
+        from_=item.from_ or "",
+        to=item.to or "",
+        body=item.body or "",
+        status=item.status or "",
+        error_code=int(item.error_code) if item.error_code else None,
+        sent_at=moment,
+        messaging_service_sid=item.messaging_service_sid or "",
     )
 
 
@@ -169,13 +243,21 @@ class LocmemBackend:
     def fetch(self, sid):
         return self.remote.get(sid)
 
+    history_messages: list = field(default_factory=list)
+
     def find(self, *, to, from_, after):
         return [m for m in self.remote.values() if m.to == to]
+
+    def history(self, *, after, before):
+        """`history_messages` in the window, newest first (as Twilio lists them)."""
+        found = [m for m in self.history_messages if after <= m.sent_at < before]
+        yield from sorted(found, key=lambda m: m.sent_at, reverse=True)
 
     def reset(self):
         self.outbox.clear()
         self.fail_with.clear()
         self.remote.clear()
+        self.history_messages.clear()
 
 
 class SimulatorBackend:
@@ -254,6 +336,50 @@ class SimulatorBackend:
 
     def fetch(self, sid):
         return self.remote.get(sid) or self._shared(f"simulator:sid:{sid}")
+
+    def history(self, *, after, before):
+        """The account's history under the number plan (deliverability.number_plan.history_for)
+        between every contact and the first sender of its organization, newest first.
+
+        Deterministic: a message's SID and day depend only on the numbers and the day it is
+        asked on, so a second import finds the same messages."""
+        from contacts.models import Contact  # By name at call time: the models import this.
+        from conversations.models import Sender
+
+        today = datetime.combine(datetime.now(UTC).date(), time.min, tzinfo=UTC)
+        days = {today - timedelta(days=n) for n in HISTORY_DAYS_AGO}
+        if not any(after - timedelta(days=1) < day < before for day in days):
+            return  # Nothing happened on these days: no need to read the contacts.
+        first_senders = {}
+        for sender in Sender.objects.exclude(phone_number="").order_by("id"):
+            first_senders.setdefault(sender.organization_id, sender.phone_number)
+        holders = (
+            Contact.objects.filter(organization_id__in=first_senders)
+            .exclude(phone_e164="")
+            .values_list("organization_id", "phone_e164")
+            .distinct()
+        )
+        found = []
+        for org_id, phone in holders.iterator(chunk_size=2000):
+            ours = first_senders[org_id]
+            for index, entry in enumerate(history_for(phone)):
+                sent_at = today - timedelta(days=entry.days_ago) + entry.at
+                if not after <= sent_at < before:
+                    continue
+                digest = hashlib.sha256(f"{ours}:{phone}:{index}".encode())
+                found.append(
+                    HistoryMessage(
+                        sid="SM" + digest.hexdigest()[:32],
+                        direction="inbound" if entry.inbound else "outbound",
+                        from_=phone if entry.inbound else ours,
+                        to=ours if entry.inbound else phone,
+                        body=entry.body,
+                        status=entry.status,
+                        error_code=entry.error_code,
+                        sent_at=sent_at,
+                    )
+                )
+        yield from sorted(found, key=lambda m: m.sent_at, reverse=True)
 
     def find(self, *, to, from_, after):
         sids = set(self._shared(f"simulator:to:{to}") or [])

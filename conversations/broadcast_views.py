@@ -14,6 +14,7 @@ from conversations.content import compose_check
 from conversations.forms import BroadcastForm, SampleTextForm
 from conversations.models import Broadcast, Message
 from conversations.sending import SendRefused, message_create_outbound
+from deliverability import costs
 
 
 def _form(request):
@@ -154,6 +155,7 @@ def broadcast_detail(request, broadcast_id):
     context = {
         "broadcast": broadcast,
         "progress": progress,
+        "ledger": costs.broadcast_ledger(broadcast),
         "live": broadcasts.still_changing(broadcast, progress),
     }
     if request.htmx and request.htmx.target == "broadcast-progress":

@@ -9,6 +9,7 @@ only inside the org's sending window, and not while the circuit breaker has the 
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
@@ -21,7 +22,7 @@ from contacts.queries import search_q
 from conversations import breaker
 from conversations.models import Broadcast, Conversation, Message
 from conversations.segments import segment
-from deliverability import eligibility
+from deliverability import costs, eligibility
 from deliverability.models import SkipReason
 from deliverability.queries import state_filter
 
@@ -69,6 +70,7 @@ class Preview:
     duration: timedelta
     segments: int
     warning: str
+    saving: Decimal = Decimal(0)  # not spent on recipients the message could not reach
 
     @property
     def skipped_total(self):
@@ -133,14 +135,16 @@ def preview(*, org, sender, body, kind, audience_filter=None, now=None):
             f"At {rate} message{'s' if rate != '1' else ''} a second "
             f"within sending hours, this takes more than a day. {FASTER_SENDER_HINT}"
         )
+    segments = segment(body).segments
     return Preview(
         total=sendable + sum(counts.values()),
         sendable=sendable,
         skipped={reason: n for reason, n in counts.items() if n},
         finish_at=finish_at,
         duration=duration,
-        segments=segment(body).segments,
+        segments=segments,
         warning=warning,
+        saving=costs.skip_savings(skipped=counts, segments=segments, kind=sender.kind),
     )
 
 

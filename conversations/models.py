@@ -232,6 +232,10 @@ class Message(models.Model):
     carrier_done_at = models.DateTimeField(
         null=True, blank=True, help_text="RawDlrDoneDate: when the carrier reported it done."
     )
+    # What Twilio charged, as a status fetch reported it (a cost, so positive; Twilio writes it
+    # negative). Unset, the cost ledger estimates it from the segments and the list prices.
+    price = models.DecimalField(max_digits=10, decimal_places=5, null=True, blank=True)
+    price_unit = models.CharField(max_length=3, blank=True)
 
     objects = MessageQuerySet.as_manager()
 
@@ -412,3 +416,99 @@ class Broadcast(models.Model):
 
     def __str__(self):
         return self.name or f"Broadcast {self.pk}"
+
+
+class HistoryImport(models.Model):
+    """One import of the Twilio account's message history for an organization (SPEC §2–§4).
+
+    The window is fixed when it starts; `cursor_day` is the first day not yet read, so an
+    interrupted import goes on from there (messages already applied are remembered in
+    HistorySeen and never applied twice). `report` holds the counts of what was applied and
+    `ambiguous` the replies listed for staff, not acted on; `pending_flags` the automatic flags
+    that wait for the end of the window (a later delivery disproves them).
+    """
+
+    class State(models.TextChoices):
+        RUNNING = "running", "Running"
+        INTERRUPTED = "interrupted", "Interrupted"
+        FINISHED = "finished", "Finished"
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="history_imports"
+    )
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    days = models.PositiveSmallIntegerField()
+    first_day = models.DateField()
+    last_day = models.DateField()
+    cursor_day = models.DateField()
+    state = models.CharField(max_length=12, choices=State.choices, default=State.RUNNING)
+    # A worker holds the import until then; another run waits for the lease to lapse.
+    lease_until = models.DateTimeField(null=True, blank=True)
+    messages_read = models.PositiveIntegerField(default=0)
+    messages_applied = models.PositiveIntegerField(default=0)
+    report = models.JSONField(default=dict, blank=True)
+    ambiguous = models.JSONField(default=list, blank=True)
+    pending_flags = models.JSONField(default=dict, blank=True)
+    error = models.CharField(max_length=300, blank=True)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        constraints = [
+            # One unfinished import per organization: a second start resumes it.
+            models.UniqueConstraint(
+                fields=["organization"],
+                condition=~Q(state="finished"),
+                name="one_open_history_import",
+            ),
+        ]
+
+    def __str__(self):
+        return f"History import of {self.organization} ({self.first_day}–{self.last_day})"
+
+    @property
+    def days_total(self):
+        return (self.last_day - self.first_day).days + 1
+
+    @property
+    def days_done(self):
+        return max(0, min(self.days_total, (self.cursor_day - self.first_day).days))
+
+    @property
+    def percent(self):
+        return int(100 * self.days_done / self.days_total) if self.days_total else 100
+
+    @property
+    def is_waiting(self):
+        """Started, and no worker has taken it yet."""
+        return self.state == self.State.RUNNING and self.lease_until is None
+
+    @property
+    def is_stalled(self):
+        """Running, but its worker stopped renewing its lease: it died mid-import."""
+        return (
+            self.state == self.State.RUNNING
+            and self.lease_until is not None
+            and self.lease_until < timezone.now()
+        )
+
+
+class HistorySeen(models.Model):
+    """A Twilio message of the account's history already applied for an organization."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    sid = models.CharField(max_length=34)
+    history_import = models.ForeignKey(
+        HistoryImport, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "sid"], name="history_seen_once"),
+        ]
+
+    def __str__(self):
+        return self.sid

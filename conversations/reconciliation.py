@@ -68,8 +68,19 @@ def message_apply_status(message, *, status, error_code=None, sid="", done_at=No
     return f"now {status}"
 
 
+def message_store_price(message, remote):
+    """Keep Twilio's own price of a message when a fetch brought one: the cost ledger
+    (deliverability.costs) prefers it to its estimate from the list prices."""
+    if remote.price is not None and remote.price != message.price:
+        Message.objects.filter(pk=message.pk).update(
+            price=remote.price, price_unit=remote.price_unit
+        )
+        message.price, message.price_unit = remote.price, remote.price_unit
+
+
 def _apply_remote(message, remote, source):
     """Apply what the provider says of a message as an event of its own (recorded once)."""
+    message_store_price(message, remote)
     event = MessageEvent.learned(
         message,
         kind=MessageEvent.Kind.STATUS,
@@ -184,6 +195,7 @@ def reconcile_stuck(now=None, batch=200):
         checked += 1
         if remote is None:
             continue
+        message_store_price(message, remote)
         if remote.status != message.status:
             _apply_remote(message, remote, "fetch")
         elif remote.status == "sent":

@@ -16,7 +16,7 @@ from django.utils import timezone
 from twilio.request_validator import RequestValidator
 
 from config.celery import BULK, INTERACTIVE, enqueue
-from conversations import broadcasts, event_requests, events, reconciliation, sending
+from conversations import broadcasts, event_requests, events, history, reconciliation, sending
 from conversations.models import Broadcast, Message
 
 log = logging.getLogger(__name__)
@@ -189,3 +189,16 @@ def dispatch_broadcasts():
         state__in=[Broadcast.State.SENDING, Broadcast.State.HELD]
     ).values_list("pk", flat=True)
     return {pk: broadcasts.broadcast_dispatch(pk) for pk in active}
+
+
+@shared_task(
+    acks_late=True,  # idempotent: a message already applied is remembered and skipped
+    autoretry_for=(OSError,),  # Twilio unreachable, a timeout: resumed where it stopped
+    retry_backoff=30,
+    retry_jitter=True,
+    max_retries=6,
+)
+def import_twilio_history(import_id):
+    """Read and apply an organization's Twilio message history (conversations.history)."""
+    record = history.history_import_run(import_id)
+    return None if record is None else record.report

@@ -85,3 +85,54 @@ def reassigned_since(phone, last_verified, today=None):
     if entry.reassigned_recently and last_verified < today - REASSIGNED_AGO:
         return "yes"
     return "no"
+
+
+# The account's message history (for the Twilio history import) ------------------------------
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One message between a number and its organization's first sender, `days_ago` days
+    before today at `at` past midnight UTC."""
+
+    days_ago: int
+    at: timedelta
+    inbound: bool
+    body: str
+    status: str
+    error_code: int | None = None
+
+
+def _out(days_ago, status="delivered", error_code=None, hour=15):
+    body = "Reminder: your class starts at 6pm."
+    return HistoryEntry(days_ago, timedelta(hours=hour), False, body, status, error_code)
+
+
+def _in(days_ago, body, hour=16):
+    return HistoryEntry(days_ago, timedelta(hours=hour), True, body, "received")
+
+
+def history_for(phone):
+    """What the simulated account's Messages list holds for `phone`, oldest first (SPEC §9):
+    deliveries for ordinary numbers, the plan's failures where the plan fails, and an inbound
+    STOP from 90–94 before their carrier STOP (21610). Magic numbers have no history."""
+    if phone in MAGIC:
+        return []
+    match = FICTIONAL.match(phone or "")
+    nn = int(match.group(1)) if match else None
+    if nn is None or nn < 50 or 85 <= nn < 90:
+        return [_out(40), _out(12)]
+    if nn < 60:
+        return [_out(12, "undelivered", 30006)]
+    if nn < 70:
+        return [_out(40), _out(12, "undelivered", 30005)]
+    if nn < 80:
+        return [_out(40), _out(12, "undelivered", 30003)]
+    if nn < 85:
+        return [_out(40), _out(12, "undelivered", 30007)]
+    if nn < 95:
+        return [_out(40), _in(20, "STOP"), _out(12, "failed", 21610)]
+    return [_out(120)]
+
+
+HISTORY_DAYS_AGO = (120, 40, 20, 12)

@@ -8,16 +8,17 @@ import contextlib
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
+from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.db.models.fields.json import KeyTextTransform
-from django.db.models.functions import TruncDate
+from django.db.models.functions import TruncDate, TruncMonth
 from django.utils import timezone
 
 from contacts.queries import cached_counts
 from conversations.models import Message
-from deliverability import catalogue
-from deliverability.models import AuditEvent, OptOutReason
+from deliverability import catalogue, costs
+from deliverability.models import AuditEvent, NumberLookup, OptOutReason
 from deliverability.queries import list_health
 
 PERIODS = {"7": 7, "30": 30, "90": 90}
@@ -260,3 +261,57 @@ def staff_activity(org, period, *, actor_id=None, action=""):
     if action in AuditEvent.Action.values:
         events = events.filter(action=action)
     return events.order_by("-created_at", "-id")
+
+
+# Costs (deliverability.costs prices them) -----------------------------------------------------
+
+
+def costs_by_month(org, period):
+    """{first day of month: Ledger} for every month of the report period, in the org's time
+    zone: messages by the month they were created, lookups by the month they were made."""
+    tz = org.tzinfo
+    months = {}
+    day = period.first_day.replace(day=1)
+    while day <= period.last_day:
+        months[day] = costs.Ledger()
+        day = date(day.year + day.month // 12, day.month % 12 + 1, 1)
+    messages = Message.objects.filter(
+        organization=org, created_at__gte=period.start, created_at__lt=period.end
+    ).annotate(month=TruncMonth("created_at", tzinfo=tz))
+    for row in costs.message_rows(messages, "month"):
+        months[_as_date(row["month"])].add(row)
+    for month, spent in _lookups_by_month(org, period):
+        months[month].lookups += spent
+    return months
+
+
+def _lookups_by_month(org, period):
+    """What the org's lookups cost each month: every NumberLookup made for it, at the
+    LOOKUP_PRICE_* price of each package it paid for."""
+    paid = {
+        "line_type": Q(paid_line_type=True),
+        "line_status": Q(paid_line_status=True),
+        "reassigned": Q(paid_reassigned=True),
+    }
+    rows = (
+        NumberLookup.objects.filter(
+            organization=org, looked_up_at__gte=period.start, looked_up_at__lt=period.end
+        )
+        .annotate(month=TruncMonth("looked_up_at", tzinfo=org.tzinfo))
+        .values("month")
+        .annotate(**{name: Count("id", filter=condition) for name, condition in paid.items()})
+        .order_by()
+    )
+    prices = {
+        "line_type": settings.LOOKUP_PRICE_LINE_TYPE,
+        "line_status": settings.LOOKUP_PRICE_LINE_STATUS,
+        "reassigned": settings.LOOKUP_PRICE_REASSIGNED,
+    }
+    return [
+        (_as_date(row["month"]), sum(row[name] * price for name, price in prices.items()))
+        for row in rows
+    ]
+
+
+def _as_date(moment):
+    return moment.date() if hasattr(moment, "date") else moment

@@ -12,7 +12,7 @@ from contacts.access import manager_required, org_member_required, safe_next
 from contacts.exports import export_rows
 from contacts.models import Contact, Membership
 from contacts.urlparams import id_param, page_of
-from deliverability import actions, charts, reports
+from deliverability import actions, charts, costs, reports
 from deliverability.forms import ReportPeriodForm
 from deliverability.models import StateChangeRefused
 
@@ -72,6 +72,7 @@ REPORTS = [
     ("health", "List health"),
     ("delivery", "Delivery"),
     ("staff", "Staff activity"),
+    ("costs", "Costs"),
 ]
 
 
@@ -178,7 +179,43 @@ def _staff(request, org, period, stamp, as_csv):
     }
 
 
-REPORT_VIEWS = {"opt_outs": _opt_outs, "health": _health, "delivery": _delivery, "staff": _staff}
+def _costs(request, org, period, stamp, as_csv):
+    months = reports.costs_by_month(org, period)
+    total = costs.totals(months)
+    if as_csv:
+        rows = [
+            (f"{month:%Y-%m}", m.delivered, m.wasted, m.saved, m.lookups)
+            for month, m in months.items()
+        ]
+        rows.append(("Total", total.delivered, total.wasted, total.saved, total.lookups))
+        header = [
+            "Month",
+            "Spent on delivered (USD)",
+            "Spent on failed, wasted (USD)",
+            "Saved by skipping (USD)",
+            "Spent on lookups (USD)",
+        ]
+        return _csv_response(f"costs-{stamp}.csv", header, rows)
+    groups = [
+        (f"{month:%b %Y}", [m.delivered, m.wasted, m.saved, m.lookups])
+        for month, m in months.items()
+    ]
+    series = ["Spent on delivered", "Failed (wasted)", "Saved by skipping", "Lookups"]
+    return {
+        "months": months,
+        "total": total,
+        "chart": charts.grouped_columns(groups, series, money=costs.money_short),
+        "legend": charts.legend(series),
+    }
+
+
+REPORT_VIEWS = {
+    "opt_outs": _opt_outs,
+    "health": _health,
+    "delivery": _delivery,
+    "staff": _staff,
+    "costs": _costs,
+}
 
 
 @require_GET

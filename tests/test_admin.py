@@ -10,7 +10,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from contacts.models import Contact, ContactImport, ContactImportRow, Organization
-from conversations.models import Broadcast, Message, MessageEvent
+from conversations import history
+from conversations.models import Broadcast, HistorySeen, Message, MessageEvent
 from deliverability import consent, replies
 from deliverability.models import (
     AuditEvent,
@@ -83,6 +84,8 @@ def data(org, other_org, owner, outsider):
     ContactImportRow.objects.create(
         contact_import=upload, line=2, outcome="imported", phone_raw="212 555 0101", contact=ann
     )
+    record = history.history_import_start(org=org, days=30, run_in_background=False)
+    HistorySeen.objects.create(organization=org, sid="SM" + "c" * 32, history_import=record)
     return {"ann": ann, "bob": bob}
 
 

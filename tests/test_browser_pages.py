@@ -111,6 +111,8 @@ def manager_pages(club):
         "report-health": "/reports/health/",
         "report-delivery": "/reports/delivery/",
         "report-staff": "/reports/staff/",
+        "report-costs": "/reports/costs/",
+        "twilio-history": "/reports/twilio-history/",
     }
 
 

@@ -8,6 +8,7 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from contacts.models import ContactImport
+from conversations import history
 from conversations.models import Broadcast, Message
 from deliverability import consent, replies
 from deliverability.models import OrgAlert
@@ -49,6 +50,9 @@ ROUTES = {
     "deliverability:contact_action": ("post", True, False, 302),
     "deliverability:reports": ("get", False, True, 200),
     "deliverability:report": ("get", False, True, 200),
+    "history:page": ("get", False, True, 200),
+    "history:start": ("post", False, True, 302),
+    "history:import": ("get", True, True, 200),
     "switch_organization": ("post", False, False, 404),
 }
 # Routes that are not pages of an organization: checked by their own tests.
@@ -97,7 +101,9 @@ def objects(org, owner):
     sample = Message.objects.create(
         organization=org, to_number="+12125550109", direction="outbound", is_test=True
     )
+    imported = history.history_import_start(org=org, days=30, run_in_background=False)
     return {
+        "history:import": {"import_id": imported.pk},
         "contacts:detail": {"contact_id": contact.pk},
         "contacts:change_phone": {"contact_id": contact.pk},
         "contacts:import_result": {"import_id": job.pk},

@@ -5,7 +5,7 @@ from django.utils.html import format_html
 
 from contacts import phones
 from conversations import status as lifecycle
-from deliverability import actions, catalogue
+from deliverability import actions, catalogue, costs
 from deliverability.models import SkipReason
 
 register = template.Library()
@@ -101,3 +101,9 @@ def note_prompt(action):
 @register.filter
 def note_example(action):
     return actions.NOTE_EXAMPLES.get(action, "")
+
+
+@register.filter
+def money(amount):
+    """A Decimal amount in USD as staff read it (deliverability.costs.money_text)."""
+    return costs.money_text(amount)
