@@ -5,6 +5,7 @@ returned as it was (trimmed to the column's length), with the E.164 form when th
 valid, SMS-routable destination, or the reason it is not.
 """
 
+import functools
 from dataclasses import dataclass
 
 import phonenumbers
@@ -76,16 +77,18 @@ def parse_phone(raw, region="US"):
     return ParsedPhone(raw=raw, e164=e164, status="valid", error="")
 
 
+@functools.lru_cache(maxsize=20_000)
 def national(e164, region="US"):
-    """How staff read a number: "(212) 555-0118" for one of the org's own country, the
-    international form for any other; "" stays "", anything unparsable is shown unchanged."""
+    """How staff read a number: "(212) 555-0118" for one of the org's own country code, the
+    international form for any other; "" stays "", anything unparsable is shown unchanged.
+    Cached: a page shows the same numbers again at every refresh, and parsing is the cost."""
     if not e164:
         return ""
     try:
         number = phonenumbers.parse(e164, None)
     except phonenumbers.NumberParseException:
         return e164
-    if phonenumbers.region_code_for_number(number) == (region or "US").upper():
+    if number.country_code == phonenumbers.country_code_for_region((region or "US").upper()):
         return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
 

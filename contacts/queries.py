@@ -11,11 +11,14 @@ from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Q
 
+from contacts.phones import parse_phone
+
 FILTERS = ("active", "invalid", "opted_out", "all")
 
 
-def search_q(text, prefix=""):
-    """Match a name, or any part of the number as typed (digits compare as digits)."""
+def search_q(text, prefix="", region="US"):
+    """Match a name, or the number in any format staff type it: national ("(212) 555-0118",
+    "020 7946 0018" in a GB organization), E.164, or any run of its digits."""
     text = (text or "").strip()
     if not text:
         return Q()
@@ -28,6 +31,10 @@ def search_q(text, prefix=""):
     if len(digits) >= 3:
         query |= Q(**{f"{prefix}phone_e164__contains": digits})
     query |= Q(**{f"{prefix}phone_raw__icontains": text})
+    parsed = parse_phone(text, region)
+    if parsed.is_valid:
+        # A national number's trunk prefix ("0" in most countries) is not in its E.164 form.
+        query |= Q(**{f"{prefix}phone_e164": parsed.e164})
     return query
 
 

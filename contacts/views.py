@@ -10,12 +10,13 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRefresh
 
 from config.celery import enqueue_on_commit
-from contacts import importer, queries
+from contacts import importer, phones, queries
 from contacts.access import manager_required, org_member_required
 from contacts.forms import ImportForm, PhoneForm
 from contacts.middleware import SESSION_KEY, user_memberships
 from contacts.models import Contact, ContactImport, ContactImportRow
 from contacts.urlparams import page_of, search_param
+from conversations.queries import with_number_state
 from deliverability import actions, services
 from deliverability.models import AuditEvent
 from deliverability.queries import contacts_in_tab, filter_counts, list_health, states_by_phone
@@ -92,7 +93,9 @@ def contact_list(request):
 
 def _profile_context(request, contact, form=None):
     history = (
-        contact.conversation.messages.order_by("-created_at", "-id")[:50]
+        with_number_state(contact.conversation.messages, request.organization).order_by(
+            "-created_at", "-id"
+        )[:50]
         if hasattr(contact, "conversation")
         else []
     )
@@ -138,7 +141,8 @@ def contact_change_phone(request, contact_id):
         source_page="contact",
     )
     if parsed.is_valid:
-        messages.success(request, f"Success: the phone number is now {parsed.e164}.")
+        shown = phones.national(parsed.e164, request.organization.default_region)
+        messages.success(request, f"Success: the phone number is now {shown}.")
     elif parsed.raw:
         messages.warning(request, f"Saved, but this number can't be texted: {parsed.error}.")
     else:

@@ -6,6 +6,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import trigger_client_event
 
+from contacts import phones
 from contacts.access import manager_required
 from contacts.urlparams import id_param
 from conversations import broadcasts
@@ -119,7 +120,8 @@ def sample_text(request):
                 by=request.user,
                 is_test=True,
             )
-            text, level = f"Sample Text queued to {data['phone']}.", "success"
+            shown = phones.national(data["phone"], request.organization.default_region)
+            text, level = f"Sample Text queued to {shown}.", "success"
         except SendRefused as refusal:
             text, level = str(refusal), "danger"
     if not request.htmx:

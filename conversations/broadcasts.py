@@ -54,7 +54,7 @@ def audience(org, kind, audience_filter=None):
         filter_name = audience_filter.get("filter", "active")
         contacts = contacts.filter(state_filter(org, filter_name))
         if audience_filter.get("q"):
-            contacts = contacts.filter(search_q(audience_filter["q"]))
+            contacts = contacts.filter(search_q(audience_filter["q"], region=org.default_region))
         return contacts
     if kind == Broadcast.Audience.UPLOAD:
         return contacts.filter(phone_e164__in=audience_filter.get("phones", []))

@@ -1,12 +1,22 @@
 """Read-side queries of the Conversations page: the contacts' filters, through the contact."""
 
 from django.db import connection
+from django.db.models import CharField, DateTimeField, OuterRef, Q, Subquery
 
+from contacts.models import Contact
 from contacts.queries import FILTERS, cached_counts, search_q
 from conversations.models import Conversation
+from deliverability import eligibility
+from deliverability.models import NumberState
 from deliverability.queries import filter_counts, flagged_contact_ids, state_filter
 
-__all__ = ["FILTERS", "conversation_list", "conversation_counts"]
+__all__ = [
+    "FILTERS",
+    "conversation_list",
+    "conversation_counts",
+    "with_number_state",
+    "with_retry_check",
+]
 
 
 def conversation_counts(org):
@@ -38,7 +48,9 @@ def conversation_list(org, *, filter_name="active", search="", reach=51):
     else:
         conversations = conversations.filter(state_filter(org, filter_name, prefix="contact__"))
     if search:
-        conversations = conversations.filter(search_q(search, prefix="contact__"))
+        conversations = conversations.filter(
+            search_q(search, prefix="contact__", region=org.default_region)
+        )
     return conversations.order_by("-last_message_at", "-id")
 
 
@@ -54,3 +66,30 @@ def _with_contact_in(conversations, ids, walk):
         literal = "{" + ",".join(map(str, ids)) + "}"
         return conversations.extra(where=[f"{column} = ANY(%s::bigint[])"], params=[literal])
     return conversations.filter(contact_id__in=ids)
+
+
+def with_number_state(messages, org):
+    """Annotate each message with its number's state in the org (for badges and reasons)."""
+    state = NumberState.objects.filter(organization=org, phone=OuterRef("to_number"))
+
+    def field(name, output):
+        return Subquery(state.values(name)[:1], output_field=output)
+
+    return messages.annotate(
+        number_invalid_source=field("invalid_source", CharField()),
+        number_invalid_reason=field("invalid_reason", CharField()),
+        number_opt_out_reason=field("opt_out_reason", CharField()),
+        number_paused_until=field("paused_until", DateTimeField()),
+    )
+
+
+def with_retry_check(messages, org):
+    """Annotate each message with `retry_skip_reason`: why a retry to its contact's number would
+    be skipped now (the send path's own pre-send checks), or None when a retry can go out."""
+    return eligibility.annotate_skip_reason(
+        messages,
+        org=org,
+        phone_ref="conversation__contact__phone_e164",
+        valid_phone=Q(conversation__contact__phone_status=Contact.PhoneStatus.VALID),
+        name="retry_skip_reason",
+    )

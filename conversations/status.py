@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from conversations.models import Message
 from deliverability import catalogue
-from deliverability.models import SkipReason
+from deliverability.models import InvalidSource, SkipReason
 
 # The status groups are Message.Status's (conversations/models.py); the template tags and the
 # demo seed read these two as sets under the lifecycle's names.
@@ -86,17 +86,47 @@ def staff_status(message, now=None):
     }.get(status, status.title())
 
 
+def failed_reason(message):
+    """Why a message did not go out, in staff's words ("" when it went out): the one Failed
+    Reason of every page and export (SPEC §7).
+
+    A message skipped because staff had flagged the number Invalid by hand has no reason (the
+    column is empty then); when the flag is automatic, the flag's own reason is given. The
+    flag is read from the `number_invalid_source` and `number_invalid_reason` annotations
+    (conversations.queries.with_number_state); without them a flag counts as set by hand.
+    """
+    if message.status == "skipped":
+        if message.skip_reason == SkipReason.MARKED_INVALID:
+            if getattr(message, "number_invalid_source", None) == InvalidSource.AUTOMATIC:
+                return message.number_invalid_reason or ""
+            return ""
+        if message.skip_reason in SkipReason.values:
+            return SkipReason(message.skip_reason).label
+        return ""
+    if message.status in Message.Status.FAILED_OR_UNDELIVERED:
+        if message.error_code is not None:
+            return catalogue.describe(message.error_code).reason
+        return message.error_message or ""
+    return ""
+
+
+def not_sent_reason(message):
+    """Why a message did not go out, as a thread, a profile and the Sample Text say it: the
+    Failed Reason, or where that is empty by rule (a flag set by hand) the skip's own label."""
+    reason = failed_reason(message)
+    if not reason and message.status == "skipped" and message.skip_reason in SkipReason.values:
+        return SkipReason(message.skip_reason).label
+    return reason
+
+
 def sample_outcome(message, now=None):
     """(what staff read under the Sample Text form, whether it is final): "Queued", "Sent",
     "Delivered", "Failed: <reason>" or "Skipped: <reason>", in plain words."""
     shown = staff_status(message, now)
     if message.status == "skipped":
-        reason = message.skip_reason
-        label = SkipReason(reason).label if reason in SkipReason.values else "pre-send check"
-        return f"Skipped: {label.lower()}", True
+        return f"Skipped: {(not_sent_reason(message) or 'pre-send check').lower()}", True
     if message.status in Message.Status.FAILED_OR_UNDELIVERED:
-        reason = message.error_message or catalogue.describe(message.error_code).reason
-        return f"Failed: {reason}", True
+        return f"Failed: {failed_reason(message) or 'no reason given'}", True
     if shown == "Status Unavailable":
         return "Sent; the carrier has not reported delivery", True
     text = {"Queuing": "Queued", "Sending": "Sent"}.get(shown, shown)

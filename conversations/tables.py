@@ -1,82 +1,93 @@
+from dataclasses import dataclass
+from functools import cached_property
+
 import django_tables2 as tables
-from django.db.models import CharField, DateTimeField, OuterRef, Q, Subquery
-from django.middleware.csrf import get_token
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.formats import date_format
-from django.utils.html import format_html
-from django.utils.safestring import mark_safe
 
-from contacts.models import Contact
 from conversations import status as lifecycle
 from conversations.models import Message
-from conversations.templatetags.reachable import status_class
-from deliverability import catalogue, eligibility
-from deliverability.models import InvalidSource, NumberState, SkipReason
+from deliverability import actions
+from deliverability.models import NumberState, SkipReason
 
 
-def with_number_state(messages, org):
-    """Annotate each message with its number's state in the org (for badges and reasons)."""
-    state = NumberState.objects.filter(organization=org, phone=OuterRef("to_number"))
+@dataclass
+class FailedRow:
+    """What the row partial (conversations/failed_table.html#failed-row) shows of one message."""
 
-    def field(name, output):
-        return Subquery(state.values(name)[:1], output_field=output)
+    bound: object  # django-tables2's BoundRow: the row's attributes (Meta.row_attrs)
+    message: Message
+    status: str
+    reason: str
+    state: NumberState  # the number's state now, from the query's annotations
+    now: object
+    menu: tuple  # what the row's three-dot menu offers (actions.number_menu)
 
-    return messages.annotate(
-        number_invalid_source=field("invalid_source", CharField()),
-        number_invalid_reason=field("invalid_reason", CharField()),
-        number_opt_out_reason=field("opt_out_reason", CharField()),
-        number_paused_until=field("paused_until", DateTimeField()),
+    @cached_property
+    def actions(self):
+        """(action, label, URL) of each menu entry but Retry."""
+        return [(action, actions.LABELS[action], self._url(action)) for action in self.menu]
+
+    @cached_property
+    def retry_url(self):
+        """Retry's URL, or "" when a retry would be skipped (the menu says why instead)."""
+        return self._url("retry") if self.can_retry else ""
+
+    @cached_property
+    def _action_base(self):
+        # One reverse() a row: the actions differ only by their last segment.
+        return reverse("conversations:failed_action", args=[self.message.pk, "retry"])[
+            : -len("retry/")
+        ]
+
+    def _url(self, action):
+        return f"{self._action_base}{action}/"
+
+    @property
+    def has_number(self):
+        """The message went to a phone number (not to text that does not parse as one)."""
+        return self.message.to_number.startswith("+")
+
+    @property
+    def shown_number(self):
+        """What the Phone number cell shows when there is no number: the text as entered."""
+        return self.message.to_number or self.message.conversation.contact.phone_raw
+
+    @property
+    def is_paused(self):
+        return self.state.is_paused(self.now)
+
+    @property
+    def can_retry(self):
+        return getattr(self.message, "retry_skip_reason", None) is None
+
+    @property
+    def no_retry_reason(self):
+        return SkipReason(self.message.retry_skip_reason).label.lower()
+
+
+def number_state_of(message):
+    """The number's state as the log's query annotated it (conversations.queries
+    .with_number_state), unsaved: the menu and the badges read it like a NumberState."""
+    return NumberState(
+        invalid_source=message.number_invalid_source or "",
+        invalid_reason=message.number_invalid_reason or "",
+        opt_out_reason=message.number_opt_out_reason or "",
+        paused_until=message.number_paused_until,
     )
-
-
-def with_retry_check(messages, org):
-    """Annotate each message with `retry_skip_reason`: why a retry to its contact's number would
-    be skipped now (the send path's own pre-send checks), or None when a retry can go out."""
-    return eligibility.annotate_skip_reason(
-        messages,
-        org=org,
-        phone_ref="conversation__contact__phone_e164",
-        valid_phone=Q(conversation__contact__phone_status=Contact.PhoneStatus.VALID),
-        name="retry_skip_reason",
-    )
-
-
-def failed_reason(message):
-    """The Failed Reason column (SPEC §7): empty when the number was flagged by hand."""
-    if message.status == Message.Status.SKIPPED:
-        if message.skip_reason == SkipReason.MARKED_INVALID:
-            if getattr(message, "number_invalid_source", "") == InvalidSource.AUTOMATIC:
-                return message.number_invalid_reason
-            return ""
-        return SkipReason(message.skip_reason).label if message.skip_reason else ""
-    if message.error_code is not None:
-        return catalogue.describe(message.error_code).reason
-    return message.error_message
-
-
-BADGE_INVALID = mark_safe('<span class="badge text-bg-danger">Invalid</span>')
-BADGE_OPTED_OUT = mark_safe('<span class="badge text-bg-secondary">Opted out</span>')
-BADGE_PAUSED = mark_safe('<span class="badge text-bg-warning">Paused</span>')
-
-ROW_ACTIONS = [
-    # (action, label, offered when)
-    ("mark-invalid", "Mark Phone as Invalid", lambda m: not m.number_invalid_source),
-    ("mark-valid", "Mark Phone as Valid", lambda m: m.number_invalid_source == "manual"),
-    ("opt-out", "Opt out", lambda m: not m.number_opt_out_reason),
-]
 
 
 class FailedMessageTable(tables.Table):
-    """The Failed & Disabled log. Cells are built with format_html, not one template render per
-    cell: at 50 rows a page that is the difference between 20 ms and 300 ms."""
+    """The Failed & Disabled log. django-tables2 gives the header, sorting and pagination; the
+    rows come from one template partial (`failed_table.html#failed-row`), not a template per
+    cell: django-tables2 resolves every cell through signature inspection (about 0.5 ms a cell),
+    which at 50 rows is the difference between 20 ms and 300 ms a page."""
 
     select = tables.CheckBoxColumn(
         accessor="pk",
         attrs={
-            "th__input": {"data-select-all": "message", "aria-label": "Select all on this page"},
-            # The bulk form stands above the table: row action forms cannot nest inside it.
-            "td__input": {"name": "message", "form": "bulk-form", "aria-label": "Select"},
+            "th__input": {"data-select-all": "message", "aria-label": "Select all on this page"}
         },
         orderable=False,
     )
@@ -89,12 +100,12 @@ class FailedMessageTable(tables.Table):
     status = tables.Column()
     reason = tables.Column(empty_values=(), verbose_name="Failed Reason", orderable=False)
     error_code = tables.Column(verbose_name="Error code")
-    created_at = tables.DateTimeColumn(verbose_name="Date", format="M j, Y g:i A")
+    created_at = tables.DateTimeColumn(verbose_name="Date")
     actions = tables.Column(
         empty_values=(),
         orderable=False,
         verbose_name="Actions",
-        attrs={"td": {"class": "text-end"}, "th": {"class": "text-end"}},
+        attrs={"th": {"class": "text-end"}},
     )
 
     class Meta:
@@ -107,113 +118,43 @@ class FailedMessageTable(tables.Table):
         attrs = {"class": "table table-sm table-hover align-middle", "id": "failed-table"}
         empty_text = "No failed or skipped messages match these filters."
 
-    def __init__(self, *args, request=None, **kwargs):
+    def __init__(self, *args, is_manager=False, back="", **kwargs):
         super().__init__(*args, **kwargs)
         self.now = timezone.now()
-        if request is not None:
-            self.request = request
+        self.is_manager = is_manager
+        # Where a row action goes back to without JavaScript (render_table passes the row
+        # partial nothing of the view's context but the table and the request).
+        self.back = back
 
-    def render_contact(self, record):
-        url = reverse("conversations:detail", args=[record.conversation_id])
-        return format_html('<a href="{}">{}</a>', url, record.conversation.contact)
-
-    def render_phone(self, record):
-        badges = []
-        if record.number_invalid_source:
-            badges.append(BADGE_INVALID)
-        if record.number_opt_out_reason:
-            badges.append(BADGE_OPTED_OUT)
-        if record.number_paused_until and record.number_paused_until > self.now:
-            badges.append(BADGE_PAUSED)
-        return format_html(
-            '<span class="font-monospace">{}</span> {}',
-            record.to_number,
-            mark_safe(" ".join(badges)),  # noqa: S308 - each badge is escaped by format_html
+    @cached_property
+    def pause_options(self):
+        """The pause lengths' <option>s, rendered once for every row's menu."""
+        return render_to_string(
+            "conversations/failed_table.html#pause-options",
+            {"pause_choices": actions.PAUSE_CHOICES},
         )
 
-    def render_status(self, record):
-        label = lifecycle.staff_status(record, self.now)
-        return format_html('<span class="badge {}">{}</span>', status_class(label), label)
-
-    def render_reason(self, record):
-        return failed_reason(record) or "—"
-
-    def render_actions(self, record):
-        token = get_token(self.request)
-        back = self.request.get_full_path()
-        forms = []
-        if record.to_number.startswith("+"):
-            for action, label, offered in ROW_ACTIONS:
-                if offered(record):
-                    forms.append(self._action_form(record, action, label, token, back))
-        if getattr(record, "retry_skip_reason", None) is None:
-            forms.append(self._action_form(record, "retry", "Retry", token, back))
-        else:
-            forms.append(
-                format_html(
-                    '<span class="dropdown-item-text small text-body-secondary">'
-                    "No retry: it would be skipped ({})</span>",
-                    SkipReason(record.retry_skip_reason).label.lower(),
-                )
-            )
-        return format_html(
-            '<div class="dropdown"><button class="btn btn-outline-secondary btn-sm" type="button" '
-            'data-bs-toggle="dropdown" aria-expanded="false" aria-label="More actions" '
-            'id="row-actions-{pk}"><i class="bi bi-three-dots-vertical" aria-hidden="true"></i>'
-            '</button><div class="dropdown-menu dropdown-menu-end" '
-            'aria-labelledby="row-actions-{pk}">{forms}</div></div>',
-            pk=record.pk,
-            forms=mark_safe("".join(forms)),  # noqa: S308 - built with format_html
+    def row_of(self, bound):
+        message = bound.record
+        state = number_state_of(message)
+        menu = actions.number_menu(
+            state,
+            has_number=message.to_number.startswith("+"),
+            now=self.now,
+            is_manager=self.is_manager,
+        )
+        return FailedRow(
+            bound=bound,
+            message=message,
+            status=lifecycle.staff_status(message, self.now),
+            reason=lifecycle.failed_reason(message),
+            state=state,
+            now=self.now,
+            menu=tuple(action for action in menu if action in actions.BULK_ACTIONS),
         )
 
-    @staticmethod
-    def _action_form(record, action, label, token, back):
-        url = reverse("conversations:failed_action", args=[record.pk, action])
-        confirm = ""
-        if action == "opt-out":
-            confirm = f"Opt out {record.to_number}? No messages will go to it."
-        return format_html(
-            '<form method="post" action="{url}" hx-post="{url}" hx-target="closest tr" '
-            'hx-swap="outerHTML"{confirm}>'
-            '<input type="hidden" name="csrfmiddlewaretoken" value="{token}">'
-            '<input type="hidden" name="next" value="{back}">'
-            '<button class="dropdown-item" type="submit">{label}</button></form>',
-            url=url,
-            confirm=format_html(' hx-confirm="{}"', confirm) if confirm else "",
-            token=token,
-            back=back,
-            label=label,
-        )
-
-    def rendered_rows(self):
-        """Each row of the page as its cells' HTML, built directly.
-
-        django-tables2 resolves every cell through signature inspection (about 0.5 ms a cell);
-        the columns here are fixed, so the page renders them in one pass and keeps
-        django-tables2 for the header, sorting and pagination.
-        """
-        rows = []
-        for bound in self.paginated_rows:
-            record = bound.record
-            cells = [
-                (
-                    "",
-                    format_html(
-                        '<input type="checkbox" name="message" value="{}" form="bulk-form" '
-                        'aria-label="Select">',
-                        record.pk,
-                    ),
-                ),
-                ("", self.render_contact(record)),
-                ("", self.render_phone(record)),
-                ("", self.render_status(record)),
-                ("", self.render_reason(record)),
-                ("", record.error_code if record.error_code is not None else "—"),
-                ("", date_format(timezone.localtime(record.created_at), "M j, Y g:i A")),
-                ("text-end", self.render_actions(record)),
-            ]
-            rows.append({"pk": record.pk, "cells": cells})
-        return rows
+    def page_rows(self):
+        return [self.row_of(bound) for bound in self.paginated_rows]
 
     def order_created_at(self, queryset, is_descending):
         order = ("-created_at", "-id") if is_descending else ("created_at", "id")

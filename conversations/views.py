@@ -25,14 +25,10 @@ from conversations import status as lifecycle
 from conversations.content import compose_check
 from conversations.filters import FailedMessageFilter
 from conversations.models import Conversation, Message
+from conversations.queries import with_number_state, with_retry_check
 from conversations.sending import SendRefused, message_create_outbound
-from conversations.status import staff_status
-from conversations.tables import (
-    FailedMessageTable,
-    failed_reason,
-    with_number_state,
-    with_retry_check,
-)
+from conversations.status import failed_reason, staff_status
+from conversations.tables import FailedMessageTable
 from deliverability import actions
 from deliverability.models import OrgAlert, ReviewItem, SkipReason, StateChangeRefused
 from deliverability.queries import states_by_phone
@@ -66,7 +62,8 @@ def _list_context(request):
 
 
 def _thread_context(request, conversation):
-    thread = list(conversation.messages.order_by("-created_at", "-id")[:THREAD_SIZE])
+    messages_qs = with_number_state(conversation.messages, request.organization)
+    thread = list(messages_qs.order_by("-created_at", "-id")[:THREAD_SIZE])
     thread.reverse()
     inbound = [m.pk for m in thread if m.direction == Message.Direction.INBOUND]
     in_review = ReviewItem.objects.pending().filter(inbound_message_id__in=inbound)
@@ -137,8 +134,9 @@ def thread_updates(request, conversation_id):
     )
     after = id_param(request.GET.get("after")) or 0
     awaiting = [pk for pk in map(id_param, request.GET.get("awaiting", "").split(",")) if pk]
-    changed = list(conversation.messages.filter(pk__in=awaiting[:THREAD_SIZE], pk__lte=after))
-    newer = conversation.messages.filter(pk__gt=after).order_by("created_at", "id")
+    messages_qs = with_number_state(conversation.messages, request.organization)
+    changed = list(messages_qs.filter(pk__in=awaiting[:THREAD_SIZE], pk__lte=after))
+    newer = messages_qs.filter(pk__gt=after).order_by("created_at", "id")
     new = list(newer[:THREAD_SIZE])
     inbound = [m.pk for m in new if m.direction == Message.Direction.INBOUND]
     in_review = ReviewItem.objects.pending().filter(inbound_message_id__in=inbound)
@@ -252,7 +250,9 @@ def failed_log(request):
         request.GET or None, queryset=_failed_messages(request), organization=request.organization
     )
     rows = with_retry_check(filterset.qs, request.organization)
-    table = FailedMessageTable(rows, request=request)
+    table = FailedMessageTable(
+        rows, is_manager=request.membership.is_manager, back=request.get_full_path()
+    )
     # Sorting from the request; pages of PAGE_SIZE whatever ?per_page= says (a page of a
     # million rows, or one too big for the database, is not a page).
     RequestConfig(request, paginate=False).configure(table)
@@ -263,6 +263,7 @@ def failed_log(request):
         "table": table,
         "now": timezone.now(),
         "query": request.GET.urlencode(),
+        "pause_choices": actions.PAUSE_CHOICES,
     }
     template = (
         "conversations/failed_table_block.html" if request.htmx else "conversations/failed.html"
@@ -271,9 +272,29 @@ def failed_log(request):
 
 
 def _render_row(request, message):
-    table = FailedMessageTable([message], request=request)
-    [row] = table.rendered_rows()
-    return render(request, "conversations/failed_row.html", {"row": row})
+    """One row of the log again (htmx), from the table's own row partial."""
+    table = FailedMessageTable(
+        [message],
+        is_manager=request.membership.is_manager,
+        back=safe_next(request, reverse("conversations:failed")),
+    )
+    [row] = table.page_rows()
+    context = {"row": row, "table": table}
+    return render(request, "conversations/failed_table.html#failed-row", context)
+
+
+def _confirm_opt_out(request, selected):
+    """The page that asks before opting the selected messages' numbers out."""
+    numbers = {m.to_number for m in selected}
+    only = selected[0] if len(numbers) == 1 else None
+    context = actions.confirm_context(
+        request,
+        who=str(only.conversation.contact) if only else f"{len(numbers)} numbers",
+        number=only.to_number if only else "",
+        count=len(numbers),
+        cancel_url=safe_next(request, reverse("conversations:failed")),
+    )
+    return render(request, "deliverability/confirm_opt_out.html", context)
 
 
 @require_POST
@@ -284,6 +305,8 @@ def failed_action(request, message_id, action):
     contact = message.conversation.contact
     if action == "retry":
         text, level = _retry(request, [message])
+    elif actions.needs_confirmation(action, request.POST):
+        return _confirm_opt_out(request, [message])
     elif action in actions.BULK_ACTIONS:
         try:
             text = actions.perform(
@@ -361,6 +384,8 @@ def failed_bulk(request):
         text, level = "Select at least one message first.", "warning"
     elif action == "retry":
         text, level = _retry(request, selected)
+    elif actions.needs_confirmation(action, request.POST):
+        return _confirm_opt_out(request, selected)
     elif action in actions.BULK_ACTIONS:
         done, skipped = actions.perform_bulk(
             action,
@@ -368,11 +393,13 @@ def failed_bulk(request):
             user=request.user,
             source_page="failed",
             targets=[(m.conversation.contact, m.to_number) for m in selected],
+            data=request.POST,
         )
         verb = {
             "mark-invalid": "marked invalid",
             "mark-valid": "marked valid",
             "opt-out": "opted out",
+            "pause": "paused",
         }[action]
         text = f"Success: {done} number{pluralize(done)} {verb}."
         for reason, count in skipped.items():

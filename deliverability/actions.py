@@ -7,6 +7,7 @@ the text staff read. The rules themselves live on NumberState (deliverability/mo
 
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cached_property
 
 from django.utils import timezone
 from django.utils.formats import date_format
@@ -24,6 +25,29 @@ from deliverability.models import (
     SkipReason,
     StateChangeRefused,
 )
+
+# What each action is called in a menu, and what its optional note asks (lifting an opt-out
+# needs one: see NumberState.opt_in).
+LABELS = {
+    "mark-invalid": "Mark Phone as Invalid",
+    "mark-valid": "Mark Phone as Valid",
+    "opt-out": "Opt out",
+    "lift-opt-out": "Lift opt-out",
+    "pause": "Pause messaging",
+    "resume": "Resume messaging",
+    "recheck": "Re-check number",
+}
+NOTE_PROMPTS = {
+    "mark-invalid": "Why is the number invalid? (optional)",
+    "opt-out": "Why opt out? (optional)",
+    "lift-opt-out": "Why lift the opt-out? (required)",
+    "pause": "Why pause? (optional)",
+}
+NOTE_EXAMPLES = {
+    "mark-invalid": "e.g. wrong number, not in service",
+    "opt-out": "e.g. asked at the front desk",
+    "pause": "e.g. travelling until the 20th",
+}
 
 PAUSE_CHOICES = [(1, "1 day"), (3, "3 days"), (7, "1 week"), (14, "2 weeks"), (30, "30 days")]
 
@@ -90,34 +114,63 @@ class NumberOverview:
     def skip_label(self):
         return SkipReason(self.skip_reason).label if self.skip_reason else ""
 
-    # What the three-dot menu offers.
+    @cached_property
+    def menu(self):
+        return number_menu(
+            self.state, has_number=self.has_number, now=self.now, is_manager=self.is_manager
+        )
+
+    # What the three-dot menu offers (number_menu decides).
     @property
     def may_mark_invalid(self):
-        return self.has_number and not self.is_invalid
+        return "mark-invalid" in self.menu
 
     @property
     def may_mark_valid(self):
-        return self.is_invalid and not self.is_automatic
+        return "mark-valid" in self.menu
 
     @property
     def may_opt_out(self):
-        return self.has_number and not self.is_opted_out
+        return "opt-out" in self.menu
 
     @property
     def may_lift_opt_out(self):
-        return self.is_manager and self.state.opt_out_reason == OptOutReason.STAFF
+        return "lift-opt-out" in self.menu
 
     @property
     def may_pause(self):
-        return self.has_number and not self.is_opted_out and not self.is_paused
+        return "pause" in self.menu
 
     @property
     def may_resume(self):
-        return self.is_paused
+        return "resume" in self.menu
 
     @property
     def may_recheck(self):
-        return self.state.may_recheck
+        return "recheck" in self.menu
+
+
+def number_menu(state, *, has_number, now, is_manager):
+    """The actions a number's three-dot menu offers, in menu order: the one rule every page's
+    menu follows (the contact card, the Failed & Disabled log's rows). `state` is the number's
+    NumberState (an unsaved one for a number without a row); `has_number` is False when the
+    contact's number does not parse (nothing can be done to it but correct it)."""
+    offered = []
+    if has_number and not state.is_invalid:
+        offered.append("mark-invalid")
+    if state.is_invalid and state.invalid_source != InvalidSource.AUTOMATIC:
+        offered.append("mark-valid")
+    if has_number and not state.is_opted_out:
+        offered.append("opt-out")
+    if is_manager and state.opt_out_reason == OptOutReason.STAFF:
+        offered.append("lift-opt-out")
+    if has_number and not state.is_opted_out and not state.is_paused(now):
+        offered.append("pause")
+    if state.is_paused(now):
+        offered.append("resume")
+    if state.may_recheck:
+        offered.append("recheck")
+    return tuple(offered)
 
 
 def number_overview(*, org, contact, is_manager, now=None):
@@ -140,6 +193,33 @@ def card_context(request, contact, source_page):
         "source_page": source_page,
         "pause_choices": PAUSE_CHOICES,
         "conversation": getattr(contact, "conversation", None),
+    }
+
+
+def needs_confirmation(action, data):
+    """Opting a number out is asked twice: in the browser (hx-confirm) and, when that did not
+    run (no JavaScript, or a bulk form), on a page of its own that posts again with
+    `confirmed`."""
+    return action == "opt-out" and data.get("confirmed") != "yes"
+
+
+def confirm_context(request, *, who, cancel_url, number="", count=0):
+    """The opt-out confirmation page (deliverability/confirm_opt_out.html): the same form
+    again, `confirmed` added; `who` is opted out of `number` (or of `count` numbers)."""
+    fields = [
+        (name, value)
+        for name, values in request.POST.lists()
+        for value in values
+        if name not in ("csrfmiddlewaretoken", "confirmed")
+    ]
+    return {
+        "who": who,
+        "number": number,
+        "count": count,
+        "is_manager": request.membership.is_manager,
+        "action_url": request.path,
+        "fields": fields,
+        "cancel_url": cancel_url,
     }
 
 
@@ -199,12 +279,15 @@ ACTIONS = ("mark-invalid", "mark-valid", "opt-out", "lift-opt-out", "pause", "re
 MANAGER_ACTIONS = {"lift-opt-out"}
 
 
-BULK_ACTIONS = {"mark-invalid", "mark-valid", "opt-out"}
+# What a row of the Failed & Disabled log (and its bulk form) may do to the message's number,
+# when number_menu offers it.
+BULK_ACTIONS = ("mark-invalid", "mark-valid", "opt-out", "pause")
 
 
-def perform_bulk(action, *, org, targets, user, source_page):
-    """Run `action` on many (contact, phone) pairs, one number once; returns (done, skipped)
-    where skipped maps each refusal text to how many numbers it stopped."""
+def perform_bulk(action, *, org, targets, user, source_page, data=None):
+    """Run `action` on many (contact, phone) pairs, one number once, with one form's `data`
+    (the note, the pause's days); returns (done, skipped) where skipped maps each refusal text
+    to how many numbers it stopped."""
     if action not in BULK_ACTIONS:
         raise KeyError(action)
     done, skipped, seen = 0, {}, set()
@@ -218,7 +301,7 @@ def perform_bulk(action, *, org, targets, user, source_page):
                 org=org,
                 contact=contact,
                 user=user,
-                data={},
+                data=data or {},
                 source_page=source_page,
                 phone=phone,
             )

@@ -113,5 +113,5 @@ def contacts_in_tab(org, *, filter_name="active", search=""):
     """The org's contacts in one of the tabs (contacts.queries.FILTERS), matching `search`."""
     contacts = Contact.objects.for_org(org).filter(state_filter(org, filter_name))
     if search:
-        contacts = contacts.filter(search_q(search))
+        contacts = contacts.filter(search_q(search, region=org.default_region))
     return contacts.order_by("last_name", "first_name", "id")

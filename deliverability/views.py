@@ -30,6 +30,14 @@ def contact_action(request, contact_id, action):
         raise PermissionDenied("Only managers can do this.")
     contact = get_object_or_404(Contact, pk=contact_id, organization=request.organization)
     source_page = request.POST.get("page") if request.POST.get("page") in SOURCE_PAGES else ""
+    if actions.needs_confirmation(action, request.POST):
+        context = actions.confirm_context(
+            request,
+            who=str(contact),
+            number=contact.phone_e164,
+            cancel_url=safe_next(request, contact.get_absolute_url()),
+        )
+        return render(request, "deliverability/confirm_opt_out.html", context)
     try:
         text, level = (
             actions.perform(

@@ -15,6 +15,7 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from config import pacing
+from contacts import phones
 from contacts.models import Contact
 from conversations import broadcasts, bulksend, sending
 from conversations.backends import get_backend
@@ -863,11 +864,12 @@ def test_a_sample_text_to_a_number_that_cannot_be_texted_is_refused(owner_client
 def test_a_sample_text_with_htmx_answers_with_a_toast(owner_client, club):
     phone = club["sendable"][0].phone_e164
     response = sample(owner_client, club, phone, htmx=True)
+    shown = phones.national(phone)
     assert json.loads(response["HX-Trigger"])["toast"] == {
-        "message": f"Sample Text queued to {phone}.",
+        "message": f"Sample Text queued to {shown}.",
         "level": "success",
     }
-    assert f'Sample Text to <span class="font-monospace">{phone}</span>' in (
+    assert f'Sample Text to <span class="font-monospace"><span title="{phone}">{shown}</span>' in (
         response.content.decode()
     )
 

@@ -88,7 +88,7 @@ def test_opt_out_asks_first_and_takes_the_note(browse, teammate, club):
     card.get_by_role("button", name="Opt out", exact=True).click()
     expect(card.locator(".badge", has_text="Opted out")).to_be_visible()
     assert asked == [
-        "Opt Bob Ray out? No messages will go to +12125550102 until a manager lifts it."
+        "Opt Bob Ray out? No messages will go to (212) 555-0102 until a manager lifts it."
     ]
     assert AuditEvent.objects.get(action="opt_out").note == "Asked at the front desk"
 

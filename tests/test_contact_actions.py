@@ -33,6 +33,8 @@ def ann(org):
 def act(client, contact, action, htmx=True, **data):
     data.setdefault("page", "conversations")
     data.setdefault("next", f"/conversations/{contact.conversation.pk}/")
+    # An opt-out as confirmed: the form's hx-vals (or the confirmation page) adds it.
+    data.setdefault("confirmed", "yes")
     return client.post(f"/numbers/{contact.pk}/{action}/", data, headers=HTMX if htmx else {})
 
 
@@ -557,3 +559,49 @@ def test_the_note_shows_in_the_staff_activity_report(
     assert toast(act(teammate_client, ann, action, page="contact", **data))["level"] == "success"
     report = owner_client.get("/reports/staff/").content.decode()
     assert f"<td>{data['note']}</td>" in report
+
+
+def test_without_javascript_opt_out_asks_on_a_page_first_and_changes_nothing(
+    teammate_client, org, ann
+):
+    back = f"/conversations/{ann.conversation.pk}/"
+    response = teammate_client.post(
+        f"/numbers/{ann.pk}/opt-out/", {"next": back, "page": "contact", "note": "Asked"}
+    )
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert f"Opt {ann} out?" in page
+    assert "No messages will go to" in page and "(212) 555-0101" in page
+    assert "until a manager lifts the opt-out" in page
+    # The same form again, confirmed: the note and the page it came from go with it.
+    assert '<input type="hidden" name="note" value="Asked">' in page
+    assert '<input type="hidden" name="confirmed" value="yes">' in page
+    assert f'<a class="btn btn-outline-secondary" href="{back}">Cancel</a>' in page
+    assert state(org) is None or not state(org).is_opted_out
+    confirmed = teammate_client.post(
+        f"/numbers/{ann.pk}/opt-out/",
+        {"next": back, "page": "contact", "note": "Asked", "confirmed": "yes"},
+    )
+    assert confirmed.status_code == 302
+    assert state(org).opt_out_reason == "staff"
+    assert AuditEvent.objects.latest("id").note == "Asked"
+
+
+def test_the_card_posts_the_confirmation_with_htmx(teammate_client, ann):
+    page = teammate_client.get(f"/contacts/{ann.pk}/").content.decode()
+    assert re.search(r'hx-confirm="Opt [^"]*\(212\) 555-0101[^"]*"', page)
+    assert """hx-vals='{"confirmed": "yes"}'""" in page
+
+
+def test_every_card_action_comes_from_one_menu_rule(owner_client, org, owner, ann):
+    """The card offers exactly what actions.number_menu decides, in its order."""
+    from deliverability.actions import LABELS, number_overview
+
+    NumberState.objects.of(org=org, phone=ann.phone_e164).pause(
+        until=timezone.now() + timedelta(days=2), by=owner
+    )
+    overview = number_overview(org=org, contact=ann, is_manager=True)
+    page = owner_client.get(f"/contacts/{ann.pk}/").content.decode()
+    shown = [label for label in re.findall(r">([^<>]+)</button>", menu(page)) if label.strip()]
+    assert shown == [LABELS[action] for action in overview.menu]
+    assert overview.menu == ("mark-invalid", "opt-out", "resume")

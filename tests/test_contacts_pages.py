@@ -245,7 +245,7 @@ def test_a_new_number_frees_a_member_from_an_automatic_flag(
     response = change_phone(teammate_client, flagged_member, "(212) 555-0111", "New mobile")
     assert response.status_code == 302
     assert response["Location"] == f"/contacts/{flagged_member.pk}/"
-    assert flash(response) == [("success", "Success: the phone number is now +12125550111.")]
+    assert flash(response) == [("success", "Success: the phone number is now (212) 555-0111.")]
     flagged_member.refresh_from_db()
     assert (flagged_member.phone_raw, flagged_member.phone_e164) == (
         "(212) 555-0111",

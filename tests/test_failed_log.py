@@ -86,7 +86,8 @@ def log(org, owner):
 def rows(response):
     """{message pk: row html} in the order of the page."""
     page = response.content.decode()
-    return {int(pk): html for pk, html in re.findall(r'<tr id="msg-(\d+)">(.*?)</tr>', page, re.S)}
+    found = re.findall(r'<tr [^>]*\bid="msg-(\d+)"[^>]*>(.*?)</tr>', page, re.S)
+    return {int(pk): html for pk, html in found}
 
 
 def cells(row_html):
@@ -301,14 +302,17 @@ def test_it_sorts_by_error_code_both_ways(teammate_client, log):
 
 
 def row_action(client, message, action, htmx=True, **data):
+    """A row action as the browser posts it; an opt-out as confirmed (with htmx the form's
+    hx-vals, without it the confirmation page, adds `confirmed`)."""
     data.setdefault("next", f"{URL}?status=failed")
+    data.setdefault("confirmed", "yes")
     headers = HTMX | {"HX-Target": f"msg-{message.pk}"} if htmx else {}
     return client.post(f"{URL}{message.pk}/{action}/", data, headers=headers)
 
 
 def offered(response, message):
     actions_cell = cells(rows(response)[message.pk])[7]
-    return re.findall(r'<button class="dropdown-item" type="submit">([^<]*)</button>', actions_cell)
+    return re.findall(r"<button [^>]*formaction=[^>]*>([^<]*)</button>", actions_cell)
 
 
 def test_a_row_action_with_htmx_returns_the_row_alone_and_a_toast(
@@ -318,7 +322,7 @@ def test_a_row_action_with_htmx_returns_the_row_alone_and_a_toast(
     response = row_action(teammate_client, message, "mark-invalid")
     assert response.status_code == 200
     page = response.content.decode().strip()
-    assert page.startswith(f'<tr id="msg-{message.pk}">') and page.endswith("</tr>")
+    assert re.match(rf'<tr [^>]*id="msg-{message.pk}"', page) and page.endswith("</tr>")
     assert page.count("<tr") == 1
     assert '<span class="badge text-bg-danger">Invalid</span>' in page
     assert toast(response) == {
@@ -341,12 +345,18 @@ def test_the_row_offers_what_the_numbers_state_allows(teammate_client, log):
     assert offered(response, messages["unreachable"]) == [
         "Mark Phone as Invalid",
         "Opt out",
+        "Pause messaging",
         "Retry",
     ]
     # Retry only where it can go out: the send path's checks would skip the others again.
-    assert offered(response, messages["manual"]) == ["Mark Phone as Valid", "Opt out"]
-    assert offered(response, messages["automatic"]) == ["Opt out"]  # no Mark Valid
+    assert offered(response, messages["manual"]) == [
+        "Mark Phone as Valid",
+        "Opt out",
+        "Pause messaging",
+    ]
+    assert offered(response, messages["automatic"]) == ["Opt out", "Pause messaging"]
     assert offered(response, messages["opted_out"]) == ["Mark Phone as Invalid"]
+    assert offered(response, messages["paused"]) == ["Mark Phone as Invalid", "Opt out"]
     assert offered(response, messages["bad_input"]) == []  # no number to act on
     row = cells(rows(response)[messages["opted_out"].pk])[7]
     assert "No retry: it would be skipped (opted out)" in row
@@ -419,7 +429,7 @@ def test_retry_from_a_row_creates_a_new_message(teammate_client, teammate, log):
         message.sender,
         teammate,
     )
-    assert f'<tr id="msg-{message.pk}">' in response.content.decode()
+    assert f'id="msg-{message.pk}"' in response.content.decode()
 
 
 def test_without_javascript_a_row_action_redirects_back_with_a_message(teammate_client, log):
@@ -448,9 +458,10 @@ def test_another_organizations_row_is_not_found(outsider_client, log):
 # Bulk actions (managers) -------------------------------------------------------------------------
 
 
-def bulk(client, log, action, keys, htmx=False):
+def bulk(client, log, action, keys, htmx=False, **extra):
     ids = [log["messages"][key].pk for key in keys]
-    data = {"action": action, "message": ids, "next": f"{URL}?status=failed"}
+    data = {"action": action, "message": ids, "next": f"{URL}?status=failed", "confirmed": "yes"}
+    data |= extra
     return client.post(f"{URL}bulk/", data, headers=HTMX if htmx else {})
 
 
@@ -659,3 +670,87 @@ def test_the_log_query_count_does_not_grow_with_rows(
         response = owner_client.get(URL + query)
     assert len(rows(response)) >= 5
     assert len(many) == len(few)
+
+
+# Notes, Pause and the opt-out confirmation --------------------------------------------------------
+
+
+def test_a_row_action_takes_a_note_for_the_staff_activity_report(
+    teammate_client, owner_client, log
+):
+    message = log["messages"]["unreachable"]
+    row_action(teammate_client, message, "mark-invalid", note="Wrong number, said the daughter")
+    event = AuditEvent.objects.latest("id")
+    assert (event.action, event.note) == ("mark_invalid", "Wrong number, said the daughter")
+    report = owner_client.get("/reports/staff/").content.decode()
+    assert "<td>Wrong number, said the daughter</td>" in report
+
+
+def test_the_row_menu_asks_why_beside_each_action(teammate_client, log):
+    actions_cell = cells(rows(teammate_client.get(URL))[log["messages"]["unreachable"].pk])[7]
+    # One note for whichever action is pressed (Mark Invalid, Opt out, Pause).
+    assert actions_cell.count('name="note"') == 1
+    assert '<input type="hidden" name="next" value="/conversations/failed/">' in actions_cell
+    assert re.findall(r'<option value="(\d+)"', actions_cell) == ["1", "3", "7", "14", "30"]
+    assert """hx-vals='{"confirmed": "yes"}'""" in actions_cell
+    assert 'hx-confirm="Opt out (212) 555-0101? No messages will go to it."' in actions_cell
+
+
+def test_pause_from_a_row_with_a_note(teammate_client, org, log):
+    message = log["messages"]["unreachable"]
+    response = row_action(teammate_client, message, "pause", days="3", note="Travelling")
+    assert toast(response)["message"].startswith("Success: messaging is paused until")
+    assert '<span class="badge text-bg-warning">Paused</span>' in response.content.decode()
+    state = NumberState.objects.get(organization=org, phone=message.to_number)
+    assert timedelta(days=2, hours=23) < state.paused_until - timezone.now() <= timedelta(days=3)
+    assert AuditEvent.objects.latest("id").note == "Travelling"
+
+
+def test_a_row_opt_out_without_javascript_asks_on_a_page_first(teammate_client, org, log):
+    message = log["messages"]["landline"]
+    response = row_action(teammate_client, message, "opt-out", htmx=False, confirmed="")
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "Opt Bob Ray out?" in page and "(212) 555-0102" in page
+    assert not NumberState.objects.filter(phone=message.to_number, opt_out_reason="staff").exists()
+    done = row_action(teammate_client, message, "opt-out", htmx=False)
+    assert done.status_code == 302
+    assert NumberState.objects.get(phone=message.to_number).opt_out_reason == "staff"
+
+
+def test_bulk_opt_out_asks_with_the_count_first(owner_client, log):
+    response = bulk(owner_client, log, "opt-out", ["unreachable", "landline"], confirmed="")
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "Opt 2 numbers out?" in page and "No messages will go to 2 numbers." in page
+    assert page.count('<input type="hidden" name="message"') == 2
+    assert (
+        not NumberState.objects.filter(opt_out_reason="staff")
+        .exclude(phone="+12125550105")
+        .exists()
+    )
+
+
+def test_bulk_pause_and_opt_out_keep_the_note(owner_client, org, log):
+    bulk(owner_client, log, "pause", ["unreachable", "spam"], days="7", note="Away")
+    state = NumberState.objects.get(organization=org, phone="+12125550101")
+    assert state.is_paused(timezone.now())
+    [event] = AuditEvent.objects.filter(action="pause", phone="+12125550101")
+    assert event.note == "Away"  # one number, once, with the form's note
+    response = bulk(owner_client, log, "opt-out", ["landline"], note="Asked at the desk")
+    assert flash(response)[-1] == "Success: 1 number opted out."
+    assert AuditEvent.objects.latest("id").note == "Asked at the desk"
+
+
+def test_a_row_of_text_that_is_not_a_number_shows_it_as_entered(teammate_client, log):
+    phone_cell = cells(rows(teammate_client.get(URL))[log["messages"]["bad_input"].pk])[2]
+    assert '<span class="font-monospace">n/a</span>' in phone_cell
+    assert "Not a phone number</span>" in phone_cell
+
+
+def test_the_rows_come_from_the_tables_own_row_attributes(teammate_client, log):
+    """Meta.row_attrs and the header checkbox's attributes are the ones the page shows."""
+    page = teammate_client.get(URL).content.decode()
+    for message in log["messages"].values():
+        assert f'id="msg-{message.pk}"' in page
+    assert 'data-select-all="message"' in page

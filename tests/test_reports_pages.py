@@ -396,7 +396,7 @@ def activity(org, owner, teammate, other_org, outsider):
 TEAMMATE_MARKED_INVALID = [
     "teammate",
     "Marked invalid",
-    "+12125550101",
+    "(212) 555-0101",
     "Ann Lee",
     "conversations",
     "Wrong person answered",
@@ -420,7 +420,7 @@ def test_staff_activity_says_who_did_what_when_where_and_why(owner_client, org, 
     rows = staff_rows(page)
     assert [row[1:] for row in rows] == [
         TEAMMATE_MARKED_INVALID,
-        ["owner", "Opted out", "+12125550102", "Bob Ray", "failed", "Asked at the desk"],
+        ["owner", "Opted out", "(212) 555-0102", "Bob Ray", "failed", "Asked at the desk"],
     ]
     assert "System" not in page and "Their own business" not in page and "outsider" not in page
 
@@ -463,8 +463,9 @@ def test_the_staff_filter_offers_only_the_organizations_members(owner_client, or
 def test_the_staff_csv_has_the_same_rows(owner_client, org, teammate, activity):
     rows = read_csv(get(owner_client, "staff", f"period=90&actor={teammate.pk}&format=csv"))
     assert rows[0] == ["When", "Staff member", "Action", "Number", "Contact", "Page", "Note"]
+    # The same rows, the number in E.164 as every export has it (the page reads it nationally).
     assert [row[1:] for row in rows[1:]] == [
-        TEAMMATE_MARKED_INVALID,
+        [*TEAMMATE_MARKED_INVALID[:2], "+12125550101", *TEAMMATE_MARKED_INVALID[3:]],
         ["teammate", "Paused", "+12125550101", "Ann Lee", "contact", "Travelling"],
     ]
     assert rows[1][0] == noon(org, 1).strftime("%Y-%m-%d %H:%M")
@@ -519,7 +520,7 @@ def test_the_staff_report_records_actions_made_on_the_pages(owner_client, teamma
     assert rows[0][1:] == [
         "teammate",
         "Marked invalid",
-        "+12125550111",
+        "(212) 555-0111",
         "Cy Young",
         "contact",
         "Not theirs",

@@ -120,7 +120,7 @@ def objects(org, owner):
         "broadcasts:detail": {"broadcast_id": broadcast.pk},
         "broadcasts:cancel": {"broadcast_id": broadcast.pk},
         "broadcasts:sample_status": {"message_id": sample.pk},
-        "deliverability:contact_action": {"contact_id": contact.pk, "action": "opt-out"},
+        "deliverability:contact_action": {"contact_id": contact.pk, "action": "mark-invalid"},
         "deliverability:report": {"name": "delivery"},
     }
 

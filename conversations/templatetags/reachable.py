@@ -5,7 +5,7 @@ from django.utils.html import format_html
 
 from contacts import phones
 from conversations import status as lifecycle
-from deliverability import catalogue, costs
+from deliverability import actions, catalogue, costs
 from deliverability.models import SkipReason
 
 register = template.Library()
@@ -43,13 +43,7 @@ def status_class(label):
 @register.filter
 def message_reason(message):
     """Why a message did not go out, in staff's words ("" when it did)."""
-    if message.status == "skipped":
-        return SkipReason(message.skip_reason).label if message.skip_reason else "Skipped"
-    if message.status in lifecycle.FAILED:
-        if message.error_code is None:
-            return message.error_message or "Failed"
-        return catalogue.describe(message.error_code).reason
-    return ""
+    return lifecycle.not_sent_reason(message)
 
 
 @register.filter
@@ -64,14 +58,49 @@ def skip_reason_label(value):
     return SkipReason(value).label if value in SkipReason.values else value
 
 
-@register.simple_tag
-def phone(contact, region):
-    """A contact's number in the org's national format, E.164 on hover (as exports have it);
-    the number as entered when it does not parse."""
-    if not contact.phone_e164:
-        return contact.phone_display
-    shown = phones.national(contact.phone_e164, region)
-    return format_html('<span title="{}">{}</span>', contact.phone_e164, shown)
+def _national(context, value):
+    """(E.164 or None, how staff read it) of an E.164 string or a contact."""
+    if hasattr(value, "phone_e164"):
+        value = value.phone_e164 or value.phone_raw
+    if not value or not value.startswith("+"):
+        return None, value or ""
+    org = context.get("current_organization")
+    return value, phones.national(value, org.default_region if org else "US")
+
+
+@register.simple_tag(takes_context=True)
+def phone(context, value):
+    """A phone number as staff read it: the organization's national format ("(212) 555-0118",
+    the international one for another country's number) with E.164 on hover, as exports have
+    it. `value` is an E.164 string or a contact; text that is not a number (a contact's number
+    as entered that does not parse) is shown as it is."""
+    e164, shown = _national(context, value)
+    if e164 is None or shown == e164:
+        return shown
+    return format_html('<span title="{}">{}</span>', e164, shown)
+
+
+@register.simple_tag(takes_context=True)
+def phone_text(context, value):
+    """The same as plain text, for an attribute or a sentence in one."""
+    return _national(context, value)[1]
+
+
+@register.filter
+def action_label(action):
+    """What a number's action is called in its three-dot menu."""
+    return actions.LABELS[action]
+
+
+@register.filter
+def note_prompt(action):
+    """What the action's note field asks ("" when the action takes no note)."""
+    return actions.NOTE_PROMPTS.get(action, "")
+
+
+@register.filter
+def note_example(action):
+    return actions.NOTE_EXAMPLES.get(action, "")
 
 
 @register.filter
