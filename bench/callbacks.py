@@ -25,7 +25,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from bench.common import BenchmarkError, Figure, child_env, own_database
+from bench.common import BenchmarkError, Figure, child_env, own_database, served_env
 
 COUNT, BARE_COUNT, WARM_UP, CONCURRENCY, ROUNDS = 4000, 4000, 400, 16, 3
 # The stacks measured. "production" is config/gunicorn.py as deployed (sync workers, 2 × cores
@@ -65,25 +65,14 @@ def child(url, *args):
 
 
 def start_server(url, port, stack):
-    env = dict(
-        os.environ,
+    env = served_env(
+        url,
+        redis_url=REDIS_URL,
+        port=port,
         DJANGO_SETTINGS_MODULE="bench.settings",
-        DATABASE_URL=url,
-        DEBUG="0",
-        SECRET_KEY=os.urandom(32).hex(),
-        ALLOWED_HOSTS="127.0.0.1",
-        SECURE_SSL_REDIRECT="0",
-        SESSION_COOKIE_SECURE="0",
-        CSRF_COOKIE_SECURE="0",
-        SECURE_HSTS_SECONDS="0",
-        PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
         TWILIO_AUTH_TOKEN=TOKEN,
-        REDIS_URL=REDIS_URL,
         SMS_BACKEND="simulator",
-        LOG_LEVEL="WARNING",
-        PYTHONWARNINGS="ignore",  # whitenoise's "no directory at staticfiles/", once per worker
     )
-    env.pop("TASKS_IN_PROCESS", None)
     command = [sys.executable, "-m", "gunicorn", "bench.wsgi", *STACKS[stack]]
     command += ["--bind", f"127.0.0.1:{port}", "--keep-alive", "30", "--log-level", "warning"]
     # The access log is written, as in production, but not shown.

@@ -68,6 +68,41 @@ def child_env(url, **overrides):
     }
 
 
+def served_env(url, *, redis_url, port=9, twilio=None, **overrides):
+    """The environment of the product as a benchmark runs it in production shape on loopback:
+    DEBUG off, plain HTTP, tasks on Celery when `redis_url` is set, the Twilio backend pointed
+    at `twilio` (a tests.fake_twilio stand-in) when one is given, only warnings logged."""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DATABASE_URL": url,
+        "REDIS_URL": redis_url,
+        # As in production: DEBUG off (with it, every query is also kept in memory).
+        "DEBUG": "0",
+        "SECRET_KEY": os.urandom(32).hex(),
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "SECURE_SSL_REDIRECT": "0",
+        "SESSION_COOKIE_SECURE": "0",
+        "CSRF_COOKIE_SECURE": "0",
+        "SECURE_HSTS_SECONDS": "0",
+        "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+        "LOG_LEVEL": "WARNING",
+        "PYTHONWARNINGS": "ignore",  # whitenoise's "no directory at staticfiles/", per worker
+    }
+    if twilio is not None:
+        from tests.fake_twilio import ACCOUNT_SID, AUTH_TOKEN
+
+        env.update(
+            SMS_BACKEND="twilio",
+            TWILIO_BASE_URL=twilio.url,
+            TWILIO_ACCOUNT_SID=ACCOUNT_SID,
+            TWILIO_AUTH_TOKEN=AUTH_TOKEN,
+        )
+    env.update(overrides)
+    env.pop("TASKS_IN_PROCESS", None)
+    return env
+
+
 def ensure_database():
     """Create the bench database when missing (on the same server), then point Django at it."""
     import psycopg

@@ -34,7 +34,14 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlencode
 
-from bench.common import BenchmarkError, Figure, child_env, own_database, percentile
+from bench.common import (
+    BenchmarkError,
+    Figure,
+    child_env,
+    own_database,
+    percentile,
+    served_env,
+)
 
 SCALE = float(os.environ.get("BENCH_LATENCY_SCALE", "1"))
 RECIPIENTS = max(100, int(10_000 * SCALE))
@@ -72,33 +79,6 @@ def child(url, *args, timeout=1800, **env):
     if done.returncode:
         raise BenchmarkError(f"{' '.join(map(str, args))} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def product_env(url, twilio, port, redis_url):
-    from tests.fake_twilio import ACCOUNT_SID, AUTH_TOKEN
-
-    env = dict(
-        os.environ,
-        DJANGO_SETTINGS_MODULE="config.settings",
-        DATABASE_URL=url,
-        REDIS_URL=redis_url,
-        SMS_BACKEND="twilio",
-        TWILIO_BASE_URL=twilio.url,
-        TWILIO_ACCOUNT_SID=ACCOUNT_SID,
-        TWILIO_AUTH_TOKEN=AUTH_TOKEN,
-        PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
-        LOG_LEVEL="WARNING",
-        DEBUG="0",
-        SECRET_KEY=os.urandom(32).hex(),
-        ALLOWED_HOSTS="127.0.0.1",
-        SECURE_SSL_REDIRECT="0",
-        SESSION_COOKIE_SECURE="0",
-        CSRF_COOKIE_SECURE="0",
-        SECURE_HSTS_SECONDS="0",
-        PYTHONWARNINGS="ignore",
-    )
-    env.pop("TASKS_IN_PROCESS", None)
-    return env
 
 
 LOGS = Path(os.environ.get("BENCH_LATENCY_LOGS", "/tmp")) / f"bench-latency-{os.getpid()}"
@@ -155,7 +135,7 @@ def run_celery(url, prepared):
         raise BenchmarkError(f"latency needs Redis at {REDIS_URL}: {exc}") from exc
     twilio = FakeTwilio(latency=LATENCY, callbacks=CALLBACKS).start()
     port = free_port()
-    env = product_env(url, twilio, port, REDIS_URL)
+    env = served_env(url, redis_url=REDIS_URL, port=port, twilio=twilio)
     beat_file = Path("/tmp") / f"bench-latency-beat-{os.getpid()}"
     worker = ["celery", "-A", "config", "worker", "-l", "warning"]
     processes = [
@@ -207,7 +187,7 @@ def run_inprocess(url, prepared):
 
     twilio = FakeTwilio(latency=LATENCY, callbacks=CALLBACKS).start()
     port = free_port()
-    env = product_env(url, twilio, port, "")
+    env = served_env(url, redis_url="", port=port, twilio=twilio)
     try:
         probed = child(
             url,
@@ -420,7 +400,7 @@ def probe(seconds, port):
     from twilio.request_validator import RequestValidator
 
     from contacts.models import Contact, ContactImport
-    from conversations import broadcasts, services
+    from conversations import broadcasts, sending
     from conversations.models import Broadcast, MessageEvent, Sender
 
     sender = Sender.objects.select_related("organization").get(phone_number=SHORT_CODE)
@@ -446,7 +426,7 @@ def probe(seconds, port):
         staff_to = Contact.objects.get(pk=members[2 * n])
         body = STAFF_BODY.format(n=n)
         created = time.time()
-        services.message_create_outbound(
+        sending.message_create_outbound(
             org=org, contact=staff_to, body=body, sender=sender, by=user
         )
         sends.append((staff_to.phone_e164, body, created))
