@@ -2,9 +2,11 @@
 
 Every stored webhook wants its event applied soon, but one processing task applies everything
 stored by the time it runs: a process asks at most once per PROCESS_DEBOUNCE_MS, and with Redis
-so do all processes together (SET NX PX). The state is held by the conversations app, one
-object per process, and kept per Redis URL (a client made for one Redis is never used for
-another).
+so do all processes together (SET NX PX). A Redis that does not answer is left alone for
+REDIS_PAUSE_S: while it is down, one webhook per process and pause waits its short timeout,
+the others none (the sweeper processes what they stored). The state is held by the
+conversations app, one object per process, and kept per Redis URL (a client made for one Redis
+is never used for another).
 """
 
 import logging
@@ -19,6 +21,7 @@ from config.celery import enqueue
 log = logging.getLogger(__name__)
 
 PROCESS_DEBOUNCE_MS = 200
+REDIS_PAUSE_S = 2.0
 PROCESS_EVENTS = "conversations.tasks.process_events"
 REQUESTED_KEY = "reachable:events:requested"
 FOLLOW_UP_KEY = "reachable:events:follow-up"
@@ -46,6 +49,7 @@ class EventProcessingRequests:
         self._in_process_pending = threading.Event()  # without Redis: a run is already asked for
         self._clients = {}  # Redis URL -> client
         self._last_request = {}  # Redis URL -> time.monotonic() of this process's last ask
+        self._paused_until = {}  # Redis URL -> time.monotonic() before which it is not asked
 
     def request(self, delay=None):
         if delay is not None:
@@ -67,10 +71,13 @@ class EventProcessingRequests:
             if now - self._last_request.get(url, float("-inf")) < PROCESS_DEBOUNCE_MS / 1000:
                 return
             self._last_request[url] = now
+        if self._paused(url):
+            return
         try:
             if self._redis(url).set(REQUESTED_KEY, 1, nx=True, px=PROCESS_DEBOUNCE_MS):
                 enqueue(PROCESS_EVENTS, countdown=PROCESS_DEBOUNCE_MS / 1000)
         except Exception as exc:  # Redis down: the sweeper will process what is stored.
+            self._pause(url)
             log.warning("could not request event processing: %s", exc)
 
     def started(self):
@@ -84,11 +91,22 @@ class EventProcessingRequests:
             if settings.TASKS_IN_PROCESS != "sync":  # in tests, retries are run by the test
                 enqueue(PROCESS_EVENTS, countdown=delay)
             return
+        if self._paused(url):
+            return
         try:
             if self._redis(url).set(FOLLOW_UP_KEY, 1, nx=True, px=int(delay * 1000) + 1):
                 enqueue(PROCESS_EVENTS, countdown=delay)
         except Exception as exc:  # Redis down: the sweeper will process what is stored.
+            self._pause(url)
             log.warning("could not ask for a later event processing run: %s", exc)
+
+    def _paused(self, url):
+        with self._lock:
+            return time.monotonic() < self._paused_until.get(url, float("-inf"))
+
+    def _pause(self, url):
+        with self._lock:
+            self._paused_until[url] = time.monotonic() + REDIS_PAUSE_S
 
     def _redis(self, url):
         with self._lock:

@@ -24,6 +24,7 @@ def reset_in_process_state():
     from conversations.backends import get_backend
 
     pacing._local_next.clear()
+    pacing._local_calls.clear()
     cache.clear()
     get_backend("locmem").reset()
 
