@@ -9,11 +9,6 @@ from conversations.models import Message
 from deliverability import catalogue
 from deliverability.models import InvalidSource, SkipReason
 
-# The status groups are Message.Status's (conversations/models.py); the template tags and the
-# demo seed read these two as sets under the lifecycle's names.
-FINAL = frozenset(Message.Status.FINAL)
-FAILED = frozenset(Message.Status.FAILED_OR_UNDELIVERED)
-
 RANK = {
     "pending": 0,
     "accepted": 1,

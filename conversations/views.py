@@ -94,11 +94,7 @@ def conversation_list(request):
 @org_member_required
 def conversation_detail(request, conversation_id):
     """The list with one conversation open beside it: its thread and its contact card."""
-    conversation = get_object_or_404(
-        Conversation.objects.select_related("contact"),
-        pk=conversation_id,
-        organization=request.organization,
-    )
+    conversation = _conversation(request, conversation_id)
     context = (
         _list_context(request)
         | _thread_context(request, conversation)
@@ -106,6 +102,15 @@ def conversation_detail(request, conversation_id):
     )
     context["simulator"] = simulate.simulator_on()
     return _conversations_page(request, context)
+
+
+def _conversation(request, conversation_id):
+    """The organization's conversation with its contact, or a 404 (another org's too)."""
+    return get_object_or_404(
+        Conversation.objects.select_related("contact"),
+        pk=conversation_id,
+        organization=request.organization,
+    )
 
 
 def _conversations_page(request, context):
@@ -118,9 +123,7 @@ def _conversations_page(request, context):
 @require_GET
 @org_member_required
 def thread(request, conversation_id):
-    conversation = get_object_or_404(
-        Conversation, pk=conversation_id, organization=request.organization
-    )
+    conversation = _conversation(request, conversation_id)
     return render(request, "conversations/thread.html", _thread_context(request, conversation))
 
 
@@ -129,9 +132,7 @@ def thread(request, conversation_id):
 def thread_updates(request, conversation_id):
     """What changed in a thread since the page last asked: the awaited messages' status
     fragments and the messages newer than `after` (htmx out-of-band swaps)."""
-    conversation = get_object_or_404(
-        Conversation, pk=conversation_id, organization=request.organization
-    )
+    conversation = _conversation(request, conversation_id)
     after = id_param(request.GET.get("after")) or 0
     awaiting = [pk for pk in map(id_param, request.GET.get("awaiting", "").split(",")) if pk]
     messages_qs = with_number_state(conversation.messages, request.organization)
@@ -155,9 +156,7 @@ def thread_updates(request, conversation_id):
 def mark_read(request, conversation_id):
     """The page marks a conversation read once it has opened it, by this POST: a GET never
     writes, so a link or an image on another site cannot mark conversations read."""
-    conversation = get_object_or_404(
-        Conversation, pk=conversation_id, organization=request.organization
-    )
+    conversation = _conversation(request, conversation_id)
     Conversation.objects.filter(pk=conversation.pk, unread_count__gt=0).update(unread_count=0)
     if request.htmx:
         return HttpResponse(status=204)
@@ -167,11 +166,7 @@ def mark_read(request, conversation_id):
 @require_POST
 @org_member_required
 def send(request, conversation_id):
-    conversation = get_object_or_404(
-        Conversation.objects.select_related("contact"),
-        pk=conversation_id,
-        organization=request.organization,
-    )
+    conversation = _conversation(request, conversation_id)
     try:
         message_create_outbound(
             org=request.organization,
@@ -195,11 +190,7 @@ def simulate_reply(request, conversation_id):
     """The demo's "Simulate a reply": the member's text comes in through the real webhook."""
     if not simulate.simulator_on():
         raise Http404("Only with the simulator.")
-    conversation = get_object_or_404(
-        Conversation.objects.select_related("contact"),
-        pk=conversation_id,
-        organization=request.organization,
-    )
+    conversation = _conversation(request, conversation_id)
     # A quick-reply button and the text field share the name: the one with a value counts.
     bodies = [b.replace("\x00", "").strip() for b in request.POST.getlist("body")]
     body = next((b for b in bodies if b), "")[:1600]

@@ -9,6 +9,7 @@ Otherwise they are skipped with a message saying what is missing.
 import os
 import shutil
 import socket
+import sys
 from urllib.parse import urlparse
 
 import pytest
@@ -19,6 +20,10 @@ from contacts.models import Membership
 from tests import factories
 from tests.isolation import TEST_SETTINGS, reset_in_process_state
 
+# The test modules' rewritten asserts are kept in __pycache__ (git-ignored) even where
+# PYTHONDONTWRITEBYTECODE is set: rewriting every module again costs each worker seconds a run.
+sys.dont_write_bytecode = False
+
 SERVICE_MARKERS = ("postgres", "redis", "browser", "twilio_mock")
 
 pytest_plugins = ["tests.browser"]
@@ -26,7 +31,7 @@ pytest_plugins = ["tests.browser"]
 # Property tests that go through the database and the pages take the number of examples from
 # the profile: "quick" (the default, for `uv run pytest`) or "thorough" (HYPOTHESIS_PROFILE=
 # thorough, CI's services pass). Pure functions that are cheap to call set their own, larger count.
-hypothesis_settings.register_profile("quick", max_examples=30)
+hypothesis_settings.register_profile("quick", max_examples=20)
 hypothesis_settings.register_profile("thorough", max_examples=100)
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "quick"))
 
@@ -157,8 +162,19 @@ def outsider(other_org):
 
 
 def _client_for(client_class, user):
+    """A client signed in as `user` through a session made directly: the login itself (its
+    signals, the lockout records) is tested where it matters, not paid again by every page test."""
+    from importlib import import_module
+
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+
     client = client_class()
-    client.force_login(user)
+    session = import_module(django_settings.SESSION_ENGINE).SessionStore()
+    session[SESSION_KEY] = user._meta.pk.value_to_string(user)
+    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.save()
+    client.cookies[django_settings.SESSION_COOKIE_NAME] = session.session_key
     return client
 
 

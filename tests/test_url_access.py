@@ -4,15 +4,18 @@ The table below must name every route: a new URL without a row fails
 `test_every_route_is_in_the_table`, so access rules are decided, not forgotten.
 """
 
+from types import SimpleNamespace
+
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from contacts.models import ContactImport
+from contacts.models import ContactImport, Membership
 from conversations import history
 from conversations.models import Broadcast, Message
 from deliverability import consent, replies
 from deliverability.models import OrgAlert
-from tests.factories import make_contact, make_message, make_sender
+from tests.factories import make_contact, make_member, make_message, make_org, make_sender
+from tests.isolation import rows_for_the_module
 
 ANON, OUTSIDER, STAFF, MANAGER = "anonymous", "outsider", "staff", "manager"
 
@@ -77,8 +80,46 @@ def test_every_route_is_in_the_table():
     assert names - set(ROUTES) - OWN_RULES == set()
 
 
+@pytest.fixture(scope="module")
+def world(django_db_setup, django_db_blocker):
+    """The organizations, their people and one object of each kind, made once for the module:
+    every test only reads them (what a POST changes is rolled back after each test)."""
+    with rows_for_the_module(django_db_blocker):
+        org = make_org("Riverside Test Club", slug="riverside-test")
+        owner = make_member(org, Membership.Role.MANAGER, username="owner")
+        teammate = make_member(org, Membership.Role.STAFF, username="teammate")
+        other_org = make_org("Harbor Test Clinic", slug="harbor-test")
+        outsider = make_member(other_org, Membership.Role.MANAGER, username="outsider")
+        yield SimpleNamespace(
+            org=org,
+            owner=owner,
+            teammate=teammate,
+            outsider=outsider,
+            objects=_objects(org),
+        )
+
+
 @pytest.fixture
-def objects(org, owner):
+def owner(db, world):
+    return world.owner
+
+
+@pytest.fixture
+def teammate(db, world):
+    return world.teammate
+
+
+@pytest.fixture
+def outsider(db, world):
+    return world.outsider
+
+
+@pytest.fixture
+def objects(db, world):
+    return world.objects
+
+
+def _objects(org):
     """One object of each kind in `org`, for the URLs that name one."""
     sender = make_sender(org, throughput=100)
     contact = make_contact(org, "+12125550101")

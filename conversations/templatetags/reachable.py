@@ -5,6 +5,7 @@ from django.utils.html import format_html
 
 from contacts import phones
 from conversations import status as lifecycle
+from conversations.models import Message
 from deliverability import actions, catalogue, costs
 from deliverability.models import SkipReason
 
@@ -48,7 +49,7 @@ def message_reason(message):
 
 @register.filter
 def message_advice(message):
-    if message.status in lifecycle.FAILED and message.error_code is not None:
+    if message.status in Message.Status.FAILED_OR_UNDELIVERED and message.error_code is not None:
         return catalogue.describe(message.error_code).advice
     return ""
 

@@ -22,7 +22,6 @@ from django.utils import timezone
 
 from contacts.models import Contact, Membership, Organization
 from conversations.models import Conversation, Message, MessageEvent, Sender
-from conversations.status import FINAL
 from deliverability import catalogue, consent, lookup_packages, outcomes, replies, services
 from deliverability.lookups import LookupRequest, LookupResult, normalize
 from deliverability.models import (
@@ -141,7 +140,7 @@ CALLBACKS = {
     "read": ["sent", "delivered", "read"],
 }
 # Statuses after which no callback comes: `read` follows `delivered`.
-SETTLED = FINAL | {"read"}
+SETTLED = {*Message.Status.FINAL, "read"}
 REMINDER = "Hi! Your class starts at 6pm tomorrow. Reply STOP to opt out."
 
 
