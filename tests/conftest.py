@@ -17,7 +17,7 @@ from django.conf import settings as django_settings
 from hypothesis import settings as hypothesis_settings
 
 from contacts.models import Membership
-from tests import factories
+from tests import factories, testdb
 from tests.isolation import TEST_SETTINGS, reset_in_process_state
 
 # The test modules' rewritten asserts are kept in __pycache__ (git-ignored) even where
@@ -27,6 +27,8 @@ sys.dont_write_bytecode = False
 SERVICE_MARKERS = ("postgres", "redis", "browser", "twilio_mock")
 
 pytest_plugins = ["tests.browser"]
+
+testdb.install()
 
 # Property tests that go through the database and the pages take the number of examples from
 # the profile: "quick" (the default, for `uv run pytest`) or "thorough" (HYPOTHESIS_PROFILE=
