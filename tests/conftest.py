@@ -164,20 +164,7 @@ def outsider(other_org):
 
 
 def _client_for(client_class, user):
-    """A client signed in as `user` through a session made directly: the login itself (its
-    signals, the lockout records) is tested where it matters, not paid again by every page test."""
-    from importlib import import_module
-
-    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
-
-    client = client_class()
-    session = import_module(django_settings.SESSION_ENGINE).SessionStore()
-    session[SESSION_KEY] = user._meta.pk.value_to_string(user)
-    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
-    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
-    session.save()
-    client.cookies[django_settings.SESSION_COOKIE_NAME] = session.session_key
-    return client
+    return factories.sign_in(client_class(), user)
 
 
 @pytest.fixture

@@ -72,3 +72,20 @@ def make_message(contact, sender=None, status=Message.Status.DELIVERED, **fields
     conversation.last_message_preview = message.body[:160]
     conversation.save(update_fields=["last_message_at", "last_message_preview"])
     return message
+
+
+def sign_in(client, user):
+    """Sign `client` in as `user` through a session made directly: the login itself (its
+    signals, the lockout records) is tested where it matters, not paid again by every page test."""
+    from importlib import import_module
+
+    from django.conf import settings
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+
+    session = import_module(settings.SESSION_ENGINE).SessionStore()
+    session[SESSION_KEY] = user._meta.pk.value_to_string(user)
+    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.save()
+    client.cookies[settings.SESSION_COOKIE_NAME] = session.session_key
+    return client

@@ -24,7 +24,7 @@ from deliverability.models import (
     OptOutReason,
     OrgAlert,
 )
-from tests.factories import make_contact, make_message, make_sender
+from tests.factories import make_contact, make_message, make_sender, sign_in
 
 APPS = ("contacts", "deliverability", "conversations")
 MODELS = [model for model in apps.get_models() if model._meta.app_label in APPS]
@@ -38,7 +38,7 @@ def admin_url(model, view, *args):
 @pytest.fixture
 def admin_client(client, django_user_model):
     user = django_user_model.objects.create_superuser("root", "root@example.com", "pw")
-    client.force_login(user)
+    sign_in(client, user)
     return client
 
 

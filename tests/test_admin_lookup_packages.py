@@ -13,7 +13,7 @@ from deliverability.models import (
     NumberLookup,
     NumberState,
 )
-from tests.factories import make_contact
+from tests.factories import make_contact, sign_in
 
 ADD = reverse("admin:deliverability_lookuppackages_add")
 
@@ -21,7 +21,7 @@ ADD = reverse("admin:deliverability_lookuppackages_add")
 @pytest.fixture
 def admin_client(client, django_user_model):
     user = django_user_model.objects.create_superuser("root", "root@example.com", "pw")
-    client.force_login(user)
+    sign_in(client, user)
     client.user = user
     return client
 
