@@ -64,12 +64,34 @@ def test_the_dispatcher_hands_out_chunks_of_a_tenth_of_a_second_of_the_senders_r
     org, owner, backend, monkeypatch
 ):
     assert [bulksend.chunk_size(rate) for rate in (1, 3, 25, 100, 1000)] == [1, 1, 2, 10, 20]
+    broadcast, ids = released(org, owner, 46)
+    Message.objects.filter(pk__in=ids[1:]).update(dispatch=Message.Dispatch.HELD)
+    handed = []
+    monkeypatch.setattr(broadcasts, "enqueue", lambda task, chunk, **o: handed.append(chunk))
+    assert broadcasts.broadcast_dispatch(broadcast.pk) == 45  # one is still in flight
+    assert [len(chunk) for chunk in handed] == [10, 10, 10, 10, 5]
+    assert [pk for chunk in handed for pk in chunk] == ids[1:]
+
+
+def test_a_release_into_an_empty_pipeline_staggers_its_first_chunks(
+    org, owner, backend, monkeypatch
+):
+    """The workers taking a start's first chunks finish them at different times, not all at
+    once (their next claims and checks would come together while nobody sends)."""
+    assert [len(c) for c in bulksend.chunks(list(range(80)), 10, staggered=12)] == [
+        *range(1, 11),
+        1,
+        2,
+        10,
+        10,
+        2,
+    ]
     broadcast, ids = released(org, owner, 45)
     Message.objects.filter(pk__in=ids).update(dispatch=Message.Dispatch.HELD)
     handed = []
     monkeypatch.setattr(broadcasts, "enqueue", lambda task, chunk, **o: handed.append(chunk))
     assert broadcasts.broadcast_dispatch(broadcast.pk) == 45
-    assert [len(chunk) for chunk in handed] == [10, 10, 10, 10, 5]
+    assert [len(chunk) for chunk in handed] == list(range(1, 10))
     assert [pk for chunk in handed for pk in chunk] == ids
 
 
@@ -233,7 +255,28 @@ def test_the_last_second_of_calls_holds_at_most_the_senders_limit(settings):
     assert [pacing.window_limit(rate) for rate in (1, 3, 10, 100)] == [1, 3, 10, 98]
     assert [pacing.admit("sender-admit", 5) for _ in range(5)] == [0.0] * 5
     wait = pacing.admit("sender-admit", 5)
-    assert 0.9 < wait <= 1.0  # until the first call of the second leaves it
+    assert 0.9 < wait <= pacing.WINDOW  # until the first call of the window leaves it
+    assert pacing.admit("sender-admit", 5, call="again") > 0.9  # asking again changes nothing
+
+
+def test_a_call_that_goes_late_counts_in_the_second_it_goes(settings, monkeypatch):
+    """The HTTP layer tells pacing when the call was written: a call held up between its
+    admission and its writing is counted when it was written."""
+    settings.REDIS_URL = ""
+    monkeypatch.setattr(pacing, "LATE_ANSWER", 60.0)
+    pacing.wait_for_slot("sender-went", 5, sleep=lambda seconds: None)
+    ((first, name),) = pacing._local_calls["sender-went"]
+    pacing.call_went()  # written in time: the record stays
+    assert list(pacing._local_calls["sender-went"]) == [(first, name)]
+    monkeypatch.setattr(pacing, "LATE_ANSWER", 0.001)
+    pacing.wait_for_slot("sender-went", 5, sleep=lambda seconds: None)
+    ((_, second),) = list(pacing._local_calls["sender-went"])[1:]
+    time_module.sleep(0.005)  # the thread was held up before writing
+    pacing.call_went()
+    at, moved = pacing._local_calls["sender-went"][-1]
+    assert moved == second and at >= first + 0.005
+    pacing.call_went()  # nothing admitted since: nothing moves
+    assert pacing._local_calls["sender-went"][-1] == (at, moved)
 
 
 def test_a_worker_that_wakes_late_does_not_crowd_the_next_second(settings):
