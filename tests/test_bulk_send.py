@@ -17,7 +17,7 @@ from django.utils import timezone
 from config import pacing
 from contacts.models import Contact
 from conversations import breaker, broadcasts, bulksend
-from conversations.backends import SendError, TwilioBackend, get_backend
+from conversations.backends import SendError, TwilioBackend, get_backend, send_paced
 from conversations.models import Broadcast, Message
 from deliverability import eligibility
 from deliverability.models import NumberFacts, NumberState, OptOutReason
@@ -303,3 +303,45 @@ def test_a_worker_that_wakes_late_does_not_crowd_the_next_second(settings):
     busiest = max(sum(1 for t in calls if start <= t < start + 1.0) for start in calls)
     assert len(calls) == 48
     assert busiest <= pacing.window_limit(20)
+
+
+def test_on_twilio_the_pace_ends_in_the_http_layer_and_hears_when_the_call_was_written(
+    settings, monkeypatch
+):
+    """The wait for the sender's pace runs once the request is built, right before it is
+    written; pacing hears when it was written; the stand-in stamps it as its socket got it."""
+    from tests.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
+
+    fake = FakeTwilio().start()
+    try:
+        settings.SMS_BACKEND = "twilio"
+        settings.TWILIO_BASE_URL = fake.url
+        settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN = ACCOUNT_SID, AUTH_TOKEN
+        settings.TWILIO_TIMEOUT = 2
+        events = []
+        monkeypatch.setattr(pacing, "call_went", lambda: events.append(("went", fake.attempts)))
+        backend = get_backend()
+        paced_at = []
+
+        def pace():
+            events.append(("pace", list(fake.attempts)))
+            paced_at.append(time_module.monotonic())
+
+        result = send_paced(
+            backend,
+            pace,
+            to="+12125550100",
+            from_="+14155550199",
+            body="Pool closes at 6.",
+            status_callback="https://reachable.example.com/hooks/status",
+        )
+        assert result.sid.startswith("SM")
+        assert [kind for kind, _ in events] == ["pace", "went"]
+        assert events[0][1] == []  # nothing had reached Twilio when the pace ended
+        (attempt,) = fake.attempts
+        assert paced_at[0] <= attempt.at <= time_module.monotonic()
+        events.clear()
+        backend.fetch(result.sid)  # no pace pending: the connection tells pacing all the same
+        assert [kind for kind, _ in events] == ["went"]
+    finally:
+        fake.stop()
