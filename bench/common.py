@@ -103,6 +103,17 @@ def served_env(url, *, redis_url, port=9, twilio=None, **overrides):
     return env
 
 
+def bulk_workers():
+    """The arguments of each `bulk` worker of the README's layout: two workers of 16 threads,
+    each thread holding a second chunk ready (`BENCH_BULK_PROCESSES`, `BENCH_BULK_THREADS` and
+    `BENCH_BULK_PREFETCH` try others)."""
+    processes = int(os.environ.get("BENCH_BULK_PROCESSES", "2"))
+    threads = os.environ.get("BENCH_BULK_THREADS", "16")
+    prefetch = os.environ.get("BENCH_BULK_PREFETCH", "2")
+    pool = ["-P", "threads", "-c", threads, "--prefetch-multiplier", prefetch]
+    return [["-Q", "bulk", *pool, "-n", f"bulk{n + 1}@%h"] for n in range(processes)]
+
+
 def ensure_database():
     """Create the bench database when missing (on the same server), then point Django at it."""
     import psycopg

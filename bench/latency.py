@@ -2,7 +2,7 @@
 
 Two runs, one per way the product runs its tasks:
 
-- *Celery*: the README's worker layout (`interactive,events` on 8 threads, `bulk` on 32,
+- *Celery*: the README's worker layout (`interactive,events` on 8 threads, `bulk` on 2 × 16,
   `lookups` on 2, `maintenance`, beat) on a Redis database of its own, gunicorn serving the
   webhooks, a Twilio stand-in (tests.fake_twilio) that answers each create and lookup in
   150 ms and posts a signed `sent` then `delivered` callback for each message. A 100,000-row
@@ -37,6 +37,7 @@ from urllib.parse import urlencode
 from bench.common import (
     BenchmarkError,
     Figure,
+    bulk_workers,
     child_env,
     own_database,
     percentile,
@@ -155,7 +156,7 @@ def run_celery(url, prepared):
         start(
             env, *worker, "-Q", "interactive,events", "-P", "threads", "-c", "8", "-n", "urgent@%h"
         ),
-        start(env, *worker, "-Q", "bulk", "-P", "threads", "-c", "32", "-n", "bulk@%h", nice=NICE),
+        *[start(env, *worker, *arguments, nice=NICE) for arguments in bulk_workers()],
         start(
             env, *worker, "-Q", "lookups", "-P", "threads", "-c", "2", "-n", "lookups@%h", nice=NICE
         ),

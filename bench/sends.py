@@ -3,12 +3,13 @@
 A database of its own (`reachable_bench_sends`, created and migrated when missing) holds an org
 with a short code (100 msg/s) and COUNT contacts. The Twilio stand-in (tests.fake_twilio) takes
 each create call in LATENCY seconds and sends no status callbacks. Celery workers as the README
-recommends run on a Redis database of their own: `bulk` on threads, `maintenance` for the
-dispatcher, and beat. The broadcast is started, and every create call's arrival is recorded.
+recommends run on a Redis database of their own: `bulk` on threads (two workers of 16),
+`maintenance` for the dispatcher, and beat. The broadcast is started, and every create call's
+arrival is recorded.
 
 Figures: the share of the sender's rate achieved over the steady state (from 5 s after the
-first call to the last), the busiest sliding 1-second window of calls (never above the rate),
-and the bulk worker's CPU seconds per 1,000 messages.
+first call to the last), the busiest sliding 1-second window of calls as they reached the
+stand-in's socket (never above the rate), and the bulk workers' CPU seconds per 1,000 messages.
 
     uv run python -m bench.sends prepare|start ...   (the children; not for direct use)
 """
@@ -20,12 +21,18 @@ import sys
 import time
 from pathlib import Path
 
-from bench.common import BenchmarkError, Figure, child_env, own_database, served_env
+from bench.common import (
+    BenchmarkError,
+    Figure,
+    bulk_workers,
+    child_env,
+    own_database,
+    served_env,
+)
 
 COUNT = int(os.environ.get("BENCH_SENDS_COUNT", "10000"))
 RATE = 100
 LATENCY = float(os.environ.get("BENCH_SENDS_LATENCY", "0.150"))
-BULK_THREADS = 32
 DATABASE = os.environ.get("BENCH_SENDS_DATABASE", "reachable_bench_sends")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
 ORG_SLUG = "bench-sends"
@@ -84,25 +91,23 @@ def run():
     prepared = child(url, "prepare", str(COUNT))
     twilio = FakeTwilio(latency=LATENCY).start()
     env = served_env(url, redis_url=REDIS_URL, twilio=twilio)
-    bulk = celery(
-        env, "worker", "-Q", "bulk", "-P", "threads", "-c", str(BULK_THREADS), "-n", "bulk@%h"
-    )
+    bulks = [celery(env, "worker", *arguments) for arguments in bulk_workers()]
     others = [
         celery(env, "worker", "-Q", "maintenance", "-c", "1", "-n", "maintenance@%h"),
         celery(env, "beat", "-s", str(Path("/tmp") / f"bench-sends-beat-{os.getpid()}")),
     ]
     try:
         time.sleep(8)  # the workers boot
-        cpu_before = cpu_seconds(bulk.pid)
+        cpu_before = sum(cpu_seconds(bulk.pid) for bulk in bulks)
         child(url, "start", str(prepared["sender"]), REDIS_URL=REDIS_URL)
         deadline = time.monotonic() + COUNT / RATE * 2 + 60
         while len(twilio.attempts) < COUNT and time.monotonic() < deadline:
             time.sleep(1)
-        cpu = cpu_seconds(bulk.pid) - cpu_before
+        cpu = sum(cpu_seconds(bulk.pid) for bulk in bulks) - cpu_before
     finally:
-        for process in [bulk, *others]:
+        for process in [*bulks, *others]:
             process.terminate()
-        for process in [bulk, *others]:
+        for process in [*bulks, *others]:
             try:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:

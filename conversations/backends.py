@@ -18,9 +18,13 @@ from decimal import Decimal, InvalidOperation
 import requests
 from django.conf import settings
 from django.core.cache import cache
+from requests.adapters import HTTPAdapter
 from requests.utils import get_environ_proxies
 from twilio.base.exceptions import TwilioRestException, TwilioServiceException
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from config import pacing
 from contacts.phones import mask
 from deliverability import catalogue
 from deliverability.number_plan import HISTORY_DAYS_AGO, history_for, plan_for
@@ -94,6 +98,51 @@ def _is_transient(code, http_status):
 
 
 _clients = threading.local()
+_paces = threading.local()
+
+
+class _Written:
+    """A connection that tells pacing when a request has been written (`pacing.call_went`)."""
+
+    def request(self, *args, **kwargs):
+        super().request(*args, **kwargs)
+        pacing.call_went()
+
+
+class _WrittenHTTPConnection(_Written, HTTPConnection):
+    pass
+
+
+class _WrittenHTTPSConnection(_Written, HTTPSConnection):
+    pass
+
+
+class _WrittenHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _WrittenHTTPConnection
+
+
+class _WrittenHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _WrittenHTTPSConnection
+
+
+class _PacedAdapter(HTTPAdapter):
+    """requests' adapter that first lets its thread's pending pace (`send_paced`) run: the wait
+    for the sender's pace ends just before the request is written, once it is built; and
+    pacing hears when it was written."""
+
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _WrittenHTTPPool,
+            "https": _WrittenHTTPSPool,
+        }
+
+    def send(self, request, *args, **kwargs):
+        pace = getattr(_paces, "pending", None)
+        if pace is not None:
+            _paces.pending = None
+            pace()
+        return super().send(request, *args, **kwargs)
 
 
 def _thread_client():
@@ -121,8 +170,28 @@ def _thread_client():
             if bundle:
                 session.verify = bundle
             session.trust_env = False
+            for prefix in ("https://", "http://"):
+                session.mount(prefix, _PacedAdapter())
+        client.messages  # noqa: B018 - the Messages API's modules load now, not at a first send
         _clients.client, _clients.key = client, key
     return _clients.client
+
+
+def send_paced(backend, pace, **message):
+    """`backend.send(**message)` once `pace()` has returned (the wait for the sender's pace).
+
+    With Twilio the pace runs in the HTTP layer, after the request is built and right before
+    it is written on the thread's connection: a send the pace lets go reaches Twilio when the
+    pace said, not after the client's own work (or a moment the thread is held up in it).
+    """
+    if not isinstance(backend, TwilioBackend):
+        pace()
+        return backend.send(**message)
+    _paces.pending = pace
+    try:
+        return backend.send(**message)
+    finally:
+        _paces.pending = None
 
 
 class TwilioBackend:

@@ -300,7 +300,9 @@ def broadcast_dispatch(broadcast_id, now=None):
     released = Message.objects.filter(pk__in=ids, dispatch=Dispatch.HELD).update(
         dispatch=Dispatch.WAITING, status_changed_at=now
     )
-    for chunk in bulksend.chunks(ids, bulksend.chunk_size(sender.throughput)):
+    # Into an empty pipeline (a start, a resume) the first chunks are staggered.
+    staggered = bulksend.STAGGERED_CHUNKS if not in_flight else 0
+    for chunk in bulksend.chunks(ids, bulksend.chunk_size(sender.throughput), staggered):
         enqueue("conversations.tasks.send_messages", chunk, queue=BULK)
     if len(ids) < room:  # That was the last of them.
         _finish_if_done(broadcast, now)

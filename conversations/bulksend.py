@@ -16,6 +16,7 @@ Errors are handled as for any send (`sending._send_failed`); a transient one sen
 message again later on its own, with back-off.
 """
 
+import functools
 import logging
 import threading
 import time
@@ -30,7 +31,7 @@ from config.celery import BULK, enqueue
 from config.pacing import wait_for_slot
 from contacts.phones import parse_phone
 from conversations import sending
-from conversations.backends import SendError, get_backend
+from conversations.backends import SendError, get_backend, send_paced
 from conversations.models import Broadcast, Message, Sender
 from deliverability import eligibility, outcomes
 
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 Dispatch = Message.Dispatch
 CHUNK_SECONDS = 0.1  # a chunk holds about this many seconds of its sender's sends
 MAX_CHUNK = 20
+STAGGERED_CHUNKS = 40  # chunks of a release into an empty pipeline that are staggered
 FRESH_FOR = 1.0  # seconds the checks' and the breaker's answers stay good for a send
 RENEW_AFTER = 30.0  # seconds; the sweeper takes claims older than reconciliation.CLAIM_TIMEOUT
 
@@ -49,8 +51,20 @@ def chunk_size(rate):
     return max(1, min(MAX_CHUNK, int(float(rate) * CHUNK_SECONDS)))
 
 
-def chunks(ids, size):
-    return [ids[start : start + size] for start in range(0, len(ids), size)]
+def chunks(ids, size, staggered=0):
+    """`ids` in chunks of `size`; the first `staggered` chunks take 1, 2, … `size` of them in
+    turn instead.
+
+    The workers that take a broadcast's first chunks all start at once; with chunks of one
+    size they would also finish together, again and again, and claim and check their next
+    chunks together while nobody sends. Staggered first chunks spread those moments out.
+    """
+    out, start, n = [], 0, 0
+    while start < len(ids):
+        take = n % size + 1 if n < staggered else size
+        out.append(ids[start : start + take])
+        start, n = start + take, n + 1
+    return out
 
 
 def _claim(message_ids):
@@ -73,8 +87,7 @@ def _verdicts(messages, now):
     """
     verdicts, by_org = {}, {}
     for message in messages:
-        parsed = parse_phone(message.to_number, message.organization.default_region)
-        if parsed.is_valid and parsed.e164 == message.to_number:
+        if _stored_as_e164(message.to_number, message.organization.default_region):
             by_org.setdefault(message.organization, []).append(message.pk)
         else:
             verdicts[message.pk] = eligibility.check_number(
@@ -86,6 +99,14 @@ def _verdicts(messages, now):
             cursor.execute(sql, params)
             verdicts.update(cursor.fetchall())
     return verdicts
+
+
+@functools.lru_cache(maxsize=4096)
+def _stored_as_e164(number, region):
+    """Whether `number` is stored as the valid E.164 form the set-based checks read (a chunk
+    asks again for its numbers at each check: parsed once)."""
+    parsed = parse_phone(number, region)
+    return parsed.is_valid and parsed.e164 == number
 
 
 # The checks' statement for a chunk, built once per org and chunk length: building the ORM
@@ -137,19 +158,29 @@ def _verdict_statement(org, ids, now):
 
 
 def _held_broadcasts(messages, now):
-    """The broadcasts among `messages`' whose sender or text the breaker pauses now."""
+    """The broadcasts among `messages`' whose sender or text the breaker pauses now (one
+    statement, written out: the ORM's two would cost more CPU to build than to run)."""
     pairs = {(m.sender_id, m.broadcast_id) for m in messages}
-    paused_senders = set(
-        Sender.objects.filter(
-            pk__in={s for s, _ in pairs}, broadcasts_paused_until__gt=now
-        ).values_list("pk", flat=True)
-    )
-    paused_texts = set(
-        Broadcast.objects.filter(
-            pk__in={b for _, b in pairs}, body_paused_until__gt=now
-        ).values_list("pk", flat=True)
-    )
-    return {b for s, b in pairs if s in paused_senders or b in paused_texts}
+    senders, texts = sorted({s for s, _ in pairs if s}), sorted({b for _, b in pairs if b})
+    sql, params, now = [], [], connection.ops.adapt_datetimefield_value(now)
+    if senders:
+        sql.append(f"SELECT 's', id FROM {Sender._meta.db_table} WHERE id IN ({_marks(senders)}) ")
+        sql[-1] += "AND broadcasts_paused_until > %s"
+        params += [*senders, now]
+    if texts:
+        sql.append(f"SELECT 'b', id FROM {Broadcast._meta.db_table} WHERE id IN ({_marks(texts)}) ")
+        sql[-1] += "AND body_paused_until > %s"
+        params += [*texts, now]
+    if not sql:
+        return set()
+    with connection.cursor() as cursor:
+        cursor.execute(" UNION ALL ".join(sql), params)
+        paused = set(cursor.fetchall())
+    return {b for s, b in pairs if ("s", s) in paused or ("b", b) in paused}
+
+
+def _marks(values):
+    return ", ".join(["%s"] * len(values))
 
 
 def _store_sent(message, result):
@@ -251,9 +282,14 @@ def _send_one(message, reason, held, now):
     if sender is None:
         sending._finish(message, status=Message.Status.FAILED, error_message="No sender")
         return "failed: no sender"
-    wait_for_slot(f"sender-{sender.pk}", sender.throughput, horizon=sending.BULK_HORIZON)
+    backend = get_backend()  # the thread's client is ready before the slot comes
+    pace = functools.partial(
+        wait_for_slot, f"sender-{sender.pk}", sender.throughput, horizon=sending.BULK_HORIZON
+    )
     try:
-        result = get_backend().send(
+        result = send_paced(
+            backend,
+            pace,
             to=message.to_number,
             from_=sender.address,
             body=message.body,

@@ -7,6 +7,11 @@ Each number gets its own list of faults, used one per create call; when the list
 create succeeds. Every create call is recorded, so a test can count the messages each number
 really received.
 
+Each create call is recorded as arriving when its first bytes reached the stand-in's socket
+(the kernel's receive time, where the platform gives it): the moment Twilio would count the
+call, not when this Python server, sharing the machine and its own interpreter lock, got round
+to reading it.
+
 Only what the twilio backend calls is served: create, fetch by SID, and list by To; and the
 Lookup v2 line-type fetch, which answers "mobile". With `callbacks` (a list of (status, delay
 in seconds)) it posts a signed status callback of each status to a created message's
@@ -16,7 +21,11 @@ StatusCallback that long after the create, as Twilio does.
 import contextlib
 import email.utils
 import heapq
+import io
 import json
+import socket
+import struct
+import sys
 import threading
 import time
 import urllib.request
@@ -45,6 +54,37 @@ ERRORS = {
     503: {"code": 20503, "message": "Service Unavailable"},
     429: {"code": 20429, "message": "Too Many Requests"},
 }
+
+
+# The socket option (and control message) that makes the kernel stamp what a socket receives,
+# as a struct timespec of the real-time clock (the socket module does not name it).
+SO_TIMESTAMPNS = 35 if sys.platform.startswith("linux") else None
+
+
+class _StampedReader(io.RawIOBase):
+    """A connection's reads, keeping the kernel's receive time of the first bytes read since
+    `first` was last cleared (None when the platform gives none)."""
+
+    def __init__(self, sock):
+        self.sock, self.first = sock, None
+        self.stamped = False
+        if SO_TIMESTAMPNS is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+                self.stamped = True
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        if not self.stamped:
+            return self.sock.recv_into(buffer)
+        size, ancillary, _, _ = self.sock.recvmsg_into([buffer], socket.CMSG_SPACE(16))
+        for level, kind, data in ancillary:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and self.first is None:
+                seconds, nanoseconds = struct.unpack("qq", data[:16])
+                self.first = seconds + nanoseconds / 1e9
+        return size
 
 
 @dataclass
@@ -105,6 +145,15 @@ class FakeTwilio:
 
             def log_message(self, *args):  # quiet
                 pass
+
+            def setup(self):
+                super().setup()
+                self.reader = _StampedReader(self.connection)
+                self.rfile = io.BufferedReader(self.reader)
+
+            def handle_one_request(self):
+                self.reader.first = None  # this request's first bytes stamp it
+                super().handle_one_request()
 
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
@@ -186,9 +235,13 @@ class FakeTwilio:
         if not urlsplit(handler.path).path.endswith("/Messages.json"):
             return self._answer(handler, 404, {"code": 20404, "message": "Not found"})
         to, body = form.get("To", ""), form.get("Body", "")
+        arrived = {}
+        received = getattr(getattr(handler, "reader", None), "first", None)
+        if received is not None:  # the kernel's time, on both clocks
+            arrived = {"wall": received, "at": time.monotonic() - (time.time() - received)}
         with self.lock:
             fault = self.faults[to].pop(0) if self.faults[to] else ""
-            self.attempts.append(Attempt(to=to, body=body, fault=fault))
+            self.attempts.append(Attempt(to=to, body=body, fault=fault, **arrived))
             status, creates = FAULTS.get(fault, (201, True))
             message = self._new_message(form) if creates else None
         if status is None:

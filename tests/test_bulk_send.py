@@ -17,7 +17,7 @@ from django.utils import timezone
 from config import pacing
 from contacts.models import Contact
 from conversations import breaker, broadcasts, bulksend
-from conversations.backends import SendError, TwilioBackend, get_backend
+from conversations.backends import SendError, TwilioBackend, get_backend, send_paced
 from conversations.models import Broadcast, Message
 from deliverability import eligibility
 from deliverability.models import NumberFacts, NumberState, OptOutReason
@@ -64,12 +64,34 @@ def test_the_dispatcher_hands_out_chunks_of_a_tenth_of_a_second_of_the_senders_r
     org, owner, backend, monkeypatch
 ):
     assert [bulksend.chunk_size(rate) for rate in (1, 3, 25, 100, 1000)] == [1, 1, 2, 10, 20]
+    broadcast, ids = released(org, owner, 46)
+    Message.objects.filter(pk__in=ids[1:]).update(dispatch=Message.Dispatch.HELD)
+    handed = []
+    monkeypatch.setattr(broadcasts, "enqueue", lambda task, chunk, **o: handed.append(chunk))
+    assert broadcasts.broadcast_dispatch(broadcast.pk) == 45  # one is still in flight
+    assert [len(chunk) for chunk in handed] == [10, 10, 10, 10, 5]
+    assert [pk for chunk in handed for pk in chunk] == ids[1:]
+
+
+def test_a_release_into_an_empty_pipeline_staggers_its_first_chunks(
+    org, owner, backend, monkeypatch
+):
+    """The workers taking a start's first chunks finish them at different times, not all at
+    once (their next claims and checks would come together while nobody sends)."""
+    assert [len(c) for c in bulksend.chunks(list(range(80)), 10, staggered=12)] == [
+        *range(1, 11),
+        1,
+        2,
+        10,
+        10,
+        2,
+    ]
     broadcast, ids = released(org, owner, 45)
     Message.objects.filter(pk__in=ids).update(dispatch=Message.Dispatch.HELD)
     handed = []
     monkeypatch.setattr(broadcasts, "enqueue", lambda task, chunk, **o: handed.append(chunk))
     assert broadcasts.broadcast_dispatch(broadcast.pk) == 45
-    assert [len(chunk) for chunk in handed] == [10, 10, 10, 10, 5]
+    assert [len(chunk) for chunk in handed] == list(range(1, 10))
     assert [pk for chunk in handed for pk in chunk] == ids
 
 
@@ -233,7 +255,28 @@ def test_the_last_second_of_calls_holds_at_most_the_senders_limit(settings):
     assert [pacing.window_limit(rate) for rate in (1, 3, 10, 100)] == [1, 3, 10, 98]
     assert [pacing.admit("sender-admit", 5) for _ in range(5)] == [0.0] * 5
     wait = pacing.admit("sender-admit", 5)
-    assert 0.9 < wait <= 1.0  # until the first call of the second leaves it
+    assert 0.9 < wait <= pacing.WINDOW  # until the first call of the window leaves it
+    assert pacing.admit("sender-admit", 5, call="again") > 0.9  # asking again changes nothing
+
+
+def test_a_call_that_goes_late_counts_in_the_second_it_goes(settings, monkeypatch):
+    """The HTTP layer tells pacing when the call was written: a call held up between its
+    admission and its writing is counted when it was written."""
+    settings.REDIS_URL = ""
+    monkeypatch.setattr(pacing, "LATE_ANSWER", 60.0)
+    pacing.wait_for_slot("sender-went", 5, sleep=lambda seconds: None)
+    ((first, name),) = pacing._local_calls["sender-went"]
+    pacing.call_went()  # written in time: the record stays
+    assert list(pacing._local_calls["sender-went"]) == [(first, name)]
+    monkeypatch.setattr(pacing, "LATE_ANSWER", 0.001)
+    pacing.wait_for_slot("sender-went", 5, sleep=lambda seconds: None)
+    ((_, second),) = list(pacing._local_calls["sender-went"])[1:]
+    time_module.sleep(0.005)  # the thread was held up before writing
+    pacing.call_went()
+    at, moved = pacing._local_calls["sender-went"][-1]
+    assert moved == second and at >= first + 0.005
+    pacing.call_went()  # nothing admitted since: nothing moves
+    assert pacing._local_calls["sender-went"][-1] == (at, moved)
 
 
 def test_a_worker_that_wakes_late_does_not_crowd_the_next_second(settings):
@@ -260,3 +303,45 @@ def test_a_worker_that_wakes_late_does_not_crowd_the_next_second(settings):
     busiest = max(sum(1 for t in calls if start <= t < start + 1.0) for start in calls)
     assert len(calls) == 48
     assert busiest <= pacing.window_limit(20)
+
+
+def test_on_twilio_the_pace_ends_in_the_http_layer_and_hears_when_the_call_was_written(
+    settings, monkeypatch
+):
+    """The wait for the sender's pace runs once the request is built, right before it is
+    written; pacing hears when it was written; the stand-in stamps it as its socket got it."""
+    from tests.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
+
+    fake = FakeTwilio().start()
+    try:
+        settings.SMS_BACKEND = "twilio"
+        settings.TWILIO_BASE_URL = fake.url
+        settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN = ACCOUNT_SID, AUTH_TOKEN
+        settings.TWILIO_TIMEOUT = 2
+        events = []
+        monkeypatch.setattr(pacing, "call_went", lambda: events.append(("went", fake.attempts)))
+        backend = get_backend()
+        paced_at = []
+
+        def pace():
+            events.append(("pace", list(fake.attempts)))
+            paced_at.append(time_module.monotonic())
+
+        result = send_paced(
+            backend,
+            pace,
+            to="+12125550100",
+            from_="+14155550199",
+            body="Pool closes at 6.",
+            status_callback="https://reachable.example.com/hooks/status",
+        )
+        assert result.sid.startswith("SM")
+        assert [kind for kind, _ in events] == ["pace", "went"]
+        assert events[0][1] == []  # nothing had reached Twilio when the pace ended
+        (attempt,) = fake.attempts
+        assert paced_at[0] <= attempt.at <= time_module.monotonic()
+        events.clear()
+        backend.fetch(result.sid)  # no pace pending: the connection tells pacing all the same
+        assert [kind for kind, _ in events] == ["went"]
+    finally:
+        fake.stop()
