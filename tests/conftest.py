@@ -33,7 +33,7 @@ testdb.install()
 # Property tests that go through the database and the pages take the number of examples from
 # the profile: "quick" (the default, for `uv run pytest`) or "thorough" (HYPOTHESIS_PROFILE=
 # thorough, CI's services pass). Pure functions that are cheap to call set their own, larger count.
-hypothesis_settings.register_profile("quick", max_examples=20)
+hypothesis_settings.register_profile("quick", max_examples=15)
 hypothesis_settings.register_profile("thorough", max_examples=100)
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "quick"))
 

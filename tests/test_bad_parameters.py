@@ -18,7 +18,14 @@ from django.utils import timezone
 from contacts.models import ContactImport, ContactImportRow, Membership
 from conversations.models import Message
 from deliverability.models import NumberState
-from tests.factories import make_contact, make_member, make_message, make_org, make_sender
+from tests.factories import (
+    make_contact,
+    make_member,
+    make_message,
+    make_org,
+    make_sender,
+    sign_in,
+)
 from tests.isolation import rows_for_the_module
 
 HUGE = "99999999999999999999"
@@ -96,9 +103,7 @@ def a_few(world):
 def empty_client(db):
     """A manager of an organization with nothing in it."""
     org = make_org("Empty Test Studio", slug="empty-test")
-    client = Client()
-    client.force_login(make_member(org, Membership.Role.MANAGER, username="empty"))
-    return client
+    return sign_in(Client(), make_member(org, Membership.Role.MANAGER, username="empty"))
 
 
 def page_shown(response):
