@@ -4,13 +4,12 @@ the contact card; existing contacts get the day they were added, marked estimate
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
 from contacts.models import Contact, ContactImport
 from deliverability import lookup_packages
 from deliverability.models import LookupPackages
+from tests import testdb
 from tests.factories import make_contact
 from tests.test_contacts_pages import change_phone, upload
 from tests.test_webhook_inbound import THEIR_NUMBER, inbound
@@ -110,16 +109,9 @@ BEFORE = [("contacts", "0006_clearer_labels_and_help_texts")]
 AFTER = [("contacts", "0007_contact_consent_date")]
 
 
-def migrate(targets):
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)
-    return executor.loader.project_state(targets).apps
-
-
 @pytest.fixture
 def old_contacts(transactional_db):
-    apps = migrate(BEFORE)
+    apps = testdb.back_to(BEFORE)
     Organization = apps.get_model("contacts", "Organization")
     Contact = apps.get_model("contacts", "Contact")
     org = Organization.objects.create(name="Old Club", slug="old-club")
@@ -127,11 +119,11 @@ def old_contacts(transactional_db):
     contact = Contact.objects.create(organization=org, phone_e164="+12125550101")
     Contact.objects.filter(pk=contact.pk).update(created_at=added)
     yield contact.pk
-    migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
+    testdb.migrate_to_latest()
 
 
 def test_existing_contacts_consent_on_the_day_they_were_added_estimated(old_contacts):
-    apps = migrate(AFTER)
+    apps = testdb.migrate(AFTER)
     contact = apps.get_model("contacts", "Contact").objects.get(pk=old_contacts)
     assert contact.consent_date == date(2023, 5, 17)
     assert contact.consent_date_estimated is True

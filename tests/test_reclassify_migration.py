@@ -4,8 +4,8 @@ import importlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
+
+from tests import testdb
 
 BEFORE = [
     ("conversations", "0009_message_auto_reply"),
@@ -16,17 +16,10 @@ AFTER = [("conversations", "0010_reclassify_inbound_replies")]
 MONDAY = datetime(2026, 4, 6, 15, 0, tzinfo=UTC)
 
 
-def migrate(targets):
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)
-    return executor.loader.project_state(targets).apps
-
-
 @pytest.fixture
 def history(transactional_db):
     """Inbound replies stored before the new rules, in the schema of that time."""
-    apps = migrate(BEFORE)
+    apps = testdb.back_to(BEFORE)
     Organization = apps.get_model("contacts", "Organization")
     Contact = apps.get_model("contacts", "Contact")
     Conversation = apps.get_model("conversations", "Conversation")
@@ -63,15 +56,14 @@ def history(transactional_db):
     said("+12125550106", "what does cancel mean here", MONDAY, review="dismissed")
     said("ACME", "STOP", MONDAY)  # an alphanumeric sender: not a number to opt out
     yield {"org_id": org.pk, "unclear_id": unclear.pk}
-    # Back to the latest schema of every app, for the tests that come after.
-    migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
+    testdb.migrate_to_latest()
 
 
 def test_replies_read_again_opt_out_queue_send_nothing_and_a_second_run_changes_nothing(
     history,
 ):
     # One test: each trip back to the old schema and forward again takes seconds.
-    apps = migrate(AFTER)
+    apps = testdb.migrate(AFTER)
     NumberState = apps.get_model("deliverability", "NumberState")
     AuditEvent = apps.get_model("deliverability", "AuditEvent")
     ReviewItem = apps.get_model("deliverability", "ReviewItem")

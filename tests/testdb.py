@@ -6,6 +6,12 @@ file, the installed apps and their versions) and kept under .pytest_cache. It ho
 `migrate` leaves behind, the django_migrations table included, so tests that migrate backwards
 and forwards work as on a freshly migrated database. PostgreSQL test databases are migrated as
 before.
+
+Migration tests go back to an earlier state with `back_to`, run the migration under test with
+`migrate`, and return with `migrate_to_latest`.
+On SQLite, the earlier state is a copy too (made by really migrating back, on a miss): a trip
+back through many migrations costs SQLite seconds, as every schema change rebuilds its table.
+The migration under test always runs for real.
 """
 
 import hashlib
@@ -17,7 +23,9 @@ from pathlib import Path
 
 from django.apps import apps
 from django.conf import settings
+from django.db import connection
 from django.db.backends.sqlite3.creation import DatabaseCreation
+from django.db.migrations.executor import MigrationExecutor
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".pytest_cache" / "test-db"
@@ -36,8 +44,56 @@ def _digest():
     return digest.hexdigest()[:16]
 
 
-def _template():
-    return CACHE / f"{_digest()}.sqlite3"
+def _template(targets=None):
+    if not targets:
+        return CACHE / f"{_digest()}.sqlite3"
+    state = hashlib.sha256(repr(sorted(targets)).encode()).hexdigest()[:12]
+    return CACHE / f"{_digest()}-{state}.sqlite3"
+
+
+def _copies_apply():
+    return connection.vendor == "sqlite" and connection.creation.is_in_memory_db(
+        connection.settings_dict["NAME"]
+    )
+
+
+def _load(template):
+    connection.ensure_connection()
+    source = sqlite3.connect(template)
+    try:
+        source.backup(connection.connection)
+    finally:
+        source.close()
+
+
+def migrate(targets):
+    """Migrate the test database to `targets` (a list of (app, migration)) and return the
+    models of that state. For transactional tests."""
+    executor = MigrationExecutor(connection)
+    executor.migrate(targets)
+    return executor.loader.project_state(targets).apps
+
+
+def back_to(targets):
+    """Take the test database back to the state `targets`, as `migrate` would from the latest
+    state, and return the models of that state. Whatever the database held is replaced."""
+    copy = _template(targets)
+    if not (_copies_apply() and copy.exists()):
+        apps = migrate(targets)
+        if _copies_apply():
+            _save(connection.connection, copy)
+        return apps
+    _load(copy)
+    return MigrationExecutor(connection).loader.project_state(targets).apps
+
+
+def migrate_to_latest():
+    """Back to the latest state of every app, for the tests that come after."""
+    if _copies_apply() and _template().exists():
+        _load(_template())
+        return
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
 
 
 def install():
