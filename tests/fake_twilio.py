@@ -142,6 +142,7 @@ class FakeTwilio:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go as written, as Twilio's do
 
             def log_message(self, *args):  # quiet
                 pass

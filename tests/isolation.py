@@ -39,3 +39,9 @@ def rows_for_the_module(django_db_blocker):
         reset_in_process_state()
         yield
         transaction.set_rollback(True)
+
+
+def fresh(instance):
+    """`instance` read again: what an earlier test did to the module's objects in memory does
+    not carry over."""
+    return type(instance).objects.get(pk=instance.pk)

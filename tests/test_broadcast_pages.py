@@ -7,6 +7,7 @@ import json
 import re
 from datetime import datetime, time, timedelta
 from io import StringIO
+from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -16,14 +17,15 @@ from django.utils import timezone
 
 from config import pacing
 from contacts import phones
-from contacts.models import Contact
+from contacts.models import Contact, Membership
 from conversations import broadcasts, bulksend, sending
 from conversations.backends import get_backend
 from conversations.management.commands.broadcast import Command as BroadcastCommand
 from conversations.models import Broadcast, Conversation, Message, Sender
 from deliverability import eligibility, outcomes
 from deliverability.models import NumberFacts, NumberState, OrgAlert, ReviewItem, SkipReason
-from tests.factories import make_contact, make_message, make_sender
+from tests.factories import make_contact, make_member, make_message, make_org, make_sender
+from tests.isolation import fresh, rows_for_the_module
 
 HTMX = {"HX-Request": "true"}
 NEW_YORK = ZoneInfo("America/New_York")
@@ -45,11 +47,50 @@ def outbox():
     return get_backend("locmem").outbox
 
 
+@pytest.fixture(scope="module")
+def world(django_db_setup, django_db_blocker):
+    """The club's organization, its manager and its contacts, made once for the module; each
+    test reads fresh copies, and what it changes is rolled back after it."""
+    with rows_for_the_module(django_db_blocker):
+        org = make_org("Riverside Test Club", slug="riverside-test")
+        owner = make_member(org, Membership.Role.MANAGER, username="owner")
+        yield SimpleNamespace(org=org, owner=owner, club=_club(org, owner))
+
+
 @pytest.fixture
-def club(org, owner):
-    """30 sendable contacts and one in each state the checks skip."""
+def org(request, db):
+    """The club's organization for the tests of the club; a new, empty one for the rest."""
+    if "world" in request.fixturenames:
+        return fresh(request.getfixturevalue("world").org)
+    return make_org("Harbor Side Club", slug="harbor-side")
+
+
+@pytest.fixture
+def owner(request, org):
+    if "world" in request.fixturenames:
+        return fresh(request.getfixturevalue("world").owner)
+    return make_member(org, Membership.Role.MANAGER, username="manager")
+
+
+@pytest.fixture
+def club(org, world):
+    """30 sendable contacts and one in each state the checks skip, sending all day."""
     org.quiet_hours_start, org.quiet_hours_end = time(0, 0), time(23, 59, 59)
     org.save()
+    made = world.club
+    contacts = Contact.objects.in_bulk(
+        [c.pk for c in made["sendable"]] + [c.pk for c in made["skipped"].values()]
+    )
+    return {
+        "org": org,
+        "sender": fresh(made["sender"]),
+        "sendable": [contacts[c.pk] for c in made["sendable"]],
+        "skipped": {key: contacts[c.pk] for key, c in made["skipped"].items()},
+    }
+
+
+def _club(org, owner):
+    """30 sendable contacts and one in each state the checks skip."""
     sender = make_sender(org, throughput=1)
     sendable = [make_contact(org, f"+1212400{n:04d}", first_name=f"Member{n}") for n in range(30)]
     skipped = {

@@ -20,7 +20,7 @@ from conversations.models import Broadcast, Message, Sender
 from deliverability import outcomes, services
 from deliverability.models import AuditEvent, NumberState
 from tests.factories import make_contact, make_member, make_message, make_org, make_sender
-from tests.isolation import rows_for_the_module
+from tests.isolation import fresh, rows_for_the_module
 
 HTMX = {"HX-Request": "true"}
 URL = "/conversations/failed/"
@@ -54,33 +54,29 @@ def world(django_db_setup, django_db_blocker):
         yield SimpleNamespace(people=people, log=_log(org, owner))
 
 
-def _fresh(instance):
-    return type(instance).objects.get(pk=instance.pk)
-
-
 @pytest.fixture
 def org(db, world):
-    return _fresh(world.people["org"])
+    return fresh(world.people["org"])
 
 
 @pytest.fixture
 def other_org(db, world):
-    return _fresh(world.people["other_org"])
+    return fresh(world.people["other_org"])
 
 
 @pytest.fixture
 def owner(db, world):
-    return _fresh(world.people["owner"])
+    return fresh(world.people["owner"])
 
 
 @pytest.fixture
 def teammate(db, world):
-    return _fresh(world.people["teammate"])
+    return fresh(world.people["teammate"])
 
 
 @pytest.fixture
 def outsider(db, world):
-    return _fresh(world.people["outsider"])
+    return fresh(world.people["outsider"])
 
 
 @pytest.fixture
