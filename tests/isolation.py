@@ -45,3 +45,12 @@ def fresh(instance):
     """`instance` read again: what an earlier test did to the module's objects in memory does
     not carry over."""
     return type(instance).objects.get(pk=instance.pk)
+
+
+def from_the_world(request, name, make):
+    """For a test that uses its module's `world` fixture, a fresh copy of the world's `name`;
+    for the others, a new one from `make()`. The world stays in the database for the whole
+    module, so what `make` creates must not collide with it (another slug, another username)."""
+    if "world" in request.fixturenames:
+        return fresh(getattr(request.getfixturevalue("world"), name))
+    return make()

@@ -25,7 +25,7 @@ from conversations.models import Broadcast, Conversation, Message, Sender
 from deliverability import eligibility, outcomes
 from deliverability.models import NumberFacts, NumberState, OrgAlert, ReviewItem, SkipReason
 from tests.factories import make_contact, make_member, make_message, make_org, make_sender
-from tests.isolation import fresh, rows_for_the_module
+from tests.isolation import fresh, from_the_world, rows_for_the_module
 
 HTMX = {"HX-Request": "true"}
 NEW_YORK = ZoneInfo("America/New_York")
@@ -60,16 +60,14 @@ def world(django_db_setup, django_db_blocker):
 @pytest.fixture
 def org(request, db):
     """The club's organization for the tests of the club; a new, empty one for the rest."""
-    if "world" in request.fixturenames:
-        return fresh(request.getfixturevalue("world").org)
-    return make_org("Harbor Side Club", slug="harbor-side")
+    return from_the_world(request, "org", lambda: make_org("Riverside", slug="riverside-new"))
 
 
 @pytest.fixture
 def owner(request, org):
-    if "world" in request.fixturenames:
-        return fresh(request.getfixturevalue("world").owner)
-    return make_member(org, Membership.Role.MANAGER, username="manager")
+    return from_the_world(
+        request, "owner", lambda: make_member(org, Membership.Role.MANAGER, username="manager")
+    )
 
 
 @pytest.fixture

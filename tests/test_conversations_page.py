@@ -5,28 +5,81 @@ polling partial, sending, the composer and its content hints, and the list's que
 import json
 import re
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 from django.core.cache import cache
 from django.utils import timezone
 from django.utils.formats import date_format
 
+from contacts.models import Contact, Membership
 from conversations.models import Message
 from conversations.queries import conversation_list
 from deliverability.models import NumberFacts, NumberState, OptIn
-from tests.factories import make_contact, make_conversation, make_message, make_sender
+from tests.factories import (
+    make_contact,
+    make_conversation,
+    make_member,
+    make_message,
+    make_org,
+    make_sender,
+)
+from tests.isolation import from_the_world, rows_for_the_module
 
 HTMX = {"HX-Request": "true"}
 
 
-@pytest.fixture
-def sender(org):
-    return make_sender(org, throughput=100)
+@pytest.fixture(scope="module")
+def world(django_db_setup, django_db_blocker):
+    """The organization, its people and their conversations, made once for the module; each
+    test that uses `people` reads fresh copies, and what it changes is rolled back after it."""
+    with rows_for_the_module(django_db_blocker):
+        org = make_org("Riverside Test Club", slug="riverside-test")
+        owner = make_member(org, Membership.Role.MANAGER, username="owner")
+        teammate = make_member(org, Membership.Role.STAFF, username="teammate")
+        sender = make_sender(org, throughput=100)
+        yield SimpleNamespace(
+            org=org,
+            owner=owner,
+            teammate=teammate,
+            sender=sender,
+            people=_people(org, owner, sender),
+        )
 
 
 @pytest.fixture
-def people(org, owner, sender):
+def org(request, db):
+    """The organization of `people` for the tests that use them; a new, empty one for the rest."""
+    return from_the_world(request, "org", lambda: make_org("Riverside", slug="riverside-new"))
+
+
+@pytest.fixture
+def owner(request, org):
+    return from_the_world(
+        request, "owner", lambda: make_member(org, Membership.Role.MANAGER, username="manager")
+    )
+
+
+@pytest.fixture
+def teammate(request, org):
+    return from_the_world(
+        request, "teammate", lambda: make_member(org, Membership.Role.STAFF, username="staff")
+    )
+
+
+@pytest.fixture
+def sender(request, org):
+    return from_the_world(request, "sender", lambda: make_sender(org, throughput=100))
+
+
+@pytest.fixture
+def people(world):
     """Four conversations: an ordinary one, a manual Invalid, a staff opt-out, a paused one."""
+    contacts = Contact.objects.in_bulk([contact.pk for contact in world.people.values()])
+    return {name: contacts[contact.pk] for name, contact in world.people.items()}
+
+
+def _people(org, owner, sender):
     ann = make_contact(org, "+12125550101", first_name="Ann", last_name="Lee")
     bob = make_contact(org, "+12125550102", first_name="Bob", last_name="Ray")
     cat = make_contact(org, "+12125550103", first_name="Cat", last_name="Ng")
@@ -537,7 +590,7 @@ def test_sending_without_a_sender_is_refused(teammate_client, org):
     )
     assert toast(response)["level"] == "danger"
     assert "No sending number" in toast(response)["message"]
-    assert not Message.objects.exists()
+    assert not Message.objects.filter(conversation__contact=contact).exists()
 
 
 def test_sending_without_javascript_redirects_back_with_a_message(teammate_client, people):
