@@ -28,6 +28,13 @@ def make_member(org, role=Membership.Role.STAFF, username=None):
     return user
 
 
+def make_org_and_manager():
+    """The organization and manager that conftest's `org` and `owner` make, for the rows a
+    module's tests share."""
+    org = make_org("Riverside Test Club", slug="riverside-test")
+    return org, make_member(org, Membership.Role.MANAGER, username="owner")
+
+
 def make_contact(org, phone="+12125550100", first_name="Pat", last_name=None, **fields):
     contact = Contact(
         organization=org,

@@ -2,6 +2,7 @@
 
 import contextlib
 
+import pytest
 from django.db import transaction
 from django.test import override_settings
 
@@ -54,3 +55,27 @@ def from_the_world(request, name, make):
     if "world" in request.fixturenames:
         return fresh(getattr(request.getfixturevalue("world"), name))
     return make()
+
+
+# A module whose shared rows (its `world` fixture) fill the organization imports these two in
+# place of conftest's, so that its other tests still get an empty organization of their own.
+
+
+@pytest.fixture
+def org(request, db):
+    """The world's organization for a test that uses the module's world; a new, empty one for
+    the others."""
+    from tests.factories import make_org
+
+    return from_the_world(request, "org", lambda: make_org("Riverside", slug="riverside-new"))
+
+
+@pytest.fixture
+def owner(request, org):
+    """The manager of `org`."""
+    from contacts.models import Membership
+    from tests.factories import make_member
+
+    return from_the_world(
+        request, "owner", lambda: make_member(org, Membership.Role.MANAGER, username="manager")
+    )

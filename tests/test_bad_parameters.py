@@ -23,6 +23,7 @@ from tests.factories import (
     make_member,
     make_message,
     make_org,
+    make_org_and_manager,
     make_sender,
     sign_in,
 )
@@ -41,8 +42,7 @@ def world(django_db_setup, django_db_blocker):
     page); the outsider's holds a few contacts in several states.
     """
     with rows_for_the_module(django_db_blocker):
-        org = make_org("Riverside Test Club", slug="riverside-test")
-        owner = make_member(org, Membership.Role.MANAGER, username="owner")
+        org, owner = make_org_and_manager()
         sender = make_sender(org, throughput=100)
         for n in range(60):
             contact = make_contact(org, f"+1212555{n:04d}", first_name=f"Member{n:02d}")

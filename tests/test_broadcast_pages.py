@@ -17,15 +17,17 @@ from django.utils import timezone
 
 from config import pacing
 from contacts import phones
-from contacts.models import Contact, Membership
+from contacts.models import Contact
 from conversations import broadcasts, bulksend, sending
 from conversations.backends import get_backend
 from conversations.management.commands.broadcast import Command as BroadcastCommand
 from conversations.models import Broadcast, Conversation, Message, Sender
 from deliverability import eligibility, outcomes
 from deliverability.models import NumberFacts, NumberState, OrgAlert, ReviewItem, SkipReason
-from tests.factories import make_contact, make_member, make_message, make_org, make_sender
-from tests.isolation import fresh, from_the_world, rows_for_the_module
+from tests.factories import make_contact, make_message, make_org_and_manager, make_sender
+from tests.isolation import fresh, rows_for_the_module
+from tests.isolation import org as org  # noqa: F401 - the world's, or an empty one
+from tests.isolation import owner as owner  # noqa: F401
 
 HTMX = {"HX-Request": "true"}
 NEW_YORK = ZoneInfo("America/New_York")
@@ -52,22 +54,8 @@ def world(django_db_setup, django_db_blocker):
     """The club's organization, its manager and its contacts, made once for the module; each
     test reads fresh copies, and what it changes is rolled back after it."""
     with rows_for_the_module(django_db_blocker):
-        org = make_org("Riverside Test Club", slug="riverside-test")
-        owner = make_member(org, Membership.Role.MANAGER, username="owner")
+        org, owner = make_org_and_manager()
         yield SimpleNamespace(org=org, owner=owner, club=_club(org, owner))
-
-
-@pytest.fixture
-def org(request, db):
-    """The club's organization for the tests of the club; a new, empty one for the rest."""
-    return from_the_world(request, "org", lambda: make_org("Riverside", slug="riverside-new"))
-
-
-@pytest.fixture
-def owner(request, org):
-    return from_the_world(
-        request, "owner", lambda: make_member(org, Membership.Role.MANAGER, username="manager")
-    )
 
 
 @pytest.fixture

@@ -21,10 +21,12 @@ from tests.factories import (
     make_conversation,
     make_member,
     make_message,
-    make_org,
+    make_org_and_manager,
     make_sender,
 )
 from tests.isolation import from_the_world, rows_for_the_module
+from tests.isolation import org as org  # noqa: F401 - the world's, or an empty one
+from tests.isolation import owner as owner  # noqa: F401
 
 HTMX = {"HX-Request": "true"}
 
@@ -34,8 +36,7 @@ def world(django_db_setup, django_db_blocker):
     """The organization, its people and their conversations, made once for the module; each
     test that uses `people` reads fresh copies, and what it changes is rolled back after it."""
     with rows_for_the_module(django_db_blocker):
-        org = make_org("Riverside Test Club", slug="riverside-test")
-        owner = make_member(org, Membership.Role.MANAGER, username="owner")
+        org, owner = make_org_and_manager()
         teammate = make_member(org, Membership.Role.STAFF, username="teammate")
         sender = make_sender(org, throughput=100)
         yield SimpleNamespace(
@@ -45,19 +46,6 @@ def world(django_db_setup, django_db_blocker):
             sender=sender,
             people=_people(org, owner, sender),
         )
-
-
-@pytest.fixture
-def org(request, db):
-    """The organization of `people` for the tests that use them; a new, empty one for the rest."""
-    return from_the_world(request, "org", lambda: make_org("Riverside", slug="riverside-new"))
-
-
-@pytest.fixture
-def owner(request, org):
-    return from_the_world(
-        request, "owner", lambda: make_member(org, Membership.Role.MANAGER, username="manager")
-    )
 
 
 @pytest.fixture

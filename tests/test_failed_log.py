@@ -19,7 +19,14 @@ from conversations.backends import get_backend
 from conversations.models import Broadcast, Message, Sender
 from deliverability import outcomes, services
 from deliverability.models import AuditEvent, NumberState
-from tests.factories import make_contact, make_member, make_message, make_org, make_sender
+from tests.factories import (
+    make_contact,
+    make_member,
+    make_message,
+    make_org,
+    make_org_and_manager,
+    make_sender,
+)
 from tests.isolation import fresh, rows_for_the_module
 
 HTMX = {"HX-Request": "true"}
@@ -40,8 +47,7 @@ def world(django_db_setup, django_db_blocker):
     """The organizations, their people and the log's messages, made once for the module; each
     test reads fresh copies, and what it changes is rolled back after it."""
     with rows_for_the_module(django_db_blocker):
-        org = make_org("Riverside Test Club", slug="riverside-test")
-        owner = make_member(org, Membership.Role.MANAGER, username="owner")
+        org, owner = make_org_and_manager()
         people = {
             "org": org,
             "owner": owner,

@@ -14,7 +14,14 @@ from conversations import history
 from conversations.models import Broadcast, Message
 from deliverability import consent, replies
 from deliverability.models import OrgAlert
-from tests.factories import make_contact, make_member, make_message, make_org, make_sender
+from tests.factories import (
+    make_contact,
+    make_member,
+    make_message,
+    make_org,
+    make_org_and_manager,
+    make_sender,
+)
 from tests.isolation import rows_for_the_module
 
 ANON, OUTSIDER, STAFF, MANAGER = "anonymous", "outsider", "staff", "manager"
@@ -85,8 +92,7 @@ def world(django_db_setup, django_db_blocker):
     """The organizations, their people and one object of each kind, made once for the module:
     every test only reads them (what a POST changes is rolled back after each test)."""
     with rows_for_the_module(django_db_blocker):
-        org = make_org("Riverside Test Club", slug="riverside-test")
-        owner = make_member(org, Membership.Role.MANAGER, username="owner")
+        org, owner = make_org_and_manager()
         teammate = make_member(org, Membership.Role.STAFF, username="teammate")
         other_org = make_org("Harbor Test Clinic", slug="harbor-test")
         outsider = make_member(other_org, Membership.Role.MANAGER, username="outsider")
