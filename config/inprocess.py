@@ -84,8 +84,27 @@ class Scheduler:
                     self._running[queue] -= 1
                     self._cond.notify_all()
 
+    def discard_waiting(self):
+        with self._cond:
+            for waiting in self._waiting.values():
+                waiting.clear()
+
 
 _scheduler = Scheduler()
+_timers = set()  # tasks waiting out their countdown
+_timers_lock = threading.Lock()
+
+
+def discard_pending():
+    """Forget the tasks not yet started: those waiting out a countdown and those queued. A test
+    ends with it, so that a retry one test scheduled never runs during another (or while the
+    test database is dropped)."""
+    with _timers_lock:
+        timers = list(_timers)
+        _timers.clear()
+    for timer in timers:
+        timer.cancel()
+    _scheduler.discard_waiting()
 
 
 def current_queue():
@@ -114,8 +133,16 @@ def submit(task, args, kwargs, countdown=0.0, retries=0, queue="maintenance"):
         _run(task, args, kwargs, retries, queue)
 
     if countdown and countdown > 0:
-        timer = threading.Timer(countdown, _scheduler.submit, args=(queue, job))
+
+        def due():
+            with _timers_lock:
+                _timers.discard(timer)
+            _scheduler.submit(queue, job)
+
+        timer = threading.Timer(countdown, due)
         timer.daemon = True
+        with _timers_lock:
+            _timers.add(timer)
         timer.start()
     else:
         _scheduler.submit(queue, job)

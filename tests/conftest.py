@@ -17,6 +17,7 @@ import pytest
 from django.conf import settings as django_settings
 from hypothesis import settings as hypothesis_settings
 
+from config import inprocess
 from contacts.models import Membership
 from tests import factories, testdb
 from tests.isolation import TEST_SETTINGS, reset_in_process_state
@@ -126,6 +127,8 @@ def _tasks_run_at_once(settings):
     for name, value in TEST_SETTINGS.items():
         setattr(settings, name, value)
     reset_in_process_state()
+    yield
+    inprocess.discard_pending()  # the last test's too, before the test database is dropped
 
 
 @pytest.fixture

@@ -18,11 +18,14 @@ TEST_SETTINGS = {
 
 
 def reset_in_process_state():
-    """Forget what an earlier test left in this process: pacing, the cache, the sent texts."""
+    """Forget what an earlier test left in this process: pacing, the cache, the sent texts,
+    the in-process tasks not yet started."""
     from django.core.cache import cache
 
-    from config import pacing
+    from config import inprocess, pacing
     from conversations.backends import get_backend
+
+    inprocess.discard_pending()
 
     pacing._local_next.clear()
     pacing._local_calls.clear()

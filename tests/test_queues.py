@@ -25,6 +25,9 @@ class RecordingScheduler:
     def submit(self, queue, job):
         self.queues.append(queue)
 
+    def discard_waiting(self):
+        pass  # it runs nothing
+
 
 @pytest.fixture
 def scheduled(settings, monkeypatch):
@@ -143,3 +146,27 @@ def test_an_interactive_send_takes_the_senders_next_slot_ahead_of_a_broadcast():
     assert sum(1 for wait, _ in booked if wait is not None) == 1  # the rest wait to ask again
     wait, _ = pacing.take_slot("sender-long", 1)  # a staff member's reply
     assert wait <= 1.5  # not 32 s behind the broadcast
+
+
+class _Marker:
+    """A task that only records that it ran."""
+
+    name = "marker"
+
+    def __init__(self):
+        self.ran = threading.Event()
+
+    def apply(self, args, kwargs, throw, retries):
+        self.ran.set()
+
+
+def test_a_task_waiting_out_its_countdown_is_discarded_with_the_test(settings):
+    """A retry one test scheduled must never run during the next one."""
+    settings.TASKS_IN_PROCESS = "thread"
+    later, now = _Marker(), _Marker()
+    inprocess.submit(later, (), {}, countdown=0.2)
+    inprocess.discard_pending()
+    inprocess.submit(now, (), {})
+    assert now.ran.wait(5)
+    time.sleep(0.4)
+    assert not later.ran.is_set()
