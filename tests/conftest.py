@@ -43,8 +43,8 @@ hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "quick"))
 # The ORM makes many short-lived objects: with the default thresholds (a collection every 700
 # allocations) the collector took about a tenth of the run. The collected tests and imported
 # modules live for the whole run, so they are frozen out of every later collection. On SQLite
-# only: a PostgreSQL connection left by a finished thread is closed only when the collector
-# reaches it, and one left over blocks dropping the test database at the end.
+# only, the pass with a time target: on PostgreSQL a connection that a finished thread left
+# open is closed only when the collector reaches it, so that pass keeps the defaults.
 _FEWER_COLLECTIONS = django_settings.DATABASES["default"]["ENGINE"].endswith("sqlite3")
 if _FEWER_COLLECTIONS:
     gc.set_threshold(50_000, 50, 100)
