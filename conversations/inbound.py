@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from contacts.models import Contact
 from contacts.phones import mask, parse_phone
-from conversations.models import Conversation, Message, Sender
+from conversations.models import Conversation, Message, MessageEvent, Sender
 from conversations.segments import segment
 from conversations.sending import conversation_for, message_create_outbound, touch_conversation
 from deliverability import consent, outcomes, replies
@@ -66,9 +66,10 @@ def inbound_apply(event):
         final_at=timezone.now(),
     )
     event.message = message
-    if event.attempts and _replied_since(conversation, event.received_at, message):
-        # Applied late (a retry): it takes its place in the thread, and a later reply from the
-        # number, already applied, has the last word (a late STOP never undoes a START).
+    if _later_reply_applied(event, conversation):
+        # Applied out of the order received (retried from the admin after a later reply, or the
+        # number written another way): it takes its place in the thread, and the later reply
+        # has the last word (a late STOP never undoes a START).
         Message.objects.filter(pk=message.pk).update(created_at=event.received_at)
         Conversation.objects.filter(pk=conversation.pk).update(unread_count=F("unread_count") + 1)
         return "stored (a later reply from the number was already applied)"
@@ -93,11 +94,20 @@ def inbound_apply(event):
     return _act_on_keywords(org, contact, sender, message, params.get("OptOutType"))
 
 
-def _replied_since(conversation, moment, message):
-    """Whether the number wrote again after `moment` (other than `message` itself)."""
+def _later_reply_applied(event, conversation):
+    """Whether a reply in `conversation` received after `event` has been applied already.
+
+    By the times the replies were received, not applied: under a backlog an earlier reply is
+    applied after a later one was received, and a reply postponed by a transient error is
+    still applied in its turn (conversations.events holds later replies back until then).
+    """
     return (
-        conversation.messages.filter(direction=Message.Direction.INBOUND, created_at__gt=moment)
-        .exclude(pk=message.pk)
+        MessageEvent.objects.filter(
+            kind=MessageEvent.Kind.INBOUND,
+            message__conversation=conversation,
+            received_at__gt=event.received_at,
+        )
+        .exclude(pk=event.pk)
         .exists()
     )
 

@@ -197,6 +197,61 @@ def test_a_stop_applied_late_never_undoes_a_later_start(client, org, sender, con
     assert list(thread) == ["STOP", "START"]  # in the order the member wrote them
 
 
+def stored_inbound(body, sid, *, received_ago, **fields):
+    """An inbound event from MEMBER as the webhook stores it, received `received_ago` back."""
+    event = MessageEvent.objects.create(
+        kind=MessageEvent.Kind.INBOUND,
+        idempotency_key=f"inbound:{sid}",
+        provider_sid=sid,
+        status="received",
+        payload=inbound_params(to=OUR_NUMBER, from_=MEMBER, body=body, sid=sid),
+        **fields,
+    )
+    MessageEvent.objects.filter(pk=event.pk).update(received_at=timezone.now() - received_ago)
+    return event
+
+
+def test_a_start_postponed_once_still_follows_the_stop_received_before_it(org, sender, contact):
+    """Under a backlog the STOP is applied after the START was received; the START, retried
+    after a transient error, still has the last word."""
+    from deliverability.models import NumberState
+
+    stored_inbound("STOP", "SMstop", received_ago=timedelta(seconds=20))
+    start = stored_inbound("START", "SMstart", received_ago=timedelta(seconds=10), attempts=1)
+
+    events.events_apply_pending()
+
+    start.refresh_from_db()
+    assert start.outcome == "opted in"
+    assert not NumberState.objects.get(organization=org, phone=MEMBER).is_opted_out
+
+
+def test_a_stop_retried_from_the_admin_after_a_later_start_does_not_undo_it(
+    admin_client, org, sender, contact
+):
+    from deliverability.models import NumberState
+
+    stop = stored_inbound(
+        "STOP",
+        "SMgivenup",
+        received_ago=timedelta(minutes=5),
+        processed_at=timezone.now(),
+        not_applied=True,
+        outcome="error: ValueError: a bug since fixed",
+    )
+    stored_inbound("START", "SMlater", received_ago=timedelta(minutes=1))
+    events.events_apply_pending()
+
+    admin_client.post(
+        "/admin/conversations/messageevent/",
+        {"action": "retry", "_selected_action": [stop.pk]},
+    )
+
+    stop.refresh_from_db()
+    assert stop.outcome == "stored (a later reply from the number was already applied)"
+    assert not NumberState.objects.get(organization=org, phone=MEMBER).is_opted_out
+
+
 # Given up on, visibly --------------------------------------------------------------------------
 
 

@@ -235,6 +235,8 @@ def test_every_event_is_applied_once_by_two_workers_at_once(stack):
         "inbound stored": sum(1 for kind, *_ in stored if kind == "inbound"),
         "inbound sent": expected_inbound,
         "error outcomes": len(errors),
+        # Replies are applied in the order received: none is ever found to come after a later one.
+        "inbound applied as late": events.filter(outcome__startswith="stored (a later").count(),
         "last STOP/START not applied": len(wrong_word),
         "final status not the first final": len(wrong_final),
         "status events not linked": events.filter(kind="status", message=None).count(),
@@ -249,5 +251,6 @@ def test_every_event_is_applied_once_by_two_workers_at_once(stack):
     assert figures["inbound stored"] == figures["inbound sent"], figures
     assert errors == [], (figures, errors[:5])
     assert wrong_word == [], (figures, wrong_word[:5])
+    assert figures["inbound applied as late"] == 0, figures
     assert wrong_final == {}, figures
     assert figures["status events not linked"] == 0, figures
