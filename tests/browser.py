@@ -11,6 +11,7 @@ import pytest
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore
+from django.db import connections
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -46,6 +47,10 @@ def chromium():
         )
         yield browser
         browser.close()
+        # While that loop runs, Django keeps this thread's connections apart from the ones it
+        # had before (per async context): closed before the loop stops, or the ones the later
+        # tests opened outlive the session and the test database cannot be dropped.
+        connections.close_all()
 
 
 def session_cookie_for(user, live_server_url):
