@@ -154,7 +154,12 @@ class FakeTwilio:
 
             def handle_one_request(self):
                 self.reader.first = None  # this request's first bytes stamp it
-                super().handle_one_request()
+                try:
+                    super().handle_one_request()
+                except OSError:
+                    # The connection is gone (the client reset it, or it was closed as the
+                    # stand-in stopped): the end of this connection, as for a real server.
+                    self.close_connection = True
 
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
