@@ -24,6 +24,10 @@ applied one per transaction. Two events about the same thing are applied in the 
 were received: a status event waits for the earlier ones of its message SID, an inbound one for
 the earlier ones from its number (a retried STOP never lands after a later START).
 
+A lost database session (killed, a failover, a restarted pooler) postpones what it was applying,
+on a new session; when even that fails, or the next events cannot be chosen, the run stops with
+DatabaseUnavailable and the events stay stored, to be applied by a later run.
+
 Only an event that can never apply is given up on, with `not_applied` set: a malformed payload,
 a status for a message SID still unknown after 72 hours, a message to a number that is none of
 our senders, or one that kept failing on a non-transient error. Those are listed in the admin
@@ -35,7 +39,7 @@ import random
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db import DatabaseError, InterfaceError, OperationalError, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.db.models.fields.json import KT
 from django.utils import timezone
@@ -117,22 +121,38 @@ def events_apply_pending(limit=5000):
     """Apply stored events that are due: inbound messages first, then status callbacks.
 
     Returns how many events were looked at. Safe to run in any number of processes at once.
+    Raises DatabaseUnavailable when the database stops answering (nothing is lost: the events
+    stay stored and unprocessed).
     """
     done = 0
-    try:
-        while done < limit:
-            handled = _apply_next_inbound()
-            if handled is None:
-                break
-            done += handled
-        while done < limit:
-            handled = _apply_next_status_batch(min(STATUS_BATCH, limit - done))
-            if handled is None:
-                break
-            done += handled
-    except _DatabaseGone:
-        log.warning("event processing stops until the database answers again")
+    while done < limit:
+        handled = _apply_next_inbound()
+        if handled is None:
+            break
+        done += handled
+    while done < limit:
+        handled = _apply_next_status_batch(min(STATUS_BATCH, limit - done))
+        if handled is None:
+            break
+        done += handled
     return done
+
+
+class DatabaseUnavailable(Exception):
+    """The database did not answer: processing stops for now; the events stay stored."""
+
+
+def _reconnect_if_lost():
+    """After an error on a session that is gone, the next statement opens a new one instead of
+    failing on the dead one (never inside a transaction the caller holds)."""
+    if connection.errors_occurred and not connection.in_atomic_block:
+        connection.close_if_unusable_or_obsolete()
+
+
+def _claim_failed(exc):
+    """Choosing the next events failed: the run ends (the next one starts on a new session)."""
+    _reconnect_if_lost()
+    raise DatabaseUnavailable(str(exc)) from exc
 
 
 # Inbound messages, one per transaction --------------------------------------------------------
@@ -150,7 +170,9 @@ def _apply_next_inbound():
             _apply_inbound(claimed)
         return 1
     except TRANSIENT as exc:
-        return _postponed([claimed.pk], exc) if claimed else None
+        if claimed is None:
+            _claim_failed(exc)
+        return _postponed([claimed.pk], exc)
     except Exception as exc:
         _failed(claimed, exc)
         return 1
@@ -240,7 +262,9 @@ def _apply_next_status_batch(limit):
             _apply_status_batch(events)
         return len(ids)
     except TRANSIENT as exc:
-        return _postponed(ids, exc) if ids else None
+        if not ids:
+            _claim_failed(exc)
+        return _postponed(ids, exc)
     except Exception:
         # Something in the batch cannot apply: each event alone, to find which.
         log.warning("a batch of %s status events failed; applying them one by one", len(ids))
@@ -477,8 +501,9 @@ def _postponed(ids, exc):
     """A transient failure: the events stay unprocessed and are tried again after a back-off.
 
     Returns 0. If even that cannot be written (the database is gone), they are simply left
-    as they were: still unprocessed, the periodic sweeper takes them again."""
+    as they were: still unprocessed, a later run takes them again."""
     log.warning("applying %s event(s) failed for now, will retry: %s", len(ids), exc)
+    _reconnect_if_lost()
     try:
         with transaction.atomic():
             events = list(
@@ -494,12 +519,9 @@ def _postponed(ids, exc):
             bulk_update(events, ["attempts", "next_attempt_at", "outcome"])
     except DatabaseError as again:
         log.warning("could not postpone %s event(s): %s", len(ids), again)
-        raise _DatabaseGone from again
+        _reconnect_if_lost()
+        raise DatabaseUnavailable(str(again)) from again
     return 0
-
-
-class _DatabaseGone(Exception):
-    """The database does not answer: stop for now; the events stay stored and unprocessed."""
 
 
 def _failed(event, exc):
@@ -508,6 +530,7 @@ def _failed(event, exc):
     if event is None:
         raise exc
     log.exception("event %s could not be applied", event.pk)
+    _reconnect_if_lost()
     try:
         with transaction.atomic():
             current = (
@@ -531,7 +554,8 @@ def _failed(event, exc):
             )
             current.save(update_fields=["attempts", "next_attempt_at", "outcome"])
     except DatabaseError as again:
-        raise _DatabaseGone from again
+        _reconnect_if_lost()
+        raise DatabaseUnavailable(str(again)) from again
 
 
 def _alert_not_applied(event):

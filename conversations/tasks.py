@@ -29,6 +29,8 @@ from conversations.models import Broadcast, Message
 
 log = logging.getLogger(__name__)
 
+DATABASE_RETRY_S = 2.0  # after event processing stopped on a database error
+
 MAX_SEND_RETRIES = sending.MAX_SEND_ATTEMPTS - 1
 WAITING_GRACE_MINUTES = 10
 
@@ -79,8 +81,14 @@ def process_events():
     another when the first of them is due, so they never wait for the sweeper alone.
     """
     event_requests.processing_started()
-    applied = events.events_apply_pending(limit=5000)
-    due_in = events.next_retry_in()
+    try:
+        applied = events.events_apply_pending(limit=5000)
+        due_in = events.next_retry_in()
+    except (events.DatabaseUnavailable, OperationalError, InterfaceError) as exc:
+        # Nothing is lost (the events stay stored); another run soon, not only the sweeper's.
+        log.warning("event processing stopped, again in %s s: %s", DATABASE_RETRY_S, exc)
+        event_requests.request_event_processing(delay=DATABASE_RETRY_S)
+        return 0
     if due_in is not None:
         event_requests.request_event_processing(
             delay=max(due_in, event_requests.PROCESS_DEBOUNCE_MS / 1000)

@@ -131,6 +131,37 @@ def test_a_lost_connection_on_an_inbound_stop_postpones_it_and_the_stop_is_appli
     assert NumberState.objects.get(organization=org, phone=MEMBER).opt_out_reason == "stop_keyword"
 
 
+def test_a_run_the_database_stops_leaves_the_events_stored_and_asks_for_another_soon(
+    client, message, monkeypatch
+):
+    from conversations import event_requests, tasks
+
+    asked = []
+    monkeypatch.setattr(
+        event_requests, "request_event_processing", lambda delay=None: asked.append(delay)
+    )
+    fail = {"on": True}
+    real_claim = events._claim
+
+    def database_gone(*args):
+        if fail["on"]:
+            raise OperationalError("server closed the connection unexpectedly")
+        return real_claim(*args)
+
+    monkeypatch.setattr(events, "_claim", database_gone)
+    assert callback(client, message, "delivered").status_code == 204
+    asked.clear()
+
+    assert tasks.process_events() == 0
+
+    assert asked == [tasks.DATABASE_RETRY_S]  # not only the sweeper's run, 30 s later
+    assert MessageEvent.objects.get().processed_at is None
+    fail["on"] = False
+    tasks.process_events()
+    message.refresh_from_db()
+    assert message.status == Message.Status.DELIVERED
+
+
 def test_a_postponed_status_holds_back_later_callbacks_of_the_same_message(
     client, message, contact, sender, monkeypatch
 ):
